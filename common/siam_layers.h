@@ -1,0 +1,74 @@
+/* siam_layers: every layer as a forward/backward pair of free functions over a whole batch.
+ *
+ * Conventions (all layers):
+ * - Row-major, images NHWC: an image batch is (B,H,W,C); a dense batch is (B,I).
+ * - Outputs come first in the argument list, inputs are const.
+ * - forward overwrites its output.
+ * - backward ACCUMULATES (+=) into every gradient output (din, dw, db, ...); the caller zeroes
+ *   them. Any gradient output may be NULL when it is not needed (e.g. din of the first layer).
+ * - Workspaces and caches are owned by the caller, sized by the *_size helpers.
+ */
+#ifndef SIAM_LAYERS_H
+#define SIAM_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siam_rng.h"
+
+/* ---- dense: out (B,O) = in (B,I) . w (I,O) + b (O) ---- */
+void siam_dense_forward(float *out, const float *in, const float *w, const float *b, int B, int I,
+                        int O);
+/* din (B,I) += dout . w^T;  dw (I,O) += in^T . dout;  db (O) += sum_b dout */
+void siam_dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                         const float *w, int B, int I, int O);
+
+/* ---- conv2d, 'valid' padding, stride 1: in (B,H,W,C), w (KH,KW,C,K), b (K),
+ *      out (B,OH,OW,K) with OH = H-KH+1, OW = W-KW+1.
+ *      col is the im2col workspace of (B*OH*OW, KH*KW*C) floats; forward fills it and backward
+ *      reads it, so keep it between the two calls.
+ *      dcol is a second workspace of the same size used by backward (may be NULL when din is). */
+size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW);
+void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
+                         int B, int H, int W, int C, int KH, int KW, int K);
+void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const float *dout,
+                          const float *col, const float *w, int B, int H, int W, int C, int KH,
+                          int KW, int K);
+
+/* ---- maxpool 2x2 stride 2 (floor): in (B,H,W,C) -> out (B,H/2,W/2,C).
+ *      argmax (B,H/2,W/2,C) records the flat input index of each maximum for backward. */
+void siam_maxpool2_forward(float *out, uint32_t *argmax, const float *in, int B, int H, int W,
+                           int C);
+void siam_maxpool2_backward(float *din, const float *dout, const uint32_t *argmax, int B, int H,
+                            int W, int C);
+
+/* ---- batchnorm over the last axis: x (N,C) with N = B*H*W for images, B for dense.
+ *      y = gamma * (x - mean) / sqrt(var + eps) + beta.
+ *      Training: mean/var of this batch (biased var), running_* = momentum*running_* +
+ *      (1-momentum)*batch stat (running_var uses the unbiased batch variance, as Keras does).
+ *      Inference: running statistics. xhat (N,C) and inv_std (C) are caches for backward. */
+void siam_batchnorm_forward_train(float *y, float *xhat, float *inv_std, float *running_mean,
+                                  float *running_var, const float *x, const float *gamma,
+                                  const float *beta, int N, int C, float momentum, float eps);
+void siam_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
+                                  const float *running_mean, const float *running_var, int N,
+                                  int C, float eps);
+/* Backward of the training-mode forward. */
+void siam_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                             const float *xhat, const float *inv_std, const float *gamma, int N,
+                             int C);
+
+/* ---- relu: y = max(x, 0) (n elements); backward uses the forward output y ---- */
+void siam_relu_forward(float *y, const float *x, size_t n);
+void siam_relu_backward(float *dx, const float *dy, const float *y, size_t n);
+
+/* ---- elu (alpha = 1): y = x for x > 0, exp(x) - 1 otherwise; backward uses x and y ---- */
+void siam_elu_forward(float *y, const float *x, size_t n);
+void siam_elu_backward(float *dx, const float *dy, const float *x, const float *y, size_t n);
+
+/* ---- dropout, inverted: training keeps each element with probability 1-rate and scales it by
+ *      1/(1-rate); mask (n) holds the scale applied (0 or 1/(1-rate)). Inference: identity. ---- */
+void siam_dropout_forward(float *y, float *mask, const float *x, size_t n, float rate, siam_rng *rng);
+void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t n);
+
+#endif

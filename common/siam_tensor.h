@@ -1,0 +1,25 @@
+/* siam_tensor: the matrix product every layer is built on, over OpenBLAS, with a naive twin. */
+#ifndef SIAM_TENSOR_H
+#define SIAM_TENSOR_H
+
+#include <stddef.h>
+
+/* C (M,N) = alpha * op(A) * op(B) + beta * C, all row-major.
+ * op(A) is (M,K): A is (M,K) with lda >= K, or (K,M) with lda >= M when trans_a.
+ * op(B) is (K,N): B is (K,N) with ldb >= N, or (N,K) with ldb >= K when trans_b. */
+void siam_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The same product with three plain loops: the reference the BLAS path is tested against. */
+void siam_sgemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Number of threads OpenBLAS uses; n <= 0 leaves the library default. */
+void siam_blas_set_threads(int n);
+int siam_blas_get_threads(void);
+
+/* 64-byte aligned, zero-filled allocation of n floats; NULL on failure. Free with siam_free. */
+float *siam_alloc_floats(size_t n);
+void siam_free(void *p);
+
+#endif
