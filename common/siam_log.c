@@ -1,0 +1,126 @@
+/* siam_log: timestamped level-filtered lines on stderr; progress bar or periodic lines. */
+#include "siam_log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int siam_log_threshold = SIAM_LOG_INFO;
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+static int bar_on_screen; /* a progress bar occupies the current terminal line */
+
+void siam_log_write(int level, const char *component, const char *fmt, ...) {
+    struct timespec ts;
+    struct tm tm;
+    char stamp[32];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (level < 0 || level > SIAM_LOG_ERROR)
+        level = SIAM_LOG_ERROR;
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&log_lock);
+    if (bar_on_screen) {
+        fputc('\n', stderr);
+        bar_on_screen = 0;
+    }
+    fprintf(stderr, "%s.%03ldZ %-5s %s: ", stamp, ts.tv_nsec / 1000000, level_names[level],
+            component);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&log_lock);
+    va_end(ap);
+}
+
+int siam_log_parse_level(const char *name, int *level, siam_error *err) {
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *level = i;
+            return SIAM_OK;
+        }
+    }
+    return siam_error_set(err, SIAM_ERR_ARG,
+                          "unknown log level '%s' (use debug, info, warn, error)", name);
+}
+
+void siam_log_set_level(int level) {
+    siam_log_threshold = level;
+}
+
+double siam_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void format_duration(char *buf, size_t cap, double s) {
+    if (s < 0 || s > 1e7) {
+        snprintf(buf, cap, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
+}
+
+void siam_progress_begin(siam_progress *p, const char *label, uint64_t total_steps) {
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->total = total_steps;
+    p->start = p->last_print = siam_now();
+    p->interval = 10.0;
+    p->tty = isatty(STDERR_FILENO);
+}
+
+static void draw(siam_progress *p, uint64_t steps, uint64_t pairs, double loss, int final) {
+    double now = siam_now(), el = now - p->start;
+    double rate = el > 0 ? (double)pairs / el : 0.0;
+    double eta =
+        steps > 0 && p->total > steps ? el * (double)(p->total - steps) / (double)steps : 0.0;
+    char e[32], r[32];
+    format_duration(e, sizeof e, el);
+    format_duration(r, sizeof r, eta);
+    double frac = p->total ? (double)steps / (double)p->total : 1.0;
+    pthread_mutex_lock(&log_lock);
+    if (p->tty) {
+        char bar[31];
+        int fill = (int)(frac * 30.0 + 0.5);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r%s [%s] %3.0f%% %llu/%llu steps  %.0f pairs/s  loss %.4f  %s<%s ",
+                p->label, bar, frac * 100.0, (unsigned long long)steps,
+                (unsigned long long)p->total, rate, loss, e, r);
+        bar_on_screen = !final;
+        if (final)
+            fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "%s: step %llu/%llu (%.0f%%) pairs/s=%.0f loss=%.4f elapsed=%s eta=%s\n",
+                p->label, (unsigned long long)steps, (unsigned long long)p->total, frac * 100.0,
+                rate, loss, e, r);
+    }
+    fflush(stderr);
+    pthread_mutex_unlock(&log_lock);
+    p->last_print = now;
+}
+
+void siam_progress_update(siam_progress *p, uint64_t steps_done, uint64_t pairs_done, double loss) {
+    double now = siam_now();
+    double every = p->tty ? 0.2 : p->interval;
+    if (now - p->last_print >= every)
+        draw(p, steps_done, pairs_done, loss, 0);
+}
+
+void siam_progress_end(siam_progress *p, uint64_t steps_done, uint64_t pairs_done, double loss) {
+    draw(p, steps_done, pairs_done, loss, 1);
+}

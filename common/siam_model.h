@@ -1,0 +1,63 @@
+/* siam_model: an embedding network = ordered layers over one contiguous parameter buffer and one
+ * gradient buffer. Two (or more) "passes" share the weights: each pass keeps its own activations,
+ * and backward of every pass accumulates into the same gradient buffer (Siamese weight sharing).
+ *
+ * A model is described by a spec string, one token per layer after the input shape, e.g.
+ *   "in=28x28x1 dense128 relu dropout0.5 dense128 relu dropout0.3 dense128 relu"   (mlp)
+ *   "in=28x28x1 conv3x3x32 elu maxpool2 batchnorm conv3x3x64 elu maxpool2 batchnorm flatten
+ *    dense128"                                                                       (cnn)
+ * The spec identifies architecture and sizes: two models with equal specs have the same
+ * parameter layout, so checkpoints and averaged weights move between them with one memcpy.
+ */
+#ifndef SIAM_MODEL_H
+#define SIAM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siam_error.h"
+
+typedef struct siam_model siam_model;
+
+#define SIAM_MODEL_PASSES 2
+
+/* name_or_spec: "mlp", "cnn" or a full spec string. Parameters are initialised from seed
+ * (Glorot uniform for dense layers, He uniform for conv layers, zero biases, batchnorm gamma 1
+ * beta 0, running mean 0 var 1). SIAM_ERR_ARG names the token it cannot parse. */
+int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed, siam_error *err);
+void siam_model_free(siam_model *m);
+
+/* The canonical spec string (points into the model). */
+const char *siam_model_spec(const siam_model *m);
+/* Expands "mlp"/"cnn" to their spec; other strings are returned as they are. */
+const char *siam_model_spec_for(const char *name_or_spec);
+
+int siam_model_input_size(const siam_model *m);  /* floats per input image (784) */
+int siam_model_output_size(const siam_model *m); /* embedding dim (128) */
+
+/* params: n_params floats; the first n_trainable are trained (and have gradients), the rest are
+ * batchnorm running statistics. grads: n_trainable floats. Both point into the model. */
+size_t siam_model_num_params(const siam_model *m);
+size_t siam_model_num_trainable(const siam_model *m);
+float *siam_model_params(siam_model *m);
+float *siam_model_grads(siam_model *m);
+void siam_model_zero_grads(siam_model *m);
+
+/* Forward of pass (0..SIAM_MODEL_PASSES-1) on x (B, input_size). training: dropout active and
+ * batchnorm on batch statistics (updating running ones); else inference. *out points at the
+ * (B, output_size) embeddings inside the model, valid until the next forward of that pass.
+ * x must stay valid until backward of the same pass. SIAM_ERR_NOMEM if buffers cannot grow. */
+int siam_model_forward(siam_model *m, int pass, const float *x, int B, int training,
+                       const float **out, siam_error *err);
+
+/* Backward of the last training forward of pass: dout (B, output_size) = dLoss/dEmbedding.
+ * Weight gradients are ACCUMULATED into grads. */
+void siam_model_backward(siam_model *m, int pass, const float *dout);
+
+/* Inference embeddings of n inputs (n, input_size) into out (n, output_size), in chunks. */
+int siam_model_embed(siam_model *m, const float *x, size_t n, float *out, siam_error *err);
+
+/* Seeds the dropout random stream (reproducible training). */
+void siam_model_seed_dropout(siam_model *m, uint64_t seed);
+
+#endif

@@ -1,0 +1,132 @@
+/* siam_trainer: gathers pair batches, runs both passes, calls the loss head, steps Adam. */
+#include "siam_trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "siam_tensor.h"
+
+int siam_local_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
+                       int B, int dim, float *loss, float *dist, float *grad_left,
+                       float *grad_right, siam_error *err) {
+    (void)err;
+    const siam_local_head *h = ctx;
+    *loss = siam_contrastive_forward(dist, left, right, labels, B, dim, h->margin, h->conv);
+    siam_contrastive_backward(grad_left, grad_right, left, right, dist, labels, B, dim, h->margin,
+                              h->conv);
+    return SIAM_OK;
+}
+
+int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, float lr, int batch,
+                      siam_error *err) {
+    memset(t, 0, sizeof *t);
+    if (batch <= 0)
+        return siam_error_set(err, SIAM_ERR_ARG, "batch size must be positive, got %d", batch);
+    t->model = model;
+    t->batch = batch;
+    int rc = siam_optim_init(&t->opt, kind, siam_model_num_trainable(model), lr, err);
+    if (rc)
+        return rc;
+    size_t in = (size_t)siam_model_input_size(model), dim = (size_t)siam_model_output_size(model);
+    t->x_left = siam_alloc_floats((size_t)batch * in);
+    t->x_right = siam_alloc_floats((size_t)batch * in);
+    t->labels = calloc((size_t)batch, sizeof(uint32_t));
+    t->dist = siam_alloc_floats((size_t)batch);
+    t->grad_left = siam_alloc_floats((size_t)batch * dim);
+    t->grad_right = siam_alloc_floats((size_t)batch * dim);
+    if (!t->x_left || !t->x_right || !t->labels || !t->dist || !t->grad_left || !t->grad_right) {
+        siam_trainer_free(t);
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for batch buffers (batch %d)",
+                              batch);
+    }
+    return SIAM_OK;
+}
+
+void siam_trainer_free(siam_trainer *t) {
+    siam_optim_free(&t->opt);
+    siam_free(t->x_left);
+    siam_free(t->x_right);
+    free(t->labels);
+    siam_free(t->dist);
+    siam_free(t->grad_left);
+    siam_free(t->grad_right);
+    memset(t, 0, sizeof *t);
+}
+
+int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
+                      int B, siam_loss_head_fn head, void *ctx, float *loss, siam_error *err) {
+    if (B <= 0 || B > t->batch || begin + (size_t)B > p->n)
+        return siam_error_set(err, SIAM_ERR_ARG, "step: batch of %d at %zu outside %zu pairs", B,
+                              begin, p->n);
+    siam_model *m = t->model;
+    size_t in = (size_t)siam_model_input_size(m);
+    int dim = siam_model_output_size(m);
+    if ((size_t)ds->rows * ds->cols != in)
+        return siam_error_set(err, SIAM_ERR_MISMATCH,
+                              "images are %dx%d but the model expects %zu inputs", ds->rows,
+                              ds->cols, in);
+    for (int i = 0; i < B; i++) {
+        size_t k = begin + (size_t)i;
+        memcpy(t->x_left + (size_t)i * in, ds->images + (size_t)p->left[k] * in,
+               in * sizeof(float));
+        memcpy(t->x_right + (size_t)i * in, ds->images + (size_t)p->right[k] * in,
+               in * sizeof(float));
+        t->labels[i] = p->labels[k];
+    }
+    const float *e_left, *e_right;
+    int rc = siam_model_forward(m, 0, t->x_left, B, 1, &e_left, err);
+    if (!rc)
+        rc = siam_model_forward(m, 1, t->x_right, B, 1, &e_right, err);
+    if (!rc)
+        rc = head(ctx, e_left, e_right, t->labels, B, dim, loss, t->dist, t->grad_left,
+                  t->grad_right, err);
+    if (rc)
+        return rc;
+    siam_model_zero_grads(m);
+    siam_model_backward(m, 0, t->grad_left);
+    siam_model_backward(m, 1, t->grad_right);
+    siam_optim_step(&t->opt, siam_model_params(m), siam_model_grads(m));
+    t->step++;
+    return SIAM_OK;
+}
+
+int siam_trainer_epoch(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p,
+                       siam_loss_head_fn head, void *ctx, siam_step_fn on_step, void *step_ctx,
+                       double *mean_loss, siam_error *err) {
+    uint64_t steps = (p->n + (size_t)t->batch - 1) / (size_t)t->batch;
+    double total = 0.0;
+    size_t done = 0;
+    for (uint64_t s = 0; s < steps; s++) {
+        size_t begin = (size_t)s * (size_t)t->batch;
+        int B = (int)(p->n - begin < (size_t)t->batch ? p->n - begin : (size_t)t->batch);
+        float loss;
+        int rc = siam_trainer_step(t, ds, p, begin, B, head, ctx, &loss, err);
+        if (rc)
+            return rc;
+        total += (double)loss * B;
+        done += (size_t)B;
+        if (on_step)
+            on_step(step_ctx, s + 1, steps, done, total / (double)done);
+    }
+    *mean_loss = done ? total / (double)done : 0.0;
+    return SIAM_OK;
+}
+
+int siam_evaluate_distances(siam_model *m, const siam_dataset *ds, const siam_pairs *p,
+                            float margin, siam_label_convention conv, float *dist, double *val_loss,
+                            siam_error *err) {
+    size_t dim = (size_t)siam_model_output_size(m);
+    float *emb = siam_alloc_floats(ds->n * dim);
+    if (!emb)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for %zu embeddings", ds->n);
+    int rc = siam_model_embed(m, ds->images, ds->n, emb, err);
+    if (!rc) {
+        for (size_t i = 0; i < p->n; i++)
+            dist[i] = siam_distance(emb + (size_t)p->left[i] * dim, emb + (size_t)p->right[i] * dim,
+                                    (int)dim);
+        if (val_loss)
+            *val_loss = siam_contrastive_from_distances(dist, p->labels, p->n, margin, conv);
+    }
+    siam_free(emb);
+    return rc;
+}

@@ -1,0 +1,72 @@
+/* siam_trainer: one training step and one epoch of a Siamese model over image pairs, with the
+ * loss head behind a function pointer (in-process for local training, a gRPC call for split
+ * training), and evaluation of a model over pairs. */
+#ifndef SIAM_TRAINER_H
+#define SIAM_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siam_dataset.h"
+#include "siam_error.h"
+#include "siam_loss.h"
+#include "siam_metrics.h"
+#include "siam_model.h"
+#include "siam_optim.h"
+#include "siam_pairs.h"
+
+/* The loss head: given left/right embeddings (B,dim) and labels (B), fill the mean loss, the
+ * distances (B) and the gradients of the mean loss w.r.t. left and right (B,dim). */
+typedef int (*siam_loss_head_fn)(void *ctx, const float *left, const float *right,
+                                 const uint32_t *labels, int B, int dim, float *loss, float *dist,
+                                 float *grad_left, float *grad_right, siam_error *err);
+
+/* The in-process head: siam_loss with this margin and convention (ctx is a siam_local_head). */
+typedef struct {
+    float margin;
+    siam_label_convention conv;
+} siam_local_head;
+
+int siam_local_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
+                       int B, int dim, float *loss, float *dist, float *grad_left,
+                       float *grad_right, siam_error *err);
+
+typedef struct {
+    siam_model *model; /* borrowed */
+    siam_optim opt;
+    int batch;         /* maximum batch */
+    float *x_left;     /* (batch, input) gathered images */
+    float *x_right;    /* (batch, input) */
+    uint32_t *labels;  /* (batch) */
+    float *dist;       /* (batch) */
+    float *grad_left;  /* (batch, dim) */
+    float *grad_right; /* (batch, dim) */
+    uint64_t step;     /* optimizer steps taken */
+} siam_trainer;
+
+int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, float lr, int batch,
+                      siam_error *err);
+void siam_trainer_free(siam_trainer *t);
+
+/* One step on pairs [begin, begin+B) of p: forward both images (two passes of one model),
+ * the head, backward both passes (weight gradients summed), one optimizer step. */
+int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
+                      int B, siam_loss_head_fn head, void *ctx, float *loss, siam_error *err);
+
+/* Called after each step of an epoch (e.g. progress display); may be NULL. */
+typedef void (*siam_step_fn)(void *ctx, uint64_t step_in_epoch, uint64_t steps_in_epoch,
+                             uint64_t pairs_done, double mean_loss);
+
+/* All pairs of p in order in batches of t->batch (the last one may be smaller).
+ * *mean_loss is the pair-weighted mean of the batch losses. */
+int siam_trainer_epoch(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p,
+                       siam_loss_head_fn head, void *ctx, siam_step_fn on_step, void *step_ctx,
+                       double *mean_loss, siam_error *err);
+
+/* Embeds every image of ds once (inference mode) and fills dist (p->n) with the pair
+ * distances; val_loss (may be NULL) gets the mean contrastive loss of the pairs. */
+int siam_evaluate_distances(siam_model *m, const siam_dataset *ds, const siam_pairs *p,
+                            float margin, siam_label_convention conv, float *dist, double *val_loss,
+                            siam_error *err);
+
+#endif

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what siam needs from Debian's archive, only what is missing (safe to run again).
+#   scripts/install-deps.sh            build + test dependencies and the Fashion-MNIST data
+#   scripts/install-deps.sh --bench    also python3-torch, for the PyTorch comparison in bench.sh
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config clang-format
+          libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
+          libopenblas-dev zlib1g-dev dataset-fashion-mnist)
+for arg in "$@"; do
+  case "$arg" in
+    --bench) packages+=(python3-torch python3-numpy) ;;
+    -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

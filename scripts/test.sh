@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, checks formatting, then builds and runs the whole
+# suite twice, in the normal build and in the AddressSanitizer + UBSan build.
+#   scripts/test.sh            both builds
+#   scripts/test.sh --quick    normal build only
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+scripts/install-deps.sh
+
+echo "== format check (clang-format)"
+unformatted=$(for f in $(git ls-files '*.c' '*.h' 2>/dev/null || find common client server tests -name '*.[ch]'); do
+  clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || echo "$f"; done)
+if [ -n "$unformatted" ]; then
+  echo "not formatted (run clang-format -i on them):"; echo "$unformatted"; exit 1
+fi
+
+run_suite() {
+  local dir=$1; shift
+  echo "== build $dir ($*)"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+  echo "== test $dir"
+  (cd "$dir" && ctest --output-on-failure)
+}
+
+run_suite build/normal
+if [ $quick -eq 0 ]; then
+  # leak checks on; OpenBLAS's thread pool is not instrumented, so keep its threads to one
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_suite build/sanitize -DSIAM_SANITIZE=ON
+fi
+echo "== all test suites passed"

@@ -1,0 +1,194 @@
+/* test_model: both builders end to end: parameter counts, spec strings, and the Siamese weight
+ * gradient (two passes, contrastive loss) against central finite differences. */
+#include "test_util.h"
+
+#include <string.h>
+
+#include "siam_loss.h"
+#include "siam_model.h"
+#include "siam_rng.h"
+
+enum { B = 4 };
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* loss of the Siamese model on (xa, xb) with fixed dropout masks, accumulated in double from
+ * the embeddings (the float loss would round away the finite differences) */
+static double siamese_loss(siam_model *m, const float *xa, const float *xb, const uint32_t *y) {
+    siam_error err;
+    const float *ea, *eb;
+    int dim = siam_model_output_size(m);
+    siam_model_seed_dropout(m, 99);
+    if (siam_model_forward(m, 0, xa, B, 1, &ea, &err) ||
+        siam_model_forward(m, 1, xb, B, 1, &eb, &err)) {
+        fprintf(stderr, "forward failed: %s\n", err.msg);
+        exit(1);
+    }
+    double total = 0;
+    for (int i = 0; i < B; i++) {
+        double d2 = 0;
+        for (int k = 0; k < dim; k++) {
+            double t = (double)ea[i * dim + k] - eb[i * dim + k];
+            d2 += t * t;
+        }
+        double hinge = 1.0 - sqrt(d2) > 0 ? 1.0 - sqrt(d2) : 0.0;
+        total += y[i] ? d2 : hinge * hinge;
+    }
+    return total / B;
+}
+
+/* analytic weight gradient of the Siamese loss into m's grads (masks as siamese_loss) */
+static void siamese_grad(siam_model *m, const float *xa, const float *xb, const uint32_t *y,
+                         int which /* 0 both passes, 1 left only, 2 right only */) {
+    siam_error err;
+    const float *ea, *eb;
+    int dim = siam_model_output_size(m);
+    float dist[B], *ga = calloc((size_t)B * dim, sizeof *ga), *gb = calloc((size_t)B * dim, 4);
+    float *ca = malloc((size_t)B * dim * 4), *cb = malloc((size_t)B * dim * 4);
+    siam_model_seed_dropout(m, 99);
+    siam_model_forward(m, 0, xa, B, 1, &ea, &err);
+    memcpy(ca, ea, (size_t)B * dim * 4);
+    siam_model_forward(m, 1, xb, B, 1, &eb, &err);
+    memcpy(cb, eb, (size_t)B * dim * 4);
+    siam_contrastive_forward(dist, ca, cb, y, B, dim, 1.0f, SIAM_LABELS_SIMILAR);
+    siam_contrastive_backward(ga, gb, ca, cb, dist, y, B, dim, 1.0f, SIAM_LABELS_SIMILAR);
+    siam_model_zero_grads(m);
+    if (which != 2)
+        siam_model_backward(m, 0, ga);
+    if (which != 1)
+        siam_model_backward(m, 1, gb);
+    free(ga), free(gb), free(ca), free(cb);
+}
+
+static void check_model(const char *name, size_t expect_params, size_t expect_trainable) {
+    siam_model *m;
+    siam_error err = {0};
+    CHECK(siam_model_create(&m, name, 1, &err) == SIAM_OK, "%s: %s", name, err.msg);
+    if (!m)
+        return;
+    size_t np = siam_model_num_params(m), nt = siam_model_num_trainable(m);
+    CHECK(np == expect_params, "%s has %zu parameters, expected %zu", name, np, expect_params);
+    CHECK(nt == expect_trainable, "%s has %zu trainable, expected %zu", name, nt, expect_trainable);
+    CHECK(siam_model_input_size(m) == 784 && siam_model_output_size(m) == 128, "%s shape %d->%d",
+          name, siam_model_input_size(m), siam_model_output_size(m));
+
+    /* the spec rebuilds the same layout */
+    siam_model *m2;
+    CHECK(siam_model_create(&m2, siam_model_spec(m), 1, &err) == SIAM_OK, "respec: %s", err.msg);
+    if (m2) {
+        CHECK(strcmp(siam_model_spec(m), siam_model_spec(m2)) == 0, "spec round trip");
+        CHECK(memcmp(siam_model_params(m), siam_model_params(m2), np * 4) == 0,
+              "same seed, same initial parameters");
+        siam_model_free(m2);
+    }
+
+    siam_rng rng;
+    siam_rng_seed(&rng, 3);
+    float xa[B * 784], xb[B * 784];
+    for (int i = 0; i < B * 784; i++) {
+        xa[i] = 0.2f * siam_rng_uniform(&rng); /* D near the margin: both loss branches */
+        xb[i] = 0.2f * siam_rng_uniform(&rng);
+    }
+    uint32_t y[B] = {1, 0, 1, 0};
+
+    /* shared weights: the gradient of both passes is the sum of each pass's gradient */
+    float *g_left = malloc(nt * 4), *g_right = malloc(nt * 4);
+    siamese_grad(m, xa, xb, y, 1);
+    memcpy(g_left, siam_model_grads(m), nt * 4);
+    siamese_grad(m, xa, xb, y, 2);
+    memcpy(g_right, siam_model_grads(m), nt * 4);
+    siamese_grad(m, xa, xb, y, 0);
+    const float *g = siam_model_grads(m);
+    double worst_sum = 0, g_max = 0;
+    for (size_t i = 0; i < nt; i++) {
+        double e = fabs((double)g[i] - ((double)g_left[i] + g_right[i]));
+        if (e > worst_sum)
+            worst_sum = e;
+        if (fabs(g[i]) > g_max)
+            g_max = fabs(g[i]);
+    }
+    CHECK(worst_sum <= 1e-5 * g_max, "%s: both-pass gradient differs from the sum by %g", name,
+          worst_sum);
+
+    /* Finite differences on a spread of parameters covering every layer. Float forward passes
+     * make tiny steps noisy, and ReLU kinks and max-pool ties make large steps cross
+     * non-differentiable points, so each parameter takes the best agreement over three step
+     * sizes, and the criterion is statistical: median relative error under 1e-3, at most 1%
+     * of parameters above 1e-2, none above 0.1. A wrong layer fails all three by far. */
+    float *params = siam_model_params(m);
+    static const double steps[3] = {5e-3, 1e-3, 4e-4};
+    double errs[700];
+    int n_checked = 0, n_bad = 0;
+    double worst = 0;
+    size_t stride = nt / 600 + 1;
+    for (size_t i = siam_rng_below(&rng, stride); i < nt && n_checked < 700; i += stride) {
+        double e = INFINITY, num = 0;
+        for (int k = 0; k < 3 && e > 1e-3; k++) {
+            float keep = params[i];
+            params[i] = keep + (float)steps[k];
+            double lp = siamese_loss(m, xa, xb, y);
+            params[i] = keep - (float)steps[k];
+            double lm = siamese_loss(m, xa, xb, y);
+            params[i] = keep;
+            num = (lp - lm) / (2 * steps[k]);
+            double ek = tu_rel_err(g_left[i] + g_right[i], num, 1e-2);
+            if (ek < e)
+                e = ek;
+        }
+        errs[n_checked++] = e;
+        if (e > worst)
+            worst = e;
+        if (e > 1e-2) {
+            n_bad++;
+            fprintf(stderr, "%s param %zu: analytic %.6g numeric %.6g\n", name, i, (double)g[i],
+                    num);
+        }
+    }
+    qsort(errs, (size_t)n_checked, sizeof errs[0], cmp_double);
+    double med = errs[n_checked / 2];
+    printf("%s: %d parameters checked, median relative error %.2e, worst %.2e, %d above 1e-2\n",
+           name, n_checked, med, worst, n_bad);
+    CHECK(med < 1e-3, "%s: median relative error %.3g", name, med);
+    CHECK(n_bad * 100 <= n_checked, "%s: %d of %d parameters off by more than 1e-2", name, n_bad,
+          n_checked);
+    CHECK(worst < 0.1, "%s: worst relative error %.3g", name, worst);
+
+    /* inference is deterministic and equals embed */
+    const float *e1;
+    float out[B * 128], out2[B * 128];
+    siam_model_forward(m, 0, xa, B, 0, &e1, &err);
+    memcpy(out, e1, sizeof out);
+    CHECK(siam_model_embed(m, xa, B, out2, &err) == SIAM_OK, "embed: %s", err.msg);
+    CHECK(memcmp(out, out2, sizeof out) == 0, "%s: inference forward == embed", name);
+    free(g_left);
+    free(g_right);
+    siam_model_free(m);
+}
+
+static void check_bad_spec(const char *spec, const char *needle) {
+    siam_model *m = NULL;
+    siam_error err = {0};
+    int rc = siam_model_create(&m, spec, 1, &err);
+    CHECK(rc == SIAM_ERR_ARG && m == NULL, "spec '%s' accepted", spec);
+    CHECK(strstr(err.msg, needle) != NULL, "spec '%s': message '%s' lacks '%s'", spec, err.msg,
+          needle);
+}
+
+int main(void) {
+    tu_trap_fp();
+    /* mlp: 784*128+128 + 2*(128*128+128) = 133,504 (the reference notebook's summary) */
+    check_model("mlp", 133504, 133504);
+    /* cnn: conv 3*3*1*32+32 = 320, bn 2*32 (+64 running), conv 3*3*32*64+64 = 18,496,
+     * bn 2*64 (+128 running), dense 5*5*64*128+128 = 204,928 */
+    check_model("cnn", 223936 + 192, 223936);
+    check_bad_spec("resnet", "mlp, cnn");
+    check_bad_spec("in=28x28x1 dense128 softmax", "softmax");
+    check_bad_spec("in=28x28x1 dropout1.5", "dropout1.5");
+    check_bad_spec("in=4x4x1 conv5x5x2", "at least 5x5");
+    check_bad_spec("in=28x28", "input shape");
+    check_bad_spec("in=28x28x1", "no layers");
+    return tu_finish();
+}
