@@ -14,16 +14,16 @@
 #include "siam_error.h"
 
 #define SIAM_CHECKPOINT_VERSION 1
-#define SIAM_SPEC_MAX 1024
+#define SIAM_SPEC_MAX           1024
 
 typedef struct {
     char spec[SIAM_SPEC_MAX]; /* model spec string, NUL-terminated */
     uint64_t step;            /* optimizer steps taken */
     uint64_t round;           /* averaging rounds (0 when unused) */
     size_t n_params;
-    float *params;            /* (n_params), owned */
-    size_t n_opt;             /* 0 when no optimizer state was saved */
-    float *opt;               /* (n_opt) optimizer state, owned, may be NULL */
+    float *params; /* (n_params), owned */
+    size_t n_opt;  /* 0 when no optimizer state was saved */
+    float *opt;    /* (n_opt) optimizer state, owned, may be NULL */
 } siam_checkpoint;
 
 /* Writes path atomically: path.tmp.<pid>, fsync, rename over path, fsync of the directory.

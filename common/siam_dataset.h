@@ -20,8 +20,8 @@ typedef struct {
 
 /* Raw IDX file contents. dims[0] is the item count. */
 typedef struct {
-    int type;      /* IDX element type; only 0x08 (unsigned byte) is accepted */
-    int ndims;     /* 1..3 */
+    int type;  /* IDX element type; only 0x08 (unsigned byte) is accepted */
+    int ndims; /* 1..3 */
     uint32_t dims[3];
     size_t count;  /* product of dims */
     uint8_t *data; /* (count), owned */

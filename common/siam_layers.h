@@ -51,8 +51,8 @@ void siam_batchnorm_forward_train(float *y, float *xhat, float *inv_std, float *
                                   float *running_var, const float *x, const float *gamma,
                                   const float *beta, int N, int C, float momentum, float eps);
 void siam_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
-                                  const float *running_mean, const float *running_var, int N,
-                                  int C, float eps);
+                                  const float *running_mean, const float *running_var, int N, int C,
+                                  float eps);
 /* Backward of the training-mode forward. */
 void siam_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                              const float *xhat, const float *inv_std, const float *gamma, int N,
@@ -68,7 +68,8 @@ void siam_elu_backward(float *dx, const float *dy, const float *x, const float *
 
 /* ---- dropout, inverted: training keeps each element with probability 1-rate and scales it by
  *      1/(1-rate); mask (n) holds the scale applied (0 or 1/(1-rate)). Inference: identity. ---- */
-void siam_dropout_forward(float *y, float *mask, const float *x, size_t n, float rate, siam_rng *rng);
+void siam_dropout_forward(float *y, float *mask, const float *x, size_t n, float rate,
+                          siam_rng *rng);
 void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t n);
 
 #endif

@@ -40,13 +40,13 @@ void siam_metrics_distance_stats(const float *dist, const uint8_t *labels, size_
 /* Everything above in one report. */
 typedef struct {
     size_t n;
-    float threshold;        /* the fixed threshold (m/2) accuracy is reported at */
-    double accuracy;        /* at threshold */
+    float threshold; /* the fixed threshold (m/2) accuracy is reported at */
+    double accuracy; /* at threshold */
     float best_threshold;
     double best_accuracy;
     double auc;
     float val_threshold;
-    double val, far;        /* VAL at FAR <= 1e-3 */
+    double val, far; /* VAL at FAR <= 1e-3 */
     siam_distance_stats stats;
 } siam_pair_report;
 

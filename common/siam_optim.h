@@ -11,11 +11,11 @@ typedef enum { SIAM_OPTIM_ADAM = 0, SIAM_OPTIM_SGD = 1 } siam_optim_kind;
 
 typedef struct {
     siam_optim_kind kind;
-    float lr;                  /* default 1e-3 */
-    float beta1, beta2, eps;   /* Adam: 0.9, 0.999, 1e-7 (Keras defaults, as the references) */
-    uint64_t t;                /* steps taken */
-    size_t n;                  /* number of parameters updated */
-    float *state;              /* Adam: m (n) then v (n), one owned buffer; NULL for SGD */
+    float lr;                /* default 1e-3 */
+    float beta1, beta2, eps; /* Adam: 0.9, 0.999, 1e-7 (Keras defaults, as the references) */
+    uint64_t t;              /* steps taken */
+    size_t n;                /* number of parameters updated */
+    float *state;            /* Adam: m (n) then v (n), one owned buffer; NULL for SGD */
 } siam_optim;
 
 int siam_optim_init(siam_optim *o, siam_optim_kind kind, size_t n, float lr, siam_error *err);

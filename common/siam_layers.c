@@ -1,0 +1,328 @@
+/* siam_layers: forward/backward pairs of every layer over a whole batch (NHWC, row-major). */
+#include "siam_layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "siam_tensor.h"
+
+/* Per-channel reductions run over channel blocks of this width so their double accumulators fit
+ * on the stack, rows outer and channels inner so the inner loop is contiguous. */
+#define SIAM_CH_BLOCK 256
+
+/* acc[c] += sum_r x[r,c], x (rows,cols); summed in double so long batches lose no precision */
+static void colsum_acc(float *acc, const float *x, size_t rows, int cols) {
+    double s[SIAM_CH_BLOCK];
+    for (int c0 = 0; c0 < cols; c0 += SIAM_CH_BLOCK) {
+        int nb = cols - c0 < SIAM_CH_BLOCK ? cols - c0 : SIAM_CH_BLOCK;
+        for (int j = 0; j < nb; j++)
+            s[j] = 0.0;
+        for (size_t r = 0; r < rows; r++) {
+            const float *row = x + r * (size_t)cols + c0;
+            for (int j = 0; j < nb; j++)
+                s[j] += row[j];
+        }
+        for (int j = 0; j < nb; j++)
+            acc[c0 + j] += (float)s[j];
+    }
+}
+
+/* out[r,:] = b for every row (b NULL: zeros), so one sgemm with beta = 1 adds the product */
+static void fill_rows(float *out, const float *b, size_t rows, int cols) {
+    if (!b) {
+        memset(out, 0, rows * (size_t)cols * sizeof(float));
+        return;
+    }
+    for (size_t r = 0; r < rows; r++)
+        memcpy(out + r * (size_t)cols, b, (size_t)cols * sizeof(float));
+}
+
+/* ---- dense ---- */
+
+/* out (B,O) = in (B,I) . w (I,O) + b (O) */
+void siam_dense_forward(float *out, const float *in, const float *w, const float *b, int B, int I,
+                        int O) {
+    fill_rows(out, b, (size_t)B, O);
+    siam_sgemm(0, 0, B, O, I, 1.0f, in, I, w, O, 1.0f, out, O);
+}
+
+/* din (B,I) += dout (B,O) . w^T;  dw (I,O) += in^T . dout;  db (O) += sum_b dout */
+void siam_dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                         const float *w, int B, int I, int O) {
+    if (din)
+        siam_sgemm(0, 1, B, I, O, 1.0f, dout, O, w, O, 1.0f, din, I);
+    if (dw)
+        siam_sgemm(1, 0, I, O, B, 1.0f, in, I, dout, O, 1.0f, dw, O);
+    if (db)
+        colsum_acc(db, dout, (size_t)B, O);
+}
+
+/* ---- conv2d ('valid', stride 1) ---- */
+
+size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW) {
+    size_t oh = (size_t)(H - KH + 1), ow = (size_t)(W - KW + 1);
+    return (size_t)B * oh * ow * (size_t)KH * (size_t)KW * (size_t)C;
+}
+
+/* col[(b,oh,ow), (kh,kw,c)] = in[b, oh+kh, ow+kw, c];  out (B*OH*OW,K) = col . w + b */
+void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
+                         int B, int H, int W, int C, int KH, int KW, int K) {
+    int OH = H - KH + 1, OW = W - KW + 1;
+    size_t seg = (size_t)KW * C;    /* one kernel row of a patch is contiguous in NHWC */
+    size_t ncol = (size_t)KH * seg; /* patch length = KH*KW*C */
+    float *row = col;
+    for (int bi = 0; bi < B; bi++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++, row += ncol)
+                for (int kh = 0; kh < KH; kh++)
+                    memcpy(row + kh * seg, in + (((size_t)bi * H + oh + kh) * W + ow) * C,
+                           seg * sizeof(float));
+    size_t M = (size_t)B * OH * OW;
+    fill_rows(out, b, M, K);
+    siam_sgemm(0, 0, (int)M, K, (int)ncol, 1.0f, col, (int)ncol, w, K, 1.0f, out, K);
+}
+
+/* dw += col^T . dout;  db += sum_rows dout;  dcol = dout . w^T, din += col2im(dcol) */
+void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const float *dout,
+                          const float *col, const float *w, int B, int H, int W, int C, int KH,
+                          int KW, int K) {
+    int OH = H - KH + 1, OW = W - KW + 1;
+    size_t seg = (size_t)KW * C;
+    size_t ncol = (size_t)KH * seg;
+    size_t M = (size_t)B * OH * OW;
+    if (dw)
+        siam_sgemm(1, 0, (int)ncol, K, (int)M, 1.0f, col, (int)ncol, dout, K, 1.0f, dw, K);
+    if (db)
+        colsum_acc(db, dout, M, K);
+    if (!din || !dcol)
+        return;
+    siam_sgemm(0, 1, (int)M, (int)ncol, K, 1.0f, dout, K, w, K, 0.0f, dcol, (int)ncol);
+    const float *row = dcol;
+    for (int bi = 0; bi < B; bi++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++, row += ncol)
+                for (int kh = 0; kh < KH; kh++) {
+                    float *restrict d = din + (((size_t)bi * H + oh + kh) * W + ow) * C;
+                    const float *restrict s = row + kh * seg;
+                    for (size_t j = 0; j < seg; j++)
+                        d[j] += s[j];
+                }
+}
+
+/* ---- maxpool 2x2 stride 2 ---- */
+
+/* out[b,i,j,c] = max over the 2x2 window at (2i,2j); argmax = flat input index of the max
+ * (first in row-major window order on ties) */
+void siam_maxpool2_forward(float *out, uint32_t *argmax, const float *in, int B, int H, int W,
+                           int C) {
+    int OH = H / 2, OW = W / 2;
+    size_t o = 0;
+    for (int bi = 0; bi < B; bi++)
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++, o += (size_t)C) {
+                size_t i00 = (((size_t)bi * H + 2 * i) * W + 2 * j) * C;
+                size_t i01 = i00 + (size_t)C, i10 = i00 + (size_t)W * C, i11 = i10 + (size_t)C;
+                /* selects instead of branches so the channel loop can vectorise */
+                for (int c = 0; c < C; c++) {
+                    float m = in[i00 + c], v;
+                    uint32_t a = (uint32_t)(i00 + c);
+                    v = in[i01 + c];
+                    a = v > m ? (uint32_t)(i01 + c) : a;
+                    m = v > m ? v : m;
+                    v = in[i10 + c];
+                    a = v > m ? (uint32_t)(i10 + c) : a;
+                    m = v > m ? v : m;
+                    v = in[i11 + c];
+                    a = v > m ? (uint32_t)(i11 + c) : a;
+                    m = v > m ? v : m;
+                    out[o + c] = m;
+                    argmax[o + c] = a;
+                }
+            }
+}
+
+/* din[argmax[o]] += dout[o] */
+void siam_maxpool2_backward(float *din, const float *dout, const uint32_t *argmax, int B, int H,
+                            int W, int C) {
+    if (!din)
+        return;
+    size_t n = (size_t)B * (H / 2) * (W / 2) * C;
+    for (size_t o = 0; o < n; o++)
+        din[argmax[o]] += dout[o];
+}
+
+/* ---- batchnorm over the last axis ---- */
+
+/* xhat = (x - mean) * inv_std, inv_std = 1/sqrt(var + eps), y = gamma * xhat + beta;
+ * running = momentum * running + (1 - momentum) * batch stat */
+void siam_batchnorm_forward_train(float *y, float *xhat, float *inv_std, float *running_mean,
+                                  float *running_var, const float *x, const float *gamma,
+                                  const float *beta, int N, int C, float momentum, float eps) {
+    double s[SIAM_CH_BLOCK];
+    float mean[SIAM_CH_BLOCK], istd[SIAM_CH_BLOCK], g[SIAM_CH_BLOCK], bt[SIAM_CH_BLOCK];
+    for (int c0 = 0; c0 < C; c0 += SIAM_CH_BLOCK) {
+        int nb = C - c0 < SIAM_CH_BLOCK ? C - c0 : SIAM_CH_BLOCK;
+        /* two passes (mean, then squared deviations) so var does not cancel catastrophically */
+        for (int j = 0; j < nb; j++)
+            s[j] = 0.0;
+        for (int r = 0; r < N; r++) {
+            const float *xr = x + (size_t)r * C + c0;
+            for (int j = 0; j < nb; j++)
+                s[j] += xr[j];
+        }
+        for (int j = 0; j < nb; j++) {
+            mean[j] = (float)(s[j] / N);
+            s[j] = 0.0;
+        }
+        for (int r = 0; r < N; r++) {
+            const float *xr = x + (size_t)r * C + c0;
+            for (int j = 0; j < nb; j++) {
+                double d = (double)xr[j] - mean[j];
+                s[j] += d * d;
+            }
+        }
+        for (int j = 0; j < nb; j++) {
+            double var = s[j] / N;
+            double uvar = N > 1 ? var * N / (N - 1) : var;
+            istd[j] = (float)(1.0 / sqrt(var + eps));
+            inv_std[c0 + j] = istd[j];
+            running_mean[c0 + j] = momentum * running_mean[c0 + j] + (1.0f - momentum) * mean[j];
+            running_var[c0 + j] = momentum * running_var[c0 + j] + (1.0f - momentum) * (float)uvar;
+            g[j] = gamma[c0 + j];
+            bt[j] = beta[c0 + j];
+        }
+        for (int r = 0; r < N; r++) {
+            size_t off = (size_t)r * C + c0;
+            const float *xr = x + off;
+            float *hr = xhat + off, *yr = y + off;
+            for (int j = 0; j < nb; j++) {
+                float h = (xr[j] - mean[j]) * istd[j];
+                hr[j] = h;
+                yr[j] = g[j] * h + bt[j];
+            }
+        }
+    }
+}
+
+/* y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta = x * scale + shift */
+void siam_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
+                                  const float *running_mean, const float *running_var, int N, int C,
+                                  float eps) {
+    float scale[SIAM_CH_BLOCK], shift[SIAM_CH_BLOCK];
+    for (int c0 = 0; c0 < C; c0 += SIAM_CH_BLOCK) {
+        int nb = C - c0 < SIAM_CH_BLOCK ? C - c0 : SIAM_CH_BLOCK;
+        for (int j = 0; j < nb; j++) {
+            double sc = gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps);
+            scale[j] = (float)sc;
+            shift[j] = (float)(beta[c0 + j] - running_mean[c0 + j] * sc);
+        }
+        for (int r = 0; r < N; r++) {
+            size_t off = (size_t)r * C + c0;
+            const float *xr = x + off;
+            float *yr = y + off;
+            for (int j = 0; j < nb; j++)
+                yr[j] = xr[j] * scale[j] + shift[j];
+        }
+    }
+}
+
+/* dgamma += sum dy*xhat;  dbeta += sum dy;
+ * dx += gamma*inv_std * (dy - mean(dy) - xhat*mean(dy*xhat))  (= inv_std/N * (N*dxhat -
+ * sum dxhat - xhat * sum dxhat*xhat) with dxhat = dy*gamma) */
+void siam_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                             const float *xhat, const float *inv_std, const float *gamma, int N,
+                             int C) {
+    double sdy[SIAM_CH_BLOCK], sdyh[SIAM_CH_BLOCK];
+    float mdy[SIAM_CH_BLOCK], mdyh[SIAM_CH_BLOCK], k[SIAM_CH_BLOCK];
+    for (int c0 = 0; c0 < C; c0 += SIAM_CH_BLOCK) {
+        int nb = C - c0 < SIAM_CH_BLOCK ? C - c0 : SIAM_CH_BLOCK;
+        for (int j = 0; j < nb; j++)
+            sdy[j] = sdyh[j] = 0.0;
+        for (int r = 0; r < N; r++) {
+            size_t off = (size_t)r * C + c0;
+            const float *dyr = dy + off, *hr = xhat + off;
+            for (int j = 0; j < nb; j++) {
+                sdy[j] += dyr[j];
+                sdyh[j] += (double)dyr[j] * hr[j];
+            }
+        }
+        for (int j = 0; j < nb; j++) {
+            if (dgamma)
+                dgamma[c0 + j] += (float)sdyh[j];
+            if (dbeta)
+                dbeta[c0 + j] += (float)sdy[j];
+            mdy[j] = (float)(sdy[j] / N);
+            mdyh[j] = (float)(sdyh[j] / N);
+            k[j] = gamma[c0 + j] * inv_std[c0 + j];
+        }
+        if (!dx)
+            continue;
+        for (int r = 0; r < N; r++) {
+            size_t off = (size_t)r * C + c0;
+            const float *dyr = dy + off, *hr = xhat + off;
+            float *dxr = dx + off;
+            for (int j = 0; j < nb; j++)
+                dxr[j] += k[j] * (dyr[j] - mdy[j] - hr[j] * mdyh[j]);
+        }
+    }
+}
+
+/* ---- relu ---- */
+
+/* y = max(x, 0) */
+void siam_relu_forward(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* dx += dy * [y > 0] */
+void siam_relu_backward(float *dx, const float *dy, const float *y, size_t n) {
+    if (!dx)
+        return;
+    for (size_t i = 0; i < n; i++)
+        dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* ---- elu (alpha = 1) ---- */
+
+/* y = x for x > 0, exp(x) - 1 otherwise */
+void siam_elu_forward(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : expm1f(x[i]);
+}
+
+/* dx += dy * (x > 0 ? 1 : exp(x) = y + 1) */
+void siam_elu_backward(float *dx, const float *dy, const float *x, const float *y, size_t n) {
+    if (!dx)
+        return;
+    for (size_t i = 0; i < n; i++)
+        dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : y[i] + 1.0f);
+}
+
+/* ---- dropout (inverted) ---- */
+
+/* mask = [u >= rate] / (1 - rate) with u ~ U[0,1), y = x * mask; rate <= 0 leaves the rng
+ * untouched (mask all 1), rate >= 1 drops everything */
+void siam_dropout_forward(float *y, float *mask, const float *x, size_t n, float rate,
+                          siam_rng *rng) {
+    if (rate <= 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            mask[i] = 1.0f;
+            y[i] = x[i]; /* a loop, not memcpy: y == x (in place) is allowed */
+        }
+        return;
+    }
+    float scale = rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        mask[i] = siam_rng_uniform(rng) >= rate ? scale : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * mask[i];
+}
+
+/* dx += dy * mask */
+void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t n) {
+    if (!dx)
+        return;
+    for (size_t i = 0; i < n; i++)
+        dx[i] += dy[i] * mask[i];
+}
