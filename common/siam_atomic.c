@@ -13,20 +13,27 @@ int siam_atomic_open(siam_atomic_file *a, const char *path, siam_error *err) {
         return siam_error_set(err, SIAM_ERR_ARG, "path too long: %.64s...", path);
     strcpy(a->path, path);
     snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid());
-    a->f = fopen(a->tmp, "wb");
+    /* A stale temp file of a crashed earlier run with our pid may exist; replace it, but never
+     * write through something that appears under that name meanwhile ("x": O_EXCL). */
+    unlink(a->tmp);
+    a->f = fopen(a->tmp, "wbx");
     if (!a->f)
-        return siam_error_set(err, SIAM_ERR_IO, "%s: cannot create %s: %s", path, a->tmp,
-                              strerror(errno));
+        return siam_error_set(err, SIAM_ERR_IO, "%s: cannot create temporary file %s: %s", path,
+                              a->tmp, strerror(errno));
     return SIAM_OK;
 }
 
+/* fsync of the directory holding path, so the rename itself survives a crash; 0 or errno */
 static int fsync_dir(const char *path) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
     if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
+        return errno;
+    int rc = 0;
+    /* EINVAL: this filesystem cannot sync directories; nothing more can be done */
+    if (fsync(fd) != 0 && errno != EINVAL)
+        rc = errno;
     close(fd);
     return rc;
 }
@@ -34,25 +41,26 @@ static int fsync_dir(const char *path) {
 int siam_atomic_commit(siam_atomic_file *a, siam_error *err) {
     if (!a->f)
         return siam_error_set(err, SIAM_ERR_ARG, "%s: no file open", a->path);
-    int ok = fflush(a->f) == 0 && !ferror(a->f) && fsync(fileno(a->f)) == 0;
-    int saved = errno;
-    ok = (fclose(a->f) == 0) && ok;
+    const char *failed = NULL;
+    int e = 0;
+    if (fflush(a->f) != 0 || ferror(a->f))
+        failed = "write", e = errno ? errno : EIO;
+    else if (fsync(fileno(a->f)) != 0)
+        failed = "fsync", e = errno;
+    if (fclose(a->f) != 0 && !failed) /* the stream is closed either way */
+        failed = "close", e = errno;
     a->f = NULL;
-    if (!ok) {
+    if (!failed && rename(a->tmp, a->path) != 0)
+        failed = "rename", e = errno;
+    if (failed) {
         unlink(a->tmp);
-        return siam_error_set(err, SIAM_ERR_IO, "%s: write failed: %s", a->path,
-                              strerror(saved ? saved : errno));
+        return siam_error_set(err, SIAM_ERR_IO, "%s: %s of temporary file failed: %s", a->path,
+                              failed, strerror(e));
     }
-    if (rename(a->tmp, a->path) != 0) {
-        saved = errno;
-        unlink(a->tmp);
-        return siam_error_set(err, SIAM_ERR_IO, "%s: cannot rename %s into place: %s", a->path,
-                              a->tmp, strerror(saved));
-    }
-    if (fsync_dir(a->path) != 0)
-        return siam_error_set(err, SIAM_ERR_IO,
-                              "%s: written, but fsync of its directory failed: %s", a->path,
-                              strerror(errno));
+    /* the new file is in place; a failure here only means the rename may not be durable */
+    if ((e = fsync_dir(a->path)) != 0)
+        return siam_error_set(err, SIAM_ERR_IO, "%s: saved, but fsync of its directory failed: %s",
+                              a->path, strerror(e));
     return SIAM_OK;
 }
 
