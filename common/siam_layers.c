@@ -271,32 +271,107 @@ void siam_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float
 
 /* y = max(x, 0) */
 void siam_relu_forward(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    /* on the bits, so it vectorises under IEEE semantics: clear x when its sign bit is set */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], sizeof b);
+        b &= (uint32_t)((int32_t)(b >> 31) - 1);
+        memcpy(&y[i], &b, sizeof b);
+    }
 }
 
 /* dx += dy * [y > 0] */
 void siam_relu_backward(float *dx, const float *dy, const float *y, size_t n) {
     if (!dx)
         return;
-    for (size_t i = 0; i < n; i++)
-        dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+    /* y is +0 or positive: pass dy where y's bits are non-zero (vectorises, as the forward) */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t yb, gb;
+        memcpy(&yb, &y[i], sizeof yb);
+        memcpy(&gb, &dy[i], sizeof gb);
+        gb &= (uint32_t) - (int32_t)(yb != 0);
+        float g;
+        memcpy(&g, &gb, sizeof g);
+        dx[i] += g;
+    }
 }
 
 /* ---- elu (alpha = 1) ---- */
 
-/* y = x for x > 0, exp(x) - 1 otherwise */
+/* exp(x) for -87 <= x <= 0. Cephes' expf: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-7
+ * polynomial, times 2^n built in the exponent bits; about 1 ulp. */
+static inline float exp_nonpositive(float x) {
+    /* round to nearest by truncation toward zero of x/ln2 - 0.5 (x <= 0) */
+    float n = (float)(int32_t)(x * 1.44269504088896341f - 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* y = x for x > 0, exp(x) - 1 otherwise, on elements [0, n).
+ * Written on the bit patterns so GCC vectorises it under IEEE semantics (float compares count as
+ * control flow unless -fno-trapping-math): libm's expm1f, one call per element, was the cnn's
+ * largest single cost. Absolute error ~1e-7 against expm1f. */
+static inline void elu_forward_loop(float *y, const float *x, size_t n) {
+    const uint32_t minus_87 = 0xC2AE0000u; /* exp(-87) ~ 1.6e-38 is still a normal float */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t vb, cb, eb, yb;
+        memcpy(&vb, &x[i], sizeof vb);
+        uint32_t neg = (uint32_t) - (int32_t)(vb >> 31); /* all ones when the sign bit is set */
+        cb = vb & neg;                                   /* x if negative, else +0 */
+        cb = cb > minus_87 ? minus_87 : cb;              /* negative floats grow with their bits */
+        float c;
+        memcpy(&c, &cb, sizeof c);
+        float e = exp_nonpositive(c) - 1.0f;
+        memcpy(&eb, &e, sizeof eb);
+        yb = (vb & ~neg) | (eb & neg);
+        memcpy(&y[i], &yb, sizeof yb);
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* The same loop compiled for AVX2 (8 floats a step; same operations, so the same results),
+ * chosen at run time on CPUs that have it. */
+__attribute__((target("avx2"))) static void elu_forward_avx2(float *y, const float *x, size_t n) {
+    elu_forward_loop(y, x, n);
+}
+#define HAVE_AVX2_CLONE 1
+#endif
+
 void siam_elu_forward(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : expm1f(x[i]);
+#ifdef HAVE_AVX2_CLONE
+    if (__builtin_cpu_supports("avx2")) { /* reads a flag libgcc sets at start-up */
+        elu_forward_avx2(y, x, n);
+        return;
+    }
+#endif
+    elu_forward_loop(y, x, n);
 }
 
 /* dx += dy * (x > 0 ? 1 : exp(x) = y + 1) */
 void siam_elu_backward(float *dx, const float *dy, const float *x, const float *y, size_t n) {
     if (!dx)
         return;
-    for (size_t i = 0; i < n; i++)
-        dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : y[i] + 1.0f);
+    /* on the bits, as the forward, so it vectorises: 1 + (y if x is negative else +0) */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t xb, yb;
+        memcpy(&xb, &x[i], sizeof xb);
+        memcpy(&yb, &y[i], sizeof yb);
+        yb &= (uint32_t) - (int32_t)(xb >> 31);
+        float yneg;
+        memcpy(&yneg, &yb, sizeof yneg);
+        dx[i] += dy[i] * (1.0f + yneg);
+    }
 }
 
 /* ---- dropout (inverted) ---- */

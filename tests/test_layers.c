@@ -607,6 +607,35 @@ static void test_dropout(void) {
     }
 }
 
+/* ELU and ReLU are computed on bit patterns (so they vectorise); check them against libm and
+ * the plain definitions over the whole range, including -0, tiny, huge and clamped inputs. */
+static void test_activation_values(void) {
+    enum { N = 4003 };
+    static float x[N], y[N];
+    for (int i = 0; i < N - 8; i++)
+        x[i] = -100.0f + 120.0f * (float)i / (float)(N - 9);
+    const float special[8] = {-0.0f, 0.0f, -1e-30f, 1e-30f, -87.5f, -200.0f, 3e38f, -3e38f};
+    memcpy(x + N - 8, special, sizeof special);
+    siam_elu_forward(y, x, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double want = x[i] > 0 ? (double)x[i] : expm1((double)x[i]);
+        double e = fabs(y[i] - want) / (fabs(want) > 1 ? fabs(want) : 1);
+        if (e > worst)
+            worst = e;
+    }
+    CHECK(worst < 4e-7, "elu vs expm1: worst error %.3g", worst);
+    /* odd lengths exercise the vector loop's scalar tail; in place is allowed */
+    memcpy(y, x, sizeof x);
+    siam_elu_forward(y, y, N - 1);
+    CHECK(y[0] == (float)expm1(-100.0) || fabs(y[0] + 1.0) < 1e-7, "elu in place: %g", y[0]);
+    siam_relu_forward(y, x, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += y[i] != (x[i] > 0 ? x[i] : 0.0f) || signbit(y[i]);
+    CHECK(bad == 0, "relu differs from max(x, +0) at %d inputs", bad);
+}
+
 int main(void) {
     tu_trap_fp();
     siam_rng_seed(&rng, 20240601);
@@ -616,6 +645,7 @@ int main(void) {
     test_maxpool();
     test_batchnorm();
     test_activations();
+    test_activation_values();
     test_dropout();
     return tu_finish();
 }
