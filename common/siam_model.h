@@ -22,8 +22,9 @@ typedef struct siam_model siam_model;
 #define SIAM_MODEL_PASSES 2
 
 /* name_or_spec: "mlp", "cnn" or a full spec string. Parameters are initialised from seed
- * (Glorot uniform for dense layers, He uniform for conv layers, zero biases, batchnorm gamma 1
- * beta 0, running mean 0 var 1). SIAM_ERR_ARG names the token it cannot parse. */
+ * (He/Kaiming uniform with PyTorch's a = sqrt(5), i.e. U(+-1/sqrt(fan_in)), for dense and conv
+ * weights, zero biases, batchnorm gamma 1 beta 0, running mean 0 var 1). SIAM_ERR_ARG names the
+ * token it cannot parse. */
 int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed, siam_error *err);
 void siam_model_free(siam_model *m);
 

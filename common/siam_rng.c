@@ -1,4 +1,4 @@
-/* siam_rng: xoshiro256** seeded by splitmix64 (public-domain algorithms by Blackman & Vigna). */
+/* siam_rng: xoshiro256** (siam_rng_u64, inline in the header) seeded by splitmix64. */
 #include "siam_rng.h"
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -8,26 +8,9 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
-
 void siam_rng_seed(siam_rng *r, uint64_t seed) {
     for (int i = 0; i < 4; i++)
         r->s[i] = splitmix64(&seed);
-}
-
-uint64_t siam_rng_u64(siam_rng *r) {
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
 }
 
 uint64_t siam_rng_below(siam_rng *r, uint64_t n) {

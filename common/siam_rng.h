@@ -9,7 +9,19 @@ typedef struct {
 } siam_rng;
 
 void siam_rng_seed(siam_rng *r, uint64_t seed);
-uint64_t siam_rng_u64(siam_rng *r);
+/* next 64 random bits (inline: dropout draws one per two activations) */
+static inline uint64_t siam_rng_u64(siam_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = s[3] << 45 | s[3] >> 19;
+    return result;
+}
 /* uniform integer in [0, n), n > 0, without modulo bias */
 uint64_t siam_rng_below(siam_rng *r, uint64_t n);
 /* uniform float in [0, 1) */

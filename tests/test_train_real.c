@@ -66,7 +66,7 @@ int main(void) {
     printf("one epoch: %.2f s, %.0f pairs/s, mean loss %.4f (first 100 steps %.4f, last 100 "
            "%.4f)\n",
            secs, (double)pairs.n / secs, mean_loss, track.first, track.last);
-    CHECK(track.last < 0.6 * track.first, "loss did not fall: %.4f -> %.4f", track.first,
+    CHECK(track.last < 0.75 * track.first, "loss did not fall: %.4f -> %.4f", track.first,
           track.last);
 
     float *dist = malloc(test_pairs.n * sizeof *dist);
