@@ -113,6 +113,13 @@ void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const f
 
 /* out[b,i,j,c] = max over the 2x2 window at (2i,2j); argmax = flat input index of the max
  * (first in row-major window order on ties) */
+/* A signed integer whose order is the order of the floats (-0 sorts just below +0). */
+static inline int32_t float_key(float v) {
+    int32_t b;
+    memcpy(&b, &v, sizeof b);
+    return b ^ ((b >> 31) & 0x7fffffff);
+}
+
 void siam_maxpool2_forward(float *out, uint32_t *argmax, const float *in, int B, int H, int W,
                            int C) {
     int OH = H / 2, OW = W / 2;
@@ -122,20 +129,24 @@ void siam_maxpool2_forward(float *out, uint32_t *argmax, const float *in, int B,
             for (int j = 0; j < OW; j++, o += (size_t)C) {
                 size_t i00 = (((size_t)bi * H + 2 * i) * W + 2 * j) * C;
                 size_t i01 = i00 + (size_t)C, i10 = i00 + (size_t)W * C, i11 = i10 + (size_t)C;
-                /* selects instead of branches so the channel loop can vectorise */
+                /* compares on order-preserving integer keys of the floats, with selects, so
+                 * the channel loop vectorises under IEEE semantics (float compares count as
+                 * control flow unless -fno-trapping-math) */
                 for (int c = 0; c < C; c++) {
-                    float m = in[i00 + c], v;
+                    int32_t km = float_key(in[i00 + c]), kv;
                     uint32_t a = (uint32_t)(i00 + c);
-                    v = in[i01 + c];
-                    a = v > m ? (uint32_t)(i01 + c) : a;
-                    m = v > m ? v : m;
-                    v = in[i10 + c];
-                    a = v > m ? (uint32_t)(i10 + c) : a;
-                    m = v > m ? v : m;
-                    v = in[i11 + c];
-                    a = v > m ? (uint32_t)(i11 + c) : a;
-                    m = v > m ? v : m;
-                    out[o + c] = m;
+                    kv = float_key(in[i01 + c]);
+                    a = kv > km ? (uint32_t)(i01 + c) : a;
+                    km = kv > km ? kv : km;
+                    kv = float_key(in[i10 + c]);
+                    a = kv > km ? (uint32_t)(i10 + c) : a;
+                    km = kv > km ? kv : km;
+                    kv = float_key(in[i11 + c]);
+                    a = kv > km ? (uint32_t)(i11 + c) : a;
+                    km = kv > km ? kv : km;
+                    int32_t mb =
+                        km ^ ((km >> 31) & 0x7fffffff); /* the key map is its own inverse */
+                    memcpy(&out[o + c], &mb, sizeof mb);
                     argmax[o + c] = a;
                 }
             }
