@@ -96,23 +96,14 @@ int main(int argc, char **argv) {
         {"only", SIAM_OPT_CHOICE, &only, 0, 0, "all|sgemm|train", NULL, "which figures to take"},
     };
     int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    int rc = siam_options_main("siam-bench", SIAM_VERSION,
+                               "Measure sgemm GFLOP/s at the models' shapes and local training "
+                               "pairs/s (medians).\nOutput: one 'kind name value unit' line per "
+                               "figure.",
+                               opts, n_opts, argc, argv);
+    if (rc >= 0)
+        return rc;
     siam_error err = {0};
-    int rc = siam_options_parse(opts, n_opts, argc, argv, 1, &err);
-    if (rc == SIAM_OPTIONS_HELP) {
-        siam_options_help(stdout, "siam-bench [OPTIONS]",
-                          "Measure sgemm GFLOP/s at the models' shapes and local training pairs/s "
-                          "(medians).\nOutput: one 'kind name value unit' line per figure.",
-                          opts, n_opts);
-        return 0;
-    }
-    if (rc == SIAM_OPTIONS_VERSION) {
-        printf("siam-bench %s\n", SIAM_VERSION);
-        return 0;
-    }
-    if (rc) {
-        fprintf(stderr, "siam-bench: %s\n", err.msg);
-        return 2;
-    }
     siam_blas_set_threads(threads);
     printf("threads %d\n", siam_blas_get_threads());
 

@@ -264,24 +264,13 @@ int main(int argc, char **argv) {
          "stderr log level"},
     };
     int n_opts = (int)(sizeof opts / sizeof opts[0]);
-    siam_error err = {0};
-    int rc = siam_options_parse(opts, n_opts, argc, argv, 1, &err);
-    if (rc == SIAM_OPTIONS_HELP) {
-        siam_options_help(stdout, "siam-train [OPTIONS]",
-                          "Train the Siamese embedding network locally (contrastive loss "
-                          "in-process, no server)\non Fashion-MNIST pairs, then report pair "
-                          "accuracy, ROC AUC and VAL on the test pairs.",
-                          opts, n_opts);
-        return 0;
-    }
-    if (rc == SIAM_OPTIONS_VERSION) {
-        printf("siam-train %s\n", SIAM_VERSION);
-        return 0;
-    }
-    if (rc) {
-        fprintf(stderr, "siam-train: %s\n", err.msg);
-        return 2;
-    }
+    int rc = siam_options_main("siam-train", SIAM_VERSION,
+                               "Train the Siamese embedding network locally (contrastive loss "
+                               "in-process, no server)\non Fashion-MNIST pairs, then report pair "
+                               "accuracy, ROC AUC and VAL on the test pairs.",
+                               opts, n_opts, argc, argv);
+    if (rc >= 0)
+        return rc;
     if (c.worker_index >= c.workers) {
         fprintf(stderr, "siam-train: --worker-index %d must be below --workers %d\n",
                 c.worker_index, c.workers);
@@ -293,6 +282,7 @@ int main(int argc, char **argv) {
     if (c.batch == 0)
         c.batch = strcmp(c.model, "cnn") == 0 ? 128 : 857;
     siam_blas_set_threads(c.threads);
+    siam_error err = {0};
     rc = run(&c, &err);
     if (rc) {
         fprintf(stderr, "siam-train: error: %s\n", err.msg);

@@ -144,3 +144,24 @@ void siam_options_help(FILE *f, const char *usage, const char *description, cons
     fprintf(f, "  %-28s %s\n  %-28s %s\n", "--help", "show this help and exit", "--version",
             "print the version and exit");
 }
+
+int siam_options_main(const char *prog, const char *version, const char *description,
+                      const siam_option *opts, int n_opts, int argc, char **argv) {
+    siam_error err = {0};
+    int rc = siam_options_parse(opts, n_opts, argc, argv, 1, &err);
+    if (rc == SIAM_OPTIONS_HELP) {
+        char usage[128];
+        snprintf(usage, sizeof usage, "%s [OPTIONS]", prog);
+        siam_options_help(stdout, usage, description, opts, n_opts);
+        return 0;
+    }
+    if (rc == SIAM_OPTIONS_VERSION) {
+        printf("%s %s\n", prog, version);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return 2;
+    }
+    return -1;
+}

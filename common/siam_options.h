@@ -35,6 +35,13 @@ enum { SIAM_OPTIONS_RUN = 0, SIAM_OPTIONS_HELP = -1, SIAM_OPTIONS_VERSION = -2 }
 int siam_options_parse(const siam_option *opts, int n_opts, int argc, char **argv, int first,
                        siam_error *err);
 
+/* What every program does with its command line: parses it; on --help prints the help to stdout,
+ * on --version prints "prog version", on an error prints "prog: message" to stderr. Returns -1
+ * when the program should go on, otherwise the exit code to return (0 after help/version, 2
+ * after a bad command line). */
+int siam_options_main(const char *prog, const char *version, const char *description,
+                      const siam_option *opts, int n_opts, int argc, char **argv);
+
 /* Prints usage and one line per option with its current (default) value. */
 void siam_options_help(FILE *f, const char *usage, const char *description, const siam_option *opts,
                        int n_opts);
