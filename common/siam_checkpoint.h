@@ -26,15 +26,18 @@ typedef struct {
     float *opt;    /* (n_opt) optimizer state, owned, may be NULL */
 } siam_checkpoint;
 
-/* Writes path atomically: path.tmp.<pid>, fsync, rename over path, fsync of the directory.
- * opt may be NULL with n_opt 0. On failure the previous file at path is untouched. */
+/* Writes path atomically (siam_atomic): path.tmp.<pid>, fsync, rename over path, fsync of the
+ * directory. opt may be NULL with n_opt 0. On failure before the rename the previous file at
+ * path is untouched; a failed directory fsync after it is reported ("saved, but ..."). Errors:
+ * SIAM_ERR_ARG (spec too long, no parameters), SIAM_ERR_IO, SIAM_ERR_NOMEM. */
 int siam_checkpoint_save(const char *path, const char *spec, uint64_t step, uint64_t round,
                          const float *params, size_t n_params, const float *opt, size_t n_opt,
                          siam_error *err);
 
 /* Reads and verifies path. Refuses (SIAM_ERR_FORMAT, message names the file and the problem) a
  * wrong magic, an unknown version, a truncated file, trailing bytes, a CRC mismatch, or absurd
- * counts. SIAM_ERR_IO when it cannot be opened. */
+ * counts. SIAM_ERR_IO when it cannot be opened or is not a regular file. *ck is overwritten
+ * (free an earlier load first) and left zeroed on failure. */
 int siam_checkpoint_load(siam_checkpoint *ck, const char *path, siam_error *err);
 
 /* Checks that a loaded checkpoint fits a model: same spec and parameter count, else

@@ -34,13 +34,16 @@ typedef struct {
  * Errors (message names the file and the problem): SIAM_ERR_IO, SIAM_ERR_FORMAT, SIAM_ERR_NOMEM. */
 int siam_idx_read(siam_idx *idx, const char *path, int expected_ndims, size_t max_items,
                   siam_error *err);
+/* Note: *idx (and *ds below) is overwritten, not freed: free an earlier result first. It is left
+ * zeroed on failure. A prefix read (max_items) does not look past the bytes it needs. */
 void siam_idx_free(siam_idx *idx);
 
 /* Loads one split from dir (NULL: SIAM_DATA_DIR_DEFAULT): train-images-idx3-ubyte.gz +
  * train-labels-idx1-ubyte.gz, or t10k-*. Falls back to the same names without .gz. Checks that
  * image and label counts agree and labels are 0..9. max_items > 0 loads only a prefix.
  * A missing directory or file names the path and suggests `apt-get install dataset-fashion-mnist`
- * or --data DIR. */
+ * or --data DIR. Errors: SIAM_ERR_IO (missing or unreadable), SIAM_ERR_FORMAT (a bad file, a
+ * label above 9), SIAM_ERR_MISMATCH (image and label counts differ), SIAM_ERR_NOMEM. */
 int siam_dataset_load(siam_dataset *ds, const char *dir, siam_split split, size_t max_items,
                       siam_error *err);
 void siam_dataset_free(siam_dataset *ds);

@@ -7,6 +7,7 @@
  * - backward ACCUMULATES (+=) into every gradient output (din, dw, db, ...); the caller zeroes
  *   them. Any gradient output may be NULL when it is not needed (e.g. din of the first layer).
  * - Workspaces and caches are owned by the caller, sized by the *_size helpers.
+ * - A NULL bias counts as zero. Elementwise forwards (relu, elu, dropout) may work in place.
  */
 #ifndef SIAM_LAYERS_H
 #define SIAM_LAYERS_H
@@ -27,7 +28,7 @@ void siam_dense_backward(float *din, float *dw, float *db, const float *dout, co
  *      out (B,OH,OW,K) with OH = H-KH+1, OW = W-KW+1.
  *      col is the im2col workspace of (B*OH*OW, KH*KW*C) floats; forward fills it and backward
  *      reads it, so keep it between the two calls.
- *      dcol is a second workspace of the same size used by backward (may be NULL when din is). */
+ *      dcol is a second workspace of the same size used by backward, required when din is given. */
 size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW);
 void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
                          int B, int H, int W, int C, int KH, int KW, int K);
@@ -35,8 +36,9 @@ void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const f
                           const float *col, const float *w, int B, int H, int W, int C, int KH,
                           int KW, int K);
 
-/* ---- maxpool 2x2 stride 2 (floor): in (B,H,W,C) -> out (B,H/2,W/2,C).
- *      argmax (B,H/2,W/2,C) records the flat input index of each maximum for backward. */
+/* ---- maxpool 2x2 stride 2 (floor): in (B,H,W,C) -> out (B,H/2,W/2,C), fewer than 2^32 inputs.
+ *      argmax (B,H/2,W/2,C) records the flat input index of each maximum for backward; on a tie
+ *      the first element of the window wins (-0 counts as below +0). */
 void siam_maxpool2_forward(float *out, uint32_t *argmax, const float *in, int B, int H, int W,
                            int C);
 void siam_maxpool2_backward(float *din, const float *dout, const uint32_t *argmax, int B, int H,
@@ -66,8 +68,10 @@ void siam_relu_backward(float *dx, const float *dy, const float *y, size_t n);
 void siam_elu_forward(float *y, const float *x, size_t n);
 void siam_elu_backward(float *dx, const float *dy, const float *x, const float *y, size_t n);
 
-/* ---- dropout, inverted: training keeps each element with probability 1-rate and scales it by
- *      1/(1-rate); mask (n) holds the scale applied (0 or 1/(1-rate)). Inference: identity. ---- */
+/* ---- dropout, inverted: training keeps each element with probability 1-rate (in steps of
+ *      2^-16) and scales it by 1/(1-rate); mask (n) holds the scale applied (0 or 1/(1-rate)).
+ *      rate <= 0 keeps all and leaves rng untouched; rate >= 1 drops all. Inference: the caller
+ *      skips the layer (identity). ---- */
 void siam_dropout_forward(float *y, float *mask, const float *x, size_t n, float rate,
                           siam_rng *rng);
 void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t n);

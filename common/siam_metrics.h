@@ -7,14 +7,16 @@
 
 #include "siam_error.h"
 
-/* In every function: dist (n) are pair distances, labels (n) are 1 for same-class, 0 otherwise.
- * A pair is predicted "same" when dist <= threshold. */
+/* In every function: dist (n) are pair distances, labels (n) are non-zero for same-class, 0
+ * otherwise. A pair is predicted "same" when dist <= threshold. A NaN distance is refused
+ * (SIAM_ERR_ARG naming its index) by the functions that return an error code. */
 
 /* Fraction of pairs predicted correctly at threshold. 0 when n == 0. */
 double siam_metrics_accuracy(const float *dist, const uint8_t *labels, size_t n, float threshold);
 
 /* The threshold that maximises accuracy on these pairs (the midpoint between the two sorted
- * distances it falls between; ties are never split), and that accuracy. */
+ * distances it falls between; ties are never split; the smallest such threshold wins), and that
+ * accuracy. SIAM_ERR_ARG when n == 0. */
 int siam_metrics_best_threshold(const float *dist, const uint8_t *labels, size_t n,
                                 float *threshold, double *accuracy, siam_error *err);
 
@@ -37,7 +39,7 @@ typedef struct {
 void siam_metrics_distance_stats(const float *dist, const uint8_t *labels, size_t n,
                                  siam_distance_stats *out);
 
-/* Everything above in one report. */
+/* Everything above in one report; needs at least one positive and one negative pair. */
 typedef struct {
     size_t n;
     float threshold; /* the fixed threshold (m/2) accuracy is reported at */
