@@ -126,5 +126,21 @@ int main(void) {
             check_gradients(what, a, b, y, B, DIM, 1.0f, (siam_label_convention)conv);
         }
     }
+    /* the edge cases by finite differences: D = 0 (identical embeddings, both labels: the
+     * gradient is 0 and finite) and D > m (a different pair beyond the margin costs nothing) */
+    for (int conv = 0; conv < 2; conv++) {
+        enum { B = 4, DIM = 8 };
+        float a[B * DIM], b[B * DIM];
+        uint32_t y[B] = {1, 0, 1, 0};
+        for (int k = 0; k < DIM; k++) {
+            a[0 * DIM + k] = b[0 * DIM + k] = 0.3f * (float)k; /* D = 0, y = 1 */
+            a[1 * DIM + k] = b[1 * DIM + k] = -0.2f;           /* D = 0, y = 0 */
+            a[2 * DIM + k] = 1.0f, b[2 * DIM + k] = 0.0f;      /* D = sqrt(8) > m, y = 1 */
+            a[3 * DIM + k] = 0.0f, b[3 * DIM + k] = 0.75f;     /* D ~ 2.12 > m, y = 0 */
+        }
+        char what[64];
+        snprintf(what, sizeof what, "D = 0 and D > m, convention %d", conv);
+        check_gradients(what, a, b, y, B, DIM, 1.0f, (siam_label_convention)conv);
+    }
     return tu_finish();
 }
