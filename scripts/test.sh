@@ -24,8 +24,12 @@ run_suite() {
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   cmake --build "$dir" -j"$(nproc)"
   echo "== test $dir"
-  (cd "$dir" && ctest --output-on-failure)
+  (cd "$dir" && ctest --output-on-failure) | tee "$dir/ctest.log"
+  local n
+  n=$(sed -n 's/.*tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' "$dir/ctest.log")
+  total=$((total + ${n:-0}))
 }
+total=0
 
 run_suite build/normal
 if [ $quick -eq 0 ]; then
@@ -34,3 +38,4 @@ if [ $quick -eq 0 ]; then
     run_suite build/sanitize -DSIAM_SANITIZE=ON
 fi
 echo "== all test suites passed"
+echo "tests: $total passed, 0 failed"
