@@ -125,19 +125,29 @@ int siam_metrics_best_threshold(const float *dist, const uint8_t *labels, size_t
     return SIAM_OK;
 }
 
+/* sorted_pairs_init for the measures that compare positives with negatives: refuses a set
+ * without both. */
+static int sorted_pairs_init_both(sorted_pairs *sp, const float *dist, const uint8_t *labels,
+                                  size_t n, const char *who, siam_error *err) {
+    int rc = sorted_pairs_init(sp, dist, labels, n, who, err);
+    if (rc)
+        return rc;
+    if (sp->n_pos == 0 || sp->n_neg == 0) {
+        size_t pos = sp->n_pos, neg = sp->n_neg;
+        sorted_pairs_free(sp);
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "%s: needs both classes, got %zu positive and %zu negative pairs",
+                              who, pos, neg);
+    }
+    return SIAM_OK;
+}
+
 int siam_metrics_roc_auc(const float *dist, const uint8_t *labels, size_t n, double *auc,
                          siam_error *err) {
     sorted_pairs sp;
-    int rc = sorted_pairs_init(&sp, dist, labels, n, "ROC AUC", err);
+    int rc = sorted_pairs_init_both(&sp, dist, labels, n, "ROC AUC", err);
     if (rc)
         return rc;
-    if (sp.n_pos == 0 || sp.n_neg == 0) {
-        sorted_pairs_free(&sp);
-        return siam_error_set(err, SIAM_ERR_ARG,
-                              "ROC AUC: needs both classes, got %zu positive "
-                              "and %zu negative pairs",
-                              sp.n_pos, sp.n_neg);
-    }
     /* Twice the number of (pos, neg) pairs with dist_pos < dist_neg, plus once those equal:
      * integers, so the result is exact until the final division. */
     uint64_t twice_wins = 0;
@@ -161,16 +171,9 @@ int siam_metrics_val_at_far(const float *dist, const uint8_t *labels, size_t n, 
         return siam_error_set(err, SIAM_ERR_ARG, "VAL at FAR: target FAR %g is not in [0, 1]",
                               far_target);
     sorted_pairs sp;
-    int rc = sorted_pairs_init(&sp, dist, labels, n, "VAL at FAR", err);
+    int rc = sorted_pairs_init_both(&sp, dist, labels, n, "VAL at FAR", err);
     if (rc)
         return rc;
-    if (sp.n_pos == 0 || sp.n_neg == 0) {
-        sorted_pairs_free(&sp);
-        return siam_error_set(err, SIAM_ERR_ARG,
-                              "VAL at FAR: needs both classes, got %zu "
-                              "positive and %zu negative pairs",
-                              sp.n_pos, sp.n_neg);
-    }
     /* FAR(t) only steps up at negative distances; admit whole groups while it stays within
      * the target. The first group that would exceed it bounds t from above (strictly). */
     size_t pos_le = 0, neg_le = 0;

@@ -6,23 +6,6 @@
 #include "siam_loss.h"
 #include "siam_rng.h"
 
-/* loss computed independently in double, for finite differences */
-static double loss_ref(const float *a, const float *b, const uint32_t *y, int B, int dim, float m,
-                       siam_label_convention conv) {
-    double total = 0;
-    for (int i = 0; i < B; i++) {
-        double d2 = 0;
-        for (int k = 0; k < dim; k++) {
-            double t = (double)a[i * dim + k] - b[i * dim + k];
-            d2 += t * t;
-        }
-        double d = sqrt(d2), s = conv == SIAM_LABELS_SIMILAR ? y[i] : 1.0 - y[i];
-        double h = m - d > 0 ? m - d : 0;
-        total += s * d2 + (1 - s) * h * h;
-    }
-    return total / B;
-}
-
 static void check_gradients(const char *what, float *a, float *b, const uint32_t *y, int B, int dim,
                             float m, siam_label_convention conv) {
     float dist[16], ga[16 * 8], gb[16 * 8];
@@ -35,9 +18,9 @@ static void check_gradients(const char *what, float *a, float *b, const uint32_t
         for (int k = 0; k < B * dim; k++) {
             float keep = v[k];
             v[k] = keep + (float)h;
-            double lp = loss_ref(a, b, y, B, dim, m, conv);
+            double lp = tu_contrastive_ref(a, b, y, B, dim, m, conv == SIAM_LABELS_SIMILAR);
             v[k] = keep - (float)h;
-            double lm = loss_ref(a, b, y, B, dim, m, conv);
+            double lm = tu_contrastive_ref(a, b, y, B, dim, m, conv == SIAM_LABELS_SIMILAR);
             v[k] = keep;
             double num = (lp - lm) / (2 * h);
             double e = tu_rel_err(g[k], num, 1e-3);

@@ -27,17 +27,7 @@ static double siamese_loss(siam_model *m, const float *xa, const float *xb, cons
         fprintf(stderr, "forward failed: %s\n", err.msg);
         exit(1);
     }
-    double total = 0;
-    for (int i = 0; i < B; i++) {
-        double d2 = 0;
-        for (int k = 0; k < dim; k++) {
-            double t = (double)ea[i * dim + k] - eb[i * dim + k];
-            d2 += t * t;
-        }
-        double hinge = 1.0 - sqrt(d2) > 0 ? 1.0 - sqrt(d2) : 0.0;
-        total += y[i] ? d2 : hinge * hinge;
-    }
-    return total / B;
+    return tu_contrastive_ref(ea, eb, y, B, dim, 1.0, 1);
 }
 
 /* analytic weight gradient of the Siamese loss into m's grads (masks as siamese_loss) */

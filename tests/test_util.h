@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <fenv.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -38,6 +39,24 @@ static inline double tu_rel_err(double analytic, double numeric, double floor) {
     if (den < floor)
         den = floor;
     return fabs(analytic - numeric) / den;
+}
+
+/* Mean contrastive loss computed independently in double, labels y = 1 for similar pairs
+ * (flip with similar_is_one = 0): the reference that finite differences are taken of. */
+static inline double tu_contrastive_ref(const float *a, const float *b, const uint32_t *y, int B,
+                                        int dim, double margin, int similar_is_one) {
+    double total = 0;
+    for (int i = 0; i < B; i++) {
+        double d2 = 0;
+        for (int k = 0; k < dim; k++) {
+            double t = (double)a[i * dim + k] - b[i * dim + k];
+            d2 += t * t;
+        }
+        double s = similar_is_one ? y[i] : 1.0 - y[i];
+        double h = margin - sqrt(d2) > 0 ? margin - sqrt(d2) : 0;
+        total += s * d2 + (1 - s) * h * h;
+    }
+    return total / B;
 }
 
 /* NaN or division by zero stops the test where it happens (SIGFPE). */
