@@ -1,0 +1,157 @@
+/* siam_rpc: the one module that touches the gRPC C core. The server and the client call it in
+ * their own terms: methods are byte-in/byte-out handlers (the caller encodes with protobuf-c),
+ * statuses are codes with a message. This header includes no gRPC header.
+ *
+ * Threading: siam_rpc_init() once per process before anything else here (block SIGINT/SIGTERM
+ * first if the program waits for them with sigwait: gRPC's threads inherit the mask), and
+ * siam_rpc_shutdown() after every server, channel and stream has been freed. */
+#ifndef SIAM_RPC_H
+#define SIAM_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siam_error.h"
+
+/* gRPC status codes (the values are the wire values). */
+typedef enum {
+    SIAM_RPC_OK = 0,
+    SIAM_RPC_CANCELLED = 1,
+    SIAM_RPC_UNKNOWN = 2,
+    SIAM_RPC_INVALID_ARGUMENT = 3,
+    SIAM_RPC_DEADLINE_EXCEEDED = 4,
+    SIAM_RPC_NOT_FOUND = 5,
+    SIAM_RPC_ALREADY_EXISTS = 6,
+    SIAM_RPC_PERMISSION_DENIED = 7,
+    SIAM_RPC_RESOURCE_EXHAUSTED = 8,
+    SIAM_RPC_FAILED_PRECONDITION = 9,
+    SIAM_RPC_ABORTED = 10,
+    SIAM_RPC_OUT_OF_RANGE = 11,
+    SIAM_RPC_UNIMPLEMENTED = 12,
+    SIAM_RPC_INTERNAL = 13,
+    SIAM_RPC_UNAVAILABLE = 14,
+    SIAM_RPC_DATA_LOSS = 15,
+    SIAM_RPC_UNAUTHENTICATED = 16,
+} siam_rpc_code;
+
+/* "INVALID_ARGUMENT" etc.; "UNKNOWN_CODE" outside 0..16. */
+const char *siam_rpc_code_name(int code);
+
+/* A call's outcome: code and a message for people (sent as grpc-message). */
+typedef struct {
+    int code;
+    char msg[SIAM_ERROR_MSG_MAX];
+} siam_rpc_status;
+
+/* Sets code and a printf-style message; returns code. st may be NULL. */
+int siam_rpc_status_set(siam_rpc_status *st, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A message owned by whoever holds it: data is malloc'd (free() it), len bytes. */
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} siam_rpc_buf;
+
+void siam_rpc_buf_free(siam_rpc_buf *b);
+
+/* Default limit on one message in each direction: a batch of 4,096 pairs of 128 floats (4 MiB
+ * of floats each way) with room to spare. */
+#define SIAM_RPC_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
+
+/* Starts gRPC (grpc_init). Returns SIAM_OK. */
+int siam_rpc_init(void);
+/* Stops gRPC (grpc_shutdown); after every server, channel and stream is freed. */
+void siam_rpc_shutdown(void);
+/* The gRPC core version string ("29.0.0" for Debian's 1.51). */
+const char *siam_rpc_core_version(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Server                                                                                       */
+
+typedef struct siam_rpc_server siam_rpc_server;
+
+/* What a handler knows about its call. */
+typedef struct {
+    const char *method; /* "/siam.v1.Siamese/Train" */
+    const char *peer;   /* "ipv4:127.0.0.1:60308" */
+} siam_rpc_call_info;
+
+/* Unary method: decode req (len bytes), compute, and either fill *resp (malloc'd; the rpc layer
+ * sends and frees it) and return SIAM_RPC_OK, or return a non-OK code set in *st (resp is then
+ * ignored and freed). Runs on one of the server's threads, several at once: be thread-safe. */
+typedef int (*siam_rpc_unary_fn)(void *ctx, const siam_rpc_call_info *call, const uint8_t *req,
+                                 size_t len, siam_rpc_buf *resp, siam_rpc_status *st);
+
+/* Bidirectional stream that answers every request message with one response, in order. The rpc
+ * layer reads the next request only after the previous response has been sent, so one stream
+ * holds at most one request and one response in memory. */
+typedef struct {
+    /* A new stream: returns its state (NULL is allowed and passed back as stream). */
+    void *(*open)(void *ctx, const siam_rpc_call_info *call);
+    /* One request: as siam_rpc_unary_fn; a non-OK code ends the stream with that status. */
+    int (*message)(void *ctx, void *stream, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                   siam_rpc_status *st);
+    /* The stream is over: final->code is OK when the client half-closed and every answer went
+     * out, the handler's code when message() failed, CANCELLED/UNAVAILABLE when the client went
+     * away or the server shut down. Free the state here. Called exactly once per open(). */
+    void (*close)(void *ctx, void *stream, const siam_rpc_status *final);
+} siam_rpc_stream_handler;
+
+typedef struct {
+    const char *listen;       /* "127.0.0.1:50051", "0.0.0.0:50051", "[::]:0" (0 = any port) */
+    int threads;              /* completion-queue threads (>= 1) */
+    size_t max_message_bytes; /* limit on received messages; 0 = SIAM_RPC_DEFAULT_MAX_MESSAGE */
+} siam_rpc_server_config;
+
+/* Creates a server; nothing listens before siam_rpc_server_start. */
+int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *cfg,
+                           siam_error *err);
+/* Registers methods by full path ("/siam.v1.Siamese/Similarity"); before start. fn/handler and
+ * ctx must outlive the server. Calls to paths not registered get UNIMPLEMENTED at once. */
+int siam_rpc_server_add_unary(siam_rpc_server *s, const char *method, siam_rpc_unary_fn fn,
+                              void *ctx, siam_error *err);
+int siam_rpc_server_add_stream(siam_rpc_server *s, const char *method,
+                               const siam_rpc_stream_handler *h, void *ctx, siam_error *err);
+/* Binds the address and starts the threads. *port (may be NULL) gets the bound port.
+ * SIAM_ERR_IO naming the address when it cannot be bound. */
+int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err);
+/* Stops accepting new calls, lets calls in flight finish for up to grace_s seconds, cancels the
+ * rest, and joins the threads. Returns the number of calls that had to be cancelled. */
+int siam_rpc_server_stop(siam_rpc_server *s, double grace_s);
+/* Stops (grace 0) if still running, then frees. NULL is fine. */
+void siam_rpc_server_free(siam_rpc_server *s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Client                                                                                       */
+
+typedef struct siam_rpc_channel siam_rpc_channel;
+typedef struct siam_rpc_stream siam_rpc_stream;
+
+/* A channel to target ("127.0.0.1:50051", "host:port", "ipv4:10.0.0.1:50051"). Connects lazily:
+ * an unreachable server shows up as UNAVAILABLE on the first call. max_message_bytes 0 =
+ * SIAM_RPC_DEFAULT_MAX_MESSAGE. Keepalive pings detect a server that vanished. */
+int siam_rpc_channel_create(siam_rpc_channel **out, const char *target, size_t max_message_bytes,
+                            siam_error *err);
+void siam_rpc_channel_free(siam_rpc_channel *ch);
+const char *siam_rpc_channel_target(const siam_rpc_channel *ch);
+
+/* Unary call with a deadline of timeout_s seconds. Returns st->code; on OK *resp holds the
+ * answer (malloc'd, caller frees with siam_rpc_buf_free). */
+int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, size_t len,
+                  double timeout_s, siam_rpc_buf *resp, siam_rpc_status *st);
+
+/* Opens a bidirectional stream. op_timeout_s bounds every later exchange/close: if the server
+ * does not answer within it, the call is cancelled with DEADLINE_EXCEEDED (never a hang). */
+int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_timeout_s,
+                         siam_rpc_stream **out, siam_rpc_status *st);
+/* Sends one message and waits for the one answer. Returns st->code; on OK *resp holds the
+ * answer. After a failure the stream is dead: every later call returns the same status. */
+int siam_rpc_stream_exchange(siam_rpc_stream *s, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                             siam_rpc_status *st);
+/* Half-closes and waits for the server's final status; returns st->code. */
+int siam_rpc_stream_close(siam_rpc_stream *s, siam_rpc_status *st);
+/* Cancels the stream if it is still open, then frees it. NULL is fine. */
+void siam_rpc_stream_free(siam_rpc_stream *s);
+
+#endif

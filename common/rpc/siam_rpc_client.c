@@ -1,0 +1,439 @@
+/* siam_rpc_client: a channel, unary calls with a deadline, and a bidirectional stream whose every
+ * exchange is bounded by a timeout, on the gRPC C core. Each call owns a completion queue that
+ * only its caller's thread drains, so waiting for "whichever op finishes first" is one loop. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "siam_rpc.h"
+
+struct siam_rpc_channel {
+    grpc_channel *channel;
+    char *target;
+};
+
+static gpr_timespec after(double seconds) {
+    if (seconds <= 0)
+        return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_micros((int64_t)(seconds * 1e6), GPR_TIMESPAN));
+}
+
+/* Copies a received message into a malloc'd buffer. */
+static int take_message(grpc_byte_buffer *bb, siam_rpc_buf *out) {
+    out->data = NULL;
+    out->len = 0;
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return -1;
+    size_t n = grpc_byte_buffer_length(bb), off = 0;
+    uint8_t *p = malloc(n ? n : 1);
+    grpc_slice s;
+    while (grpc_byte_buffer_reader_next(&r, &s)) {
+        size_t l = GRPC_SLICE_LENGTH(s);
+        if (p && off + l <= n)
+            memcpy(p + off, GRPC_SLICE_START_PTR(s), l);
+        off += l;
+        grpc_slice_unref(s);
+    }
+    grpc_byte_buffer_reader_destroy(&r);
+    if (!p || off != n) {
+        free(p);
+        return -1;
+    }
+    out->data = p;
+    out->len = n;
+    return 0;
+}
+
+static grpc_byte_buffer *copy_payload(const uint8_t *data, size_t len) {
+    grpc_slice s =
+        len ? grpc_slice_from_copied_buffer((const char *)data, len) : grpc_empty_slice();
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+static void status_from_call(siam_rpc_status *st, grpc_status_code code, grpc_slice details) {
+    char *msg = grpc_slice_to_c_string(details);
+    siam_rpc_status_set(st, (int)code, "%s", msg && *msg ? msg : siam_rpc_code_name((int)code));
+    gpr_free(msg);
+}
+
+static void drain_and_destroy(grpc_completion_queue *cq) {
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+}
+
+int siam_rpc_channel_create(siam_rpc_channel **out, const char *target, size_t max_message_bytes,
+                            siam_error *err) {
+    *out = NULL;
+    if (!target || !*target)
+        return siam_error_set(err, SIAM_ERR_ARG, "no server address given");
+    siam_rpc_channel *ch = calloc(1, sizeof *ch);
+    if (!ch || !(ch->target = strdup(target))) {
+        free(ch);
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    }
+    size_t max = max_message_bytes ? max_message_bytes : SIAM_RPC_DEFAULT_MAX_MESSAGE;
+    if (max > 0x7fffffff)
+        max = 0x7fffffff;
+    grpc_arg args[5];
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)max;
+    /* keepalive: a server (or its host) that vanished is noticed within ~30 s even while this
+     * worker only computes; the server accepts pings this often (see siam_rpc_server.c) */
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_KEEPALIVE_TIME_MS;
+    args[1].value.integer = 20000;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+    args[2].value.integer = 10000;
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
+    args[3].value.integer = 0;
+    args[4].type = GRPC_ARG_INTEGER;
+    args[4].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[4].value.integer = (int)max;
+    grpc_channel_args cargs = {5, args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    ch->channel = grpc_channel_create(target, creds, &cargs);
+    grpc_channel_credentials_release(creds);
+    if (!ch->channel) {
+        siam_rpc_channel_free(ch);
+        return siam_error_set(err, SIAM_ERR_ARG, "cannot create a channel to '%s'", target);
+    }
+    *out = ch;
+    return SIAM_OK;
+}
+
+void siam_rpc_channel_free(siam_rpc_channel *ch) {
+    if (!ch)
+        return;
+    if (ch->channel)
+        grpc_channel_destroy(ch->channel);
+    free(ch->target);
+    free(ch);
+}
+
+const char *siam_rpc_channel_target(const siam_rpc_channel *ch) {
+    return ch->target;
+}
+
+int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, size_t len,
+                  double timeout_s, siam_rpc_buf *resp, siam_rpc_status *st) {
+    resp->data = NULL;
+    resp->len = 0;
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_slice path = grpc_slice_from_copied_string(method);
+    grpc_call *call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, path,
+                                               NULL, after(timeout_s), NULL);
+    grpc_slice_unref(path);
+    if (!call) {
+        drain_and_destroy(cq);
+        return siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "cannot create a call to %s", method);
+    }
+    grpc_metadata_array md_in, trailing;
+    grpc_metadata_array_init(&md_in);
+    grpc_metadata_array_init(&trailing);
+    grpc_byte_buffer *send = copy_payload(req, len), *recv = NULL;
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_in;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
+    ops[5].data.recv_status_on_client.status = &code;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    static int tag;
+    grpc_call_error e = grpc_call_start_batch(call, ops, 6, &tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "%s: %s", method, grpc_call_error_to_string(e));
+    } else {
+        /* the call's own deadline ends it; this wait only has to outlast it */
+        grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (code != GRPC_STATUS_OK)
+            status_from_call(st, code, details);
+        else if (!recv)
+            siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "%s: the server sent no answer", method);
+        else if (take_message(recv, resp))
+            siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                "%s: out of memory for an answer of %zu bytes", method,
+                                grpc_byte_buffer_length(recv));
+        else
+            siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+    }
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_byte_buffer_destroy(send);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&md_in);
+    grpc_metadata_array_destroy(&trailing);
+    grpc_call_unref(call);
+    drain_and_destroy(cq);
+    return st->code;
+}
+
+/* ---- streams ---------------------------------------------------------------------------- */
+
+enum { OP_MD = 1, OP_RECV_MD = 2, OP_SEND = 4, OP_RECV = 8, OP_STATUS = 16, OP_CLOSE = 32 };
+
+struct siam_rpc_stream {
+    grpc_call *call;
+    grpc_completion_queue *cq;
+    char *method;
+    double op_timeout;
+    int pending; /* OP_* bits of batches started and not yet come back */
+    grpc_metadata_array md_in, trailing;
+    grpc_status_code code;
+    grpc_slice details;
+    grpc_byte_buffer *send, *recv;
+    int status_done; /* RECV_STATUS_ON_CLIENT has come back */
+    int dead;        /* failed: later calls return `failure` */
+    siam_rpc_status failure;
+};
+
+static int start_op(siam_rpc_stream *s, grpc_op *op, size_t n, int bit) {
+    grpc_call_error e = grpc_call_start_batch(s->call, op, n, (void *)(intptr_t)bit, NULL);
+    if (e != GRPC_CALL_OK)
+        return -1;
+    s->pending |= bit;
+    return 0;
+}
+
+/* Waits for one event until `deadline`; returns the OP_* bit that completed (0 on timeout). */
+static int next_event(siam_rpc_stream *s, gpr_timespec deadline, int *success) {
+    grpc_event ev = grpc_completion_queue_next(s->cq, deadline, NULL);
+    if (ev.type != GRPC_OP_COMPLETE)
+        return 0;
+    int bit = (int)(intptr_t)ev.tag;
+    s->pending &= ~bit;
+    *success = ev.success;
+    if (bit == OP_STATUS)
+        s->status_done = 1;
+    return bit;
+}
+
+/* The call is over or must end: record why (the server's status when it has one). */
+static int stream_fail(siam_rpc_stream *s, siam_rpc_status *st) {
+    if (!s->dead) {
+        s->dead = 1;
+        if (s->status_done && s->code != GRPC_STATUS_OK)
+            status_from_call(&s->failure, s->code, s->details);
+        else if (s->status_done)
+            siam_rpc_status_set(&s->failure, SIAM_RPC_INTERNAL,
+                                "%s: the server ended the stream without an answer", s->method);
+        else
+            siam_rpc_status_set(&s->failure, SIAM_RPC_UNAVAILABLE, "%s: the stream broke",
+                                s->method);
+    }
+    *st = s->failure;
+    return st->code;
+}
+
+/* Cancels the call with a timeout status and waits for the core to hand back every op. */
+static int stream_timeout(siam_rpc_stream *s, siam_rpc_status *st, const char *what) {
+    grpc_call_cancel_with_status(s->call, GRPC_STATUS_DEADLINE_EXCEEDED, "client timeout", NULL);
+    int ok;
+    while (s->pending)
+        next_event(s, gpr_inf_future(GPR_CLOCK_REALTIME), &ok);
+    s->dead = 1;
+    siam_rpc_status_set(&s->failure, SIAM_RPC_DEADLINE_EXCEEDED,
+                        "%s: no %s from the server within %.0f s", s->method, what, s->op_timeout);
+    *st = s->failure;
+    return st->code;
+}
+
+/* Waits until none of `bits` is pending or the call ended; on the call's end, waits for the
+ * status so the reason is known. Returns 0, or the failure code. */
+static int wait_ops(siam_rpc_stream *s, int bits, siam_rpc_status *st, const char *what) {
+    gpr_timespec deadline = after(s->op_timeout);
+    int failed = 0;
+    while (s->pending & bits) {
+        int ok = 1;
+        int bit = next_event(s, deadline, &ok);
+        if (!bit)
+            return stream_timeout(s, st, what);
+        if (!ok || bit == OP_STATUS)
+            failed = 1;
+    }
+    if (failed || s->status_done) {
+        /* the status tells why; it follows quickly once an op has failed */
+        while (!s->status_done) {
+            int ok;
+            if (!next_event(s, deadline, &ok))
+                return stream_timeout(s, st, what);
+        }
+        return stream_fail(s, st);
+    }
+    return 0;
+}
+
+int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_timeout_s,
+                         siam_rpc_stream **out, siam_rpc_status *st) {
+    *out = NULL;
+    siam_rpc_stream *s = calloc(1, sizeof *s);
+    if (!s || !(s->method = strdup(method))) {
+        free(s);
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    s->op_timeout = op_timeout_s;
+    s->details = grpc_empty_slice();
+    grpc_metadata_array_init(&s->md_in);
+    grpc_metadata_array_init(&s->trailing);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_slice path = grpc_slice_from_copied_string(method);
+    s->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, path,
+                                       NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_slice_unref(path);
+    if (!s->call) {
+        siam_rpc_stream_free(s);
+        return siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "cannot create a call to %s", method);
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &s->trailing;
+    op.data.recv_status_on_client.status = &s->code;
+    op.data.recv_status_on_client.status_details = &s->details;
+    int bad = start_op(s, &op, 1, OP_STATUS);
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    bad = bad || start_op(s, &op, 1, OP_MD);
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_INITIAL_METADATA;
+    op.data.recv_initial_metadata.recv_initial_metadata = &s->md_in;
+    bad = bad || start_op(s, &op, 1, OP_RECV_MD);
+    if (bad) {
+        siam_rpc_stream_free(s);
+        return siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "cannot start %s", method);
+    }
+    /* the server's initial metadata proves it is there and serves the method */
+    if (wait_ops(s, OP_MD | OP_RECV_MD, st, "answer to the stream's start")) {
+        siam_rpc_stream_free(s);
+        return st->code;
+    }
+    *out = s;
+    return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+}
+
+int siam_rpc_stream_exchange(siam_rpc_stream *s, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                             siam_rpc_status *st) {
+    resp->data = NULL;
+    resp->len = 0;
+    if (s->dead) {
+        *st = s->failure;
+        return st->code;
+    }
+    s->send = copy_payload(req, len);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = s->send;
+    int bad = start_op(s, &op, 1, OP_SEND);
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &s->recv;
+    bad = bad || start_op(s, &op, 1, OP_RECV);
+    int rc = 0;
+    if (bad) {
+        grpc_call_cancel(s->call, NULL);
+        rc = wait_ops(s, OP_SEND | OP_RECV, st, "answer");
+        if (!rc)
+            rc = stream_fail(s, st);
+    } else {
+        rc = wait_ops(s, OP_SEND | OP_RECV, st, "answer");
+    }
+    grpc_byte_buffer_destroy(s->send);
+    s->send = NULL;
+    if (!rc && !s->recv) { /* the server closed the stream instead of answering */
+        int ok;
+        gpr_timespec deadline = after(s->op_timeout);
+        while (!s->status_done)
+            if (!next_event(s, deadline, &ok))
+                return stream_timeout(s, st, "status");
+        rc = stream_fail(s, st);
+    }
+    if (s->recv) {
+        if (!rc && take_message(s->recv, resp))
+            rc = siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                     "%s: out of memory for an answer of %zu bytes", s->method,
+                                     grpc_byte_buffer_length(s->recv));
+        grpc_byte_buffer_destroy(s->recv);
+        s->recv = NULL;
+    }
+    if (rc) {
+        siam_rpc_buf_free(resp);
+        return rc;
+    }
+    return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+}
+
+int siam_rpc_stream_close(siam_rpc_stream *s, siam_rpc_status *st) {
+    if (s->dead) {
+        *st = s->failure;
+        return st->code;
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    if (start_op(s, &op, 1, OP_CLOSE) == 0) {
+        gpr_timespec deadline = after(s->op_timeout);
+        while (s->pending & (OP_CLOSE | OP_STATUS)) {
+            int ok;
+            if (!next_event(s, deadline, &ok))
+                return stream_timeout(s, st, "final status");
+        }
+    }
+    if (!s->status_done || s->code != GRPC_STATUS_OK)
+        return stream_fail(s, st);
+    s->dead = 1;
+    siam_rpc_status_set(&s->failure, SIAM_RPC_FAILED_PRECONDITION, "%s: stream already closed",
+                        s->method);
+    return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+}
+
+void siam_rpc_stream_free(siam_rpc_stream *s) {
+    if (!s)
+        return;
+    if (s->call) {
+        if (s->pending)
+            grpc_call_cancel(s->call, NULL);
+        int ok;
+        while (s->pending)
+            next_event(s, gpr_inf_future(GPR_CLOCK_REALTIME), &ok);
+        grpc_call_unref(s->call);
+    }
+    if (s->send)
+        grpc_byte_buffer_destroy(s->send);
+    if (s->recv)
+        grpc_byte_buffer_destroy(s->recv);
+    if (s->cq)
+        drain_and_destroy(s->cq);
+    grpc_slice_unref(s->details);
+    grpc_metadata_array_destroy(&s->md_in);
+    grpc_metadata_array_destroy(&s->trailing);
+    free(s->method);
+    free(s);
+}

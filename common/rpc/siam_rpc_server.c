@@ -1,0 +1,778 @@
+/* siam_rpc_server: a gRPC C core server with one completion queue served by a few threads, a
+ * state machine per call (unary, and bidirectional streams that answer each message), an
+ * UNIMPLEMENTED answer for unknown methods, and a graceful stop.
+ *
+ * Every tag handed to the core is a `struct tag` embedded in its call's context; every tag comes
+ * back exactly once (success or not), and a call's context is freed when its last outstanding
+ * tag has come back. */
+#include <errno.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "siam_log.h"
+#include "siam_rpc.h"
+
+#define COMPONENT   "rpc"
+#define MAX_METHODS 16
+
+enum tag_kind {
+    T_UNARY_NEW,
+    T_UNARY_DONE,
+    T_STREAM_NEW,
+    T_STREAM_MD,
+    T_STREAM_CLOSE,
+    T_STREAM_READ,
+    T_STREAM_WRITE,
+    T_STREAM_STATUS,
+    T_GENERIC_NEW,
+    T_GENERIC_DONE,
+    T_SHUTDOWN,
+};
+
+struct tag {
+    enum tag_kind kind;
+    void *owner;
+};
+
+typedef struct {
+    char *path;
+    int stream;
+    siam_rpc_unary_fn unary;
+    const siam_rpc_stream_handler *handler;
+    void *ctx;
+    void *handle; /* grpc_server_register_method */
+} method;
+
+struct siam_rpc_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    method methods[MAX_METHODS];
+    int n_methods;
+    int n_threads;
+    pthread_t *threads;
+    int started, stopped;
+    char listen[256];
+    size_t max_message;
+    char unknown_msg[512]; /* the UNIMPLEMENTED message lists the methods served */
+
+    pthread_mutex_t lock; /* shutting_down, shutdown_done, live_calls */
+    pthread_cond_t cond;
+    int shutting_down, shutdown_done, live_calls;
+    struct tag shutdown_tag;
+};
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+/* Copies the whole message into one malloc'd buffer (the handler wants contiguous bytes). */
+static int read_payload(grpc_byte_buffer *bb, uint8_t **data, size_t *len) {
+    grpc_byte_buffer_reader r;
+    *data = NULL;
+    *len = 0;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return -1;
+    size_t n = grpc_byte_buffer_length(bb);
+    uint8_t *p = malloc(n ? n : 1);
+    if (!p) {
+        grpc_byte_buffer_reader_destroy(&r);
+        return -1;
+    }
+    size_t off = 0;
+    grpc_slice s;
+    while (grpc_byte_buffer_reader_next(&r, &s)) {
+        size_t l = GRPC_SLICE_LENGTH(s);
+        if (off + l <= n)
+            memcpy(p + off, GRPC_SLICE_START_PTR(s), l);
+        off += l;
+        grpc_slice_unref(s);
+    }
+    grpc_byte_buffer_reader_destroy(&r);
+    if (off != n) {
+        free(p);
+        return -1;
+    }
+    *data = p;
+    *len = n;
+    return 0;
+}
+
+static void free_wrapper(void *p) {
+    free(p);
+}
+
+/* Takes ownership of b->data. */
+static grpc_byte_buffer *make_payload(siam_rpc_buf *b) {
+    grpc_slice s;
+    if (b->len == 0) {
+        free(b->data);
+        s = grpc_empty_slice();
+    } else {
+        s = grpc_slice_new(b->data, b->len, free_wrapper);
+    }
+    b->data = NULL;
+    b->len = 0;
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+static int is_shutting_down(siam_rpc_server *s) {
+    pthread_mutex_lock(&s->lock);
+    int r = s->shutting_down;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static void call_started(siam_rpc_server *s) {
+    pthread_mutex_lock(&s->lock);
+    s->live_calls++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void call_ended(siam_rpc_server *s) {
+    pthread_mutex_lock(&s->lock);
+    s->live_calls--;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- unary calls ------------------------------------------------------------------------ */
+
+typedef struct {
+    struct tag t_new, t_done;
+    siam_rpc_server *srv;
+    method *m;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    grpc_byte_buffer *resp;
+    int cancelled;
+} unary_call;
+
+static void arm_unary(siam_rpc_server *s, method *m);
+
+static void unary_free(unary_call *c) {
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->resp)
+        grpc_byte_buffer_destroy(c->resp);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->call)
+        grpc_call_unref(c->call);
+    free(c);
+}
+
+static void unary_new(unary_call *c, int success) {
+    siam_rpc_server *s = c->srv;
+    if (!success) { /* the server is shutting down: the request was never matched */
+        unary_free(c);
+        return;
+    }
+    call_started(s);
+    arm_unary(s, c->m);
+
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
+    siam_rpc_buf resp = {0};
+    char *peer = grpc_call_get_peer(c->call);
+    siam_rpc_call_info info = {c->m->path, peer};
+    uint8_t *req = NULL;
+    size_t len = 0;
+    if (!c->payload)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "%s: the request has no message",
+                            c->m->path);
+    else if (read_payload(c->payload, &req, &len))
+        siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                            "%s: out of memory reading a request of %zu bytes", c->m->path,
+                            grpc_byte_buffer_length(c->payload));
+    else if (c->m->unary(c->m->ctx, &info, req, len, &resp, &st) == SIAM_RPC_OK)
+        st.code = SIAM_RPC_OK;
+    free(req);
+    gpr_free(peer);
+
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    int n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (st.code == SIAM_RPC_OK) {
+        c->resp = make_payload(&resp);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->resp;
+    } else {
+        siam_rpc_buf_free(&resp);
+    }
+    grpc_slice details = grpc_slice_from_copied_string(st.code == SIAM_RPC_OK ? "" : st.msg);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)st.code;
+    ops[n++].data.send_status_from_server.status_details = &details;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_done, NULL);
+    grpc_slice_unref(details);
+    if (e != GRPC_CALL_OK) {
+        LOG_ERROR(COMPONENT, "%s: cannot answer: %s", c->m->path, grpc_call_error_to_string(e));
+        call_ended(s);
+        unary_free(c);
+    }
+}
+
+static void unary_done(unary_call *c) {
+    call_ended(c->srv);
+    unary_free(c);
+}
+
+static void arm_unary(siam_rpc_server *s, method *m) {
+    unary_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        LOG_ERROR(COMPONENT, "out of memory: %s stops accepting calls", m->path);
+        return;
+    }
+    c->t_new = (struct tag){T_UNARY_NEW, c};
+    c->t_done = (struct tag){T_UNARY_DONE, c};
+    c->srv = s;
+    c->m = m;
+    grpc_metadata_array_init(&c->md);
+    pthread_mutex_lock(&s->lock);
+    grpc_call_error e = GRPC_CALL_ERROR;
+    if (!s->shutting_down)
+        e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
+                                                &c->md, &c->payload, s->cq, s->cq, &c->t_new);
+    pthread_mutex_unlock(&s->lock);
+    if (e != GRPC_CALL_OK)
+        unary_free(c);
+}
+
+/* ---- bidirectional streams -------------------------------------------------------------- */
+
+typedef struct {
+    struct tag t_new, t_md, t_close, t_read, t_write, t_status;
+    siam_rpc_server *srv;
+    method *m;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *recv; /* RECV_MESSAGE target */
+    grpc_byte_buffer *send; /* in-flight response */
+    pthread_mutex_t lock;
+    int refs; /* outstanding tags */
+    int opened, cancelled, status_sent, dead;
+    void *state;
+    siam_rpc_status final;
+} stream_call;
+
+static void arm_stream(siam_rpc_server *s, method *m);
+
+static void stream_destroy(stream_call *c) {
+    if (c->opened) {
+        if (!c->status_sent && c->final.code == SIAM_RPC_OK)
+            siam_rpc_status_set(&c->final, SIAM_RPC_CANCELLED,
+                                "the stream was cancelled (client gone or server stopping)");
+        c->m->handler->close(c->m->ctx, c->state, &c->final);
+        call_ended(c->srv);
+    }
+    if (c->recv)
+        grpc_byte_buffer_destroy(c->recv);
+    if (c->send)
+        grpc_byte_buffer_destroy(c->send);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->call)
+        grpc_call_unref(c->call);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* Starts one op with tag t; counts it outstanding. Called with c->lock held. */
+static int stream_start(stream_call *c, grpc_op *ops, size_t n, struct tag *t) {
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
+    if (e != GRPC_CALL_OK) {
+        LOG_ERROR(COMPONENT, "%s: start_batch: %s", c->m->path, grpc_call_error_to_string(e));
+        c->dead = 1;
+        return -1;
+    }
+    c->refs++;
+    return 0;
+}
+
+static void stream_send_status(stream_call *c, const siam_rpc_status *st) {
+    if (c->status_sent || c->dead)
+        return;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    grpc_slice details = grpc_slice_from_copied_string(st->code == SIAM_RPC_OK ? "" : st->msg);
+    op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    op.data.send_status_from_server.status = (grpc_status_code)st->code;
+    op.data.send_status_from_server.status_details = &details;
+    c->final = *st;
+    if (stream_start(c, &op, 1, &c->t_status) == 0)
+        c->status_sent = 1;
+    grpc_slice_unref(details);
+}
+
+static void stream_read_next(stream_call *c) {
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv;
+    stream_start(c, &op, 1, &c->t_read);
+}
+
+/* Releases one outstanding tag; frees the call with the last one. Called with c->lock held;
+ * returns 1 when c is gone. */
+static int stream_release(stream_call *c) {
+    if (--c->refs > 0)
+        return 0;
+    pthread_mutex_unlock(&c->lock);
+    stream_destroy(c);
+    return 1;
+}
+
+static void stream_event(stream_call *c, enum tag_kind kind, int success) {
+    siam_rpc_server *s = c->srv;
+    if (kind == T_STREAM_NEW) {
+        if (!success) {
+            stream_destroy(c);
+            return;
+        }
+        call_started(s);
+        arm_stream(s, c->m);
+        char *peer = grpc_call_get_peer(c->call);
+        siam_rpc_call_info info = {c->m->path, peer};
+        c->state = c->m->handler->open(c->m->ctx, &info);
+        c->opened = 1;
+        gpr_free(peer);
+        pthread_mutex_lock(&c->lock);
+        c->refs = 1; /* held until the three ops below are started */
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_INITIAL_METADATA;
+        stream_start(c, &op, 1, &c->t_md);
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op.data.recv_close_on_server.cancelled = &c->cancelled;
+        stream_start(c, &op, 1, &c->t_close);
+        stream_read_next(c);
+        if (!stream_release(c))
+            pthread_mutex_unlock(&c->lock);
+        return;
+    }
+
+    pthread_mutex_lock(&c->lock);
+    switch (kind) {
+    case T_STREAM_READ:
+        if (!success) {
+            c->dead = 1;
+        } else if (!c->recv) { /* the client half-closed: every answer has gone out */
+            siam_rpc_status ok = {SIAM_RPC_OK, ""};
+            stream_send_status(c, &ok);
+        } else {
+            siam_rpc_status st = {SIAM_RPC_OK, ""};
+            siam_rpc_buf resp = {0};
+            uint8_t *req = NULL;
+            size_t len = 0;
+            if (read_payload(c->recv, &req, &len))
+                siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                    "%s: out of memory reading a message of %zu bytes", c->m->path,
+                                    grpc_byte_buffer_length(c->recv));
+            else
+                c->m->handler->message(c->m->ctx, c->state, req, len, &resp, &st);
+            free(req);
+            grpc_byte_buffer_destroy(c->recv);
+            c->recv = NULL;
+            if (st.code != SIAM_RPC_OK) {
+                siam_rpc_buf_free(&resp);
+                stream_send_status(c, &st);
+            } else if (!c->dead) {
+                c->send = make_payload(&resp);
+                grpc_op op;
+                memset(&op, 0, sizeof op);
+                op.op = GRPC_OP_SEND_MESSAGE;
+                op.data.send_message.send_message = c->send;
+                stream_start(c, &op, 1, &c->t_write);
+            } else {
+                siam_rpc_buf_free(&resp);
+            }
+        }
+        break;
+    case T_STREAM_WRITE:
+        if (c->send) {
+            grpc_byte_buffer_destroy(c->send);
+            c->send = NULL;
+        }
+        if (!success)
+            c->dead = 1;
+        else if (!c->status_sent && !c->dead)
+            stream_read_next(c);
+        break;
+    case T_STREAM_CLOSE:
+        if (c->cancelled && !c->status_sent)
+            siam_rpc_status_set(&c->final,
+                                is_shutting_down(s) ? SIAM_RPC_UNAVAILABLE : SIAM_RPC_CANCELLED,
+                                is_shutting_down(s) ? "the server is shutting down"
+                                                    : "the client went away mid-stream");
+        break;
+    case T_STREAM_MD:
+    case T_STREAM_STATUS:
+    default:
+        if (!success)
+            c->dead = 1;
+        break;
+    }
+    if (!stream_release(c))
+        pthread_mutex_unlock(&c->lock);
+}
+
+static void arm_stream(siam_rpc_server *s, method *m) {
+    stream_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        LOG_ERROR(COMPONENT, "out of memory: %s stops accepting calls", m->path);
+        return;
+    }
+    c->t_new = (struct tag){T_STREAM_NEW, c};
+    c->t_md = (struct tag){T_STREAM_MD, c};
+    c->t_close = (struct tag){T_STREAM_CLOSE, c};
+    c->t_read = (struct tag){T_STREAM_READ, c};
+    c->t_write = (struct tag){T_STREAM_WRITE, c};
+    c->t_status = (struct tag){T_STREAM_STATUS, c};
+    c->srv = s;
+    c->m = m;
+    pthread_mutex_init(&c->lock, NULL);
+    grpc_metadata_array_init(&c->md);
+    pthread_mutex_lock(&s->lock);
+    grpc_call_error e = GRPC_CALL_ERROR;
+    if (!s->shutting_down)
+        e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
+                                                &c->md, NULL, s->cq, s->cq, &c->t_new);
+    pthread_mutex_unlock(&s->lock);
+    if (e != GRPC_CALL_OK)
+        stream_destroy(c);
+}
+
+/* ---- unknown methods -------------------------------------------------------------------- */
+
+typedef struct {
+    struct tag t_new, t_done;
+    siam_rpc_server *srv;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    int cancelled;
+} generic_call;
+
+static void arm_generic(siam_rpc_server *s);
+
+static void generic_free(generic_call *c) {
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->call)
+        grpc_call_unref(c->call);
+    free(c);
+}
+
+static void generic_new(generic_call *c, int success) {
+    if (!success) {
+        generic_free(c);
+        return;
+    }
+    siam_rpc_server *s = c->srv;
+    call_started(s);
+    arm_generic(s);
+    char *path = grpc_slice_to_c_string(c->details.method);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "unknown method %s; %s", path, s->unknown_msg);
+    LOG_DEBUG(COMPONENT, "UNIMPLEMENTED %s", path);
+    gpr_free(path);
+    grpc_slice details = grpc_slice_from_copied_string(msg);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[1].data.send_status_from_server.status_details = &details;
+    ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[2].data.recv_close_on_server.cancelled = &c->cancelled;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, 3, &c->t_done, NULL);
+    grpc_slice_unref(details);
+    if (e != GRPC_CALL_OK) {
+        call_ended(s);
+        generic_free(c);
+    }
+}
+
+static void arm_generic(siam_rpc_server *s) {
+    generic_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->t_new = (struct tag){T_GENERIC_NEW, c};
+    c->t_done = (struct tag){T_GENERIC_DONE, c};
+    c->srv = s;
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    pthread_mutex_lock(&s->lock);
+    grpc_call_error e = GRPC_CALL_ERROR;
+    if (!s->shutting_down)
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
+                                     &c->t_new);
+    pthread_mutex_unlock(&s->lock);
+    if (e != GRPC_CALL_OK)
+        generic_free(c);
+}
+
+/* ---- the completion-queue threads ------------------------------------------------------- */
+
+static void *cq_thread(void *arg) {
+    siam_rpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct tag *t = ev.tag;
+        switch (t->kind) {
+        case T_UNARY_NEW:
+            unary_new(t->owner, ev.success);
+            break;
+        case T_UNARY_DONE:
+            unary_done(t->owner);
+            break;
+        case T_STREAM_NEW:
+        case T_STREAM_MD:
+        case T_STREAM_CLOSE:
+        case T_STREAM_READ:
+        case T_STREAM_WRITE:
+        case T_STREAM_STATUS:
+            stream_event(t->owner, t->kind, ev.success);
+            break;
+        case T_GENERIC_NEW:
+            generic_new(t->owner, ev.success);
+            break;
+        case T_GENERIC_DONE: {
+            generic_call *c = t->owner;
+            call_ended(c->srv);
+            generic_free(c);
+            break;
+        }
+        case T_SHUTDOWN:
+            pthread_mutex_lock(&s->lock);
+            s->shutdown_done = 1;
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- public API ------------------------------------------------------------------------- */
+
+int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *cfg,
+                           siam_error *err) {
+    *out = NULL;
+    if (!cfg || !cfg->listen || !*cfg->listen)
+        return siam_error_set(err, SIAM_ERR_ARG, "no listen address given");
+    if (strlen(cfg->listen) >= sizeof(((siam_rpc_server *)0)->listen))
+        return siam_error_set(err, SIAM_ERR_ARG, "listen address too long");
+    if (cfg->threads < 1 || cfg->threads > 256)
+        return siam_error_set(err, SIAM_ERR_ARG, "server threads must be 1..256, got %d",
+                              cfg->threads);
+    siam_rpc_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    strcpy(s->listen, cfg->listen);
+    s->n_threads = cfg->threads;
+    s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes : SIAM_RPC_DEFAULT_MAX_MESSAGE;
+    if (s->max_message > 0x7fffffff)
+        s->max_message = 0x7fffffff;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->shutdown_tag = (struct tag){T_SHUTDOWN, s};
+
+    grpc_arg args[6];
+    memset(args, 0, sizeof args);
+    /* a second server on a port in use must fail, not share the port with the first */
+    args[5].type = GRPC_ARG_INTEGER;
+    args[5].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[5].value.integer = 0;
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)s->max_message;
+    /* workers ping every 20 s while training: accept it (the default would send GOAWAY) */
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+    args[1].value.integer = 5000;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
+    args[2].value.integer = 0;
+    /* and ping idle clients ourselves, so a worker host that vanished is noticed */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_KEEPALIVE_TIME_MS;
+    args[3].value.integer = 30000;
+    args[4].type = GRPC_ARG_INTEGER;
+    args[4].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+    args[4].value.integer = 10000;
+    grpc_channel_args cargs = {6, args};
+    s->server = grpc_server_create(&cargs, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    if (!s->server || !s->cq) {
+        siam_rpc_server_free(s);
+        return siam_error_set(err, SIAM_ERR_NOMEM, "cannot create the gRPC server");
+    }
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    *out = s;
+    return SIAM_OK;
+}
+
+static int add_method(siam_rpc_server *s, const char *path, int stream, siam_rpc_unary_fn fn,
+                      const siam_rpc_stream_handler *h, void *ctx, siam_error *err) {
+    if (s->started)
+        return siam_error_set(err, SIAM_ERR_ARG, "%s: methods must be added before start", path);
+    if (s->n_methods == MAX_METHODS)
+        return siam_error_set(err, SIAM_ERR_ARG, "too many methods (max %d)", MAX_METHODS);
+    if (!path || path[0] != '/')
+        return siam_error_set(err, SIAM_ERR_ARG, "method path must start with '/': %s",
+                              path ? path : "(null)");
+    method *m = &s->methods[s->n_methods];
+    memset(m, 0, sizeof *m);
+    m->path = strdup(path);
+    if (!m->path)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    m->stream = stream;
+    m->unary = fn;
+    m->handler = h;
+    m->ctx = ctx;
+    m->handle = grpc_server_register_method(
+        s->server, m->path, NULL,
+        stream ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    if (!m->handle) {
+        free(m->path);
+        m->path = NULL;
+        return siam_error_set(err, SIAM_ERR_ARG, "cannot register method %s (duplicate?)", path);
+    }
+    s->n_methods++;
+    return SIAM_OK;
+}
+
+int siam_rpc_server_add_unary(siam_rpc_server *s, const char *method_path, siam_rpc_unary_fn fn,
+                              void *ctx, siam_error *err) {
+    return add_method(s, method_path, 0, fn, NULL, ctx, err);
+}
+
+int siam_rpc_server_add_stream(siam_rpc_server *s, const char *method_path,
+                               const siam_rpc_stream_handler *h, void *ctx, siam_error *err) {
+    return add_method(s, method_path, 1, NULL, h, ctx, err);
+}
+
+int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
+    if (s->started)
+        return siam_error_set(err, SIAM_ERR_ARG, "server already started");
+    size_t off = (size_t)snprintf(s->unknown_msg, sizeof s->unknown_msg, "this server serves");
+    for (int i = 0; i < s->n_methods && off < sizeof s->unknown_msg; i++)
+        off += (size_t)snprintf(s->unknown_msg + off, sizeof s->unknown_msg - off, "%s %s",
+                                i ? "," : "", s->methods[i].path);
+
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int bound = grpc_server_add_http2_port(s->server, s->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (bound <= 0)
+        return siam_error_set(err, SIAM_ERR_IO,
+                              "cannot listen on %s: the address is in use, not local to this "
+                              "host, or malformed (expected HOST:PORT, e.g. 0.0.0.0:50051)",
+                              s->listen);
+    grpc_server_start(s->server);
+    s->started = 1;
+    s->threads = calloc((size_t)s->n_threads, sizeof *s->threads);
+    if (!s->threads)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < s->n_threads; i++) {
+        if (pthread_create(&s->threads[i], NULL, cq_thread, s)) {
+            s->n_threads = i;
+            return siam_error_set(err, SIAM_ERR_NOMEM, "cannot start server thread %d", i);
+        }
+    }
+    int armed = s->n_threads < 2 ? 2 : s->n_threads;
+    for (int i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < armed; k++) {
+            if (s->methods[i].stream)
+                arm_stream(s, &s->methods[i]);
+            else
+                arm_unary(s, &s->methods[i]);
+        }
+    arm_generic(s);
+    if (port)
+        *port = bound;
+    return SIAM_OK;
+}
+
+int siam_rpc_server_stop(siam_rpc_server *s, double grace_s) {
+    if (!s || !s->started || s->stopped)
+        return 0;
+    s->stopped = 1;
+    pthread_mutex_lock(&s->lock);
+    s->shutting_down = 1;
+    pthread_mutex_unlock(&s->lock);
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    double secs = grace_s > 0 ? grace_s : 0;
+    until.tv_sec += (time_t)secs;
+    until.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int cancelled = 0;
+    pthread_mutex_lock(&s->lock);
+    while (!s->shutdown_done)
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT)
+            break;
+    if (!s->shutdown_done) {
+        cancelled = s->live_calls;
+        pthread_mutex_unlock(&s->lock);
+        grpc_server_cancel_all_calls(s->server);
+        pthread_mutex_lock(&s->lock);
+        while (!s->shutdown_done)
+            pthread_cond_wait(&s->cond, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    grpc_server_destroy(s->server);
+    s->server = NULL;
+    grpc_completion_queue_shutdown(s->cq);
+    for (int i = 0; i < s->n_threads; i++)
+        pthread_join(s->threads[i], NULL);
+    return cancelled;
+}
+
+void siam_rpc_server_free(siam_rpc_server *s) {
+    if (!s)
+        return;
+    if (s->started)
+        siam_rpc_server_stop(s, 0);
+    if (s->server) /* created but never started */
+        grpc_server_destroy(s->server);
+    if (s->cq) {
+        if (!s->started) {
+            grpc_completion_queue_shutdown(s->cq);
+            while (
+                grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+                GRPC_QUEUE_SHUTDOWN)
+                ;
+        }
+        grpc_completion_queue_destroy(s->cq);
+    }
+    for (int i = 0; i < s->n_methods; i++)
+        free(s->methods[i].path);
+    free(s->threads);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}

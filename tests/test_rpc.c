@@ -1,0 +1,249 @@
+/* test_rpc: common/rpc over real sockets on 127.0.0.1, in one process: unary and streaming
+ * calls, statuses with messages, UNIMPLEMENTED for unknown methods within a second, message
+ * size limits, an unreachable server, a server that does not answer in time, many concurrent
+ * streams, and stopping with streams open. */
+#include "test_util.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "siam_log.h"
+#include "siam_rpc.h"
+
+/* Echo: answers the request bytes reversed; "bad" -> INVALID_ARGUMENT; "slow" sleeps 1.5 s. */
+static int echo(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
+                siam_rpc_buf *resp, siam_rpc_status *st) {
+    (void)ctx;
+    (void)call;
+    if (len == 3 && memcmp(req, "bad", 3) == 0)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "request 'bad' is refused");
+    if (len == 4 && memcmp(req, "slow", 4) == 0)
+        usleep(1500000);
+    resp->data = malloc(len ? len : 1);
+    if (!resp->data)
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED, "oom");
+    for (size_t i = 0; i < len; i++)
+        resp->data[i] = req[len - 1 - i];
+    resp->len = len;
+    return SIAM_RPC_OK;
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    int opened, closed_ok, closed_other, messages;
+} stream_counts;
+
+static void *s_open(void *ctx, const siam_rpc_call_info *call) {
+    stream_counts *c = ctx;
+    CHECK(call->peer && strstr(call->peer, "127.0.0.1"), "peer %s", call->peer);
+    pthread_mutex_lock(&c->lock);
+    c->opened++;
+    pthread_mutex_unlock(&c->lock);
+    int *n = calloc(1, sizeof *n); /* messages seen on this stream */
+    return n;
+}
+
+static int s_message(void *ctx, void *stream, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                     siam_rpc_status *st) {
+    stream_counts *c = ctx;
+    int *n = stream;
+    (*n)++;
+    pthread_mutex_lock(&c->lock);
+    c->messages++;
+    pthread_mutex_unlock(&c->lock);
+    return echo(NULL, NULL, req, len, resp, st);
+}
+
+static void s_close(void *ctx, void *stream, const siam_rpc_status *final) {
+    stream_counts *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    if (final->code == SIAM_RPC_OK)
+        c->closed_ok++;
+    else
+        c->closed_other++;
+    pthread_mutex_unlock(&c->lock);
+    free(stream);
+}
+
+static char target[64];
+
+static int exchange_str(siam_rpc_stream *s, const char *msg, char *out, size_t n,
+                        siam_rpc_status *st) {
+    siam_rpc_buf r;
+    int rc = siam_rpc_stream_exchange(s, (const uint8_t *)msg, strlen(msg), &r, st);
+    if (rc == SIAM_RPC_OK) {
+        snprintf(out, n, "%.*s", (int)r.len, (const char *)r.data);
+        siam_rpc_buf_free(&r);
+    }
+    return rc;
+}
+
+static void *stream_worker(void *arg) {
+    int id = (int)(intptr_t)arg, ok = 1;
+    siam_error err = {0};
+    siam_rpc_channel *ch = NULL;
+    siam_rpc_stream *s = NULL;
+    siam_rpc_status st;
+    if (siam_rpc_channel_create(&ch, target, 0, &err) ||
+        siam_rpc_stream_open(ch, "/t.Svc/Stream", 10, &s, &st))
+        ok = 0;
+    for (int i = 0; ok && i < 50; i++) {
+        char msg[32], want[32], got[32];
+        int n = snprintf(msg, sizeof msg, "w%d-m%d", id, i);
+        for (int k = 0; k < n; k++)
+            want[k] = msg[n - 1 - k];
+        want[n] = 0;
+        if (exchange_str(s, msg, got, sizeof got, &st) || strcmp(got, want) != 0)
+            ok = 0;
+    }
+    if (ok && siam_rpc_stream_close(s, &st))
+        ok = 0;
+    siam_rpc_stream_free(s);
+    siam_rpc_channel_free(ch);
+    return (void *)(intptr_t)ok;
+}
+
+int main(void) {
+    siam_log_set_level(SIAM_LOG_WARN);
+    siam_rpc_init();
+    siam_error err = {0};
+    stream_counts counts = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    siam_rpc_stream_handler h = {s_open, s_message, s_close};
+    siam_rpc_server *srv = NULL;
+    siam_rpc_server_config cfg = {"127.0.0.1:0", 2, 64 * 1024};
+    int port = 0;
+    CHECK(siam_rpc_server_create(&srv, &cfg, &err) == 0, "%s", err.msg);
+    CHECK(siam_rpc_server_add_unary(srv, "/t.Svc/Echo", echo, NULL, &err) == 0, "%s", err.msg);
+    CHECK(siam_rpc_server_add_stream(srv, "/t.Svc/Stream", &h, &counts, &err) == 0, "%s", err.msg);
+    CHECK(siam_rpc_server_add_unary(srv, "no-slash", echo, NULL, &err) == SIAM_ERR_ARG,
+          "a path without '/' is refused");
+    CHECK(siam_rpc_server_start(srv, &port, &err) == 0, "%s", err.msg);
+    CHECK(port > 0, "bound port %d", port);
+    snprintf(target, sizeof target, "127.0.0.1:%d", port);
+
+    /* a second server on the same port is refused with the address in the message */
+    {
+        siam_rpc_server *s2 = NULL;
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+        siam_rpc_server_config c2 = {addr, 1, 0};
+        CHECK(siam_rpc_server_create(&s2, &c2, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_start(s2, NULL, &err) == SIAM_ERR_IO && strstr(err.msg, addr),
+              "port in use: %s", err.msg);
+        siam_rpc_server_free(s2);
+    }
+
+    siam_rpc_channel *ch = NULL;
+    CHECK(siam_rpc_channel_create(&ch, target, 0, &err) == 0, "%s", err.msg);
+    siam_rpc_status st;
+    siam_rpc_buf r;
+
+    /* unary: answer, status with message, empty message */
+    CHECK(siam_rpc_call(ch, "/t.Svc/Echo", (const uint8_t *)"abc", 3, 5, &r, &st) == 0, "%s",
+          st.msg);
+    CHECK(r.len == 3 && memcmp(r.data, "cba", 3) == 0, "echo reversed");
+    siam_rpc_buf_free(&r);
+    CHECK(siam_rpc_call(ch, "/t.Svc/Echo", (const uint8_t *)"bad", 3, 5, &r, &st) ==
+                  SIAM_RPC_INVALID_ARGUMENT &&
+              strcmp(st.msg, "request 'bad' is refused") == 0,
+          "status + message: %d %s", st.code, st.msg);
+    CHECK(r.data == NULL, "no answer with an error status");
+    CHECK(siam_rpc_call(ch, "/t.Svc/Echo", NULL, 0, 5, &r, &st) == 0 && r.len == 0,
+          "empty message: %s", st.msg);
+    siam_rpc_buf_free(&r);
+
+    /* unknown method: UNIMPLEMENTED at once, naming the method and listing the served ones */
+    double t0 = siam_now();
+    CHECK(siam_rpc_call(ch, "/t.Svc/Nope", (const uint8_t *)"x", 1, 10, &r, &st) ==
+              SIAM_RPC_UNIMPLEMENTED,
+          "unknown method: %d %s", st.code, st.msg);
+    CHECK(siam_now() - t0 < 1.0, "UNIMPLEMENTED took %.3f s", siam_now() - t0);
+    CHECK(strstr(st.msg, "/t.Svc/Nope") && strstr(st.msg, "/t.Svc/Echo"), "message: %s", st.msg);
+
+    /* message larger than the server's limit (64 KiB here) */
+    {
+        size_t big = 100 * 1024;
+        uint8_t *p = calloc(big, 1);
+        CHECK(siam_rpc_call(ch, "/t.Svc/Echo", p, big, 5, &r, &st) == SIAM_RPC_RESOURCE_EXHAUSTED,
+              "oversized request: %d %s", st.code, st.msg);
+        free(p);
+    }
+
+    /* deadline: the handler takes 1.5 s, the call allows 0.3 s */
+    t0 = siam_now();
+    CHECK(siam_rpc_call(ch, "/t.Svc/Echo", (const uint8_t *)"slow", 4, 0.3, &r, &st) ==
+              SIAM_RPC_DEADLINE_EXCEEDED,
+          "deadline: %d %s", st.code, st.msg);
+    CHECK(siam_now() - t0 < 1.2, "deadline honoured (%.2f s)", siam_now() - t0);
+
+    /* stream: ordered answers, an error status ends it, close gives OK */
+    siam_rpc_stream *s = NULL;
+    char got[64];
+    CHECK(siam_rpc_stream_open(ch, "/t.Svc/Stream", 5, &s, &st) == 0, "%s", st.msg);
+    CHECK(exchange_str(s, "hello", got, sizeof got, &st) == 0 && strcmp(got, "olleh") == 0,
+          "stream echo: %s", got);
+    CHECK(exchange_str(s, "12", got, sizeof got, &st) == 0 && strcmp(got, "21") == 0, "second");
+    CHECK(siam_rpc_stream_close(s, &st) == 0, "close: %s", st.msg);
+    siam_rpc_stream_free(s);
+    CHECK(siam_rpc_stream_open(ch, "/t.Svc/Stream", 5, &s, &st) == 0, "%s", st.msg);
+    CHECK(exchange_str(s, "bad", got, sizeof got, &st) == SIAM_RPC_INVALID_ARGUMENT &&
+              strcmp(st.msg, "request 'bad' is refused") == 0,
+          "stream error: %d %s", st.code, st.msg);
+    CHECK(exchange_str(s, "x", got, sizeof got, &st) == SIAM_RPC_INVALID_ARGUMENT,
+          "a dead stream keeps its status");
+    siam_rpc_stream_free(s);
+
+    /* stream op timeout: a slow answer is cut at the client's bound, never a hang */
+    CHECK(siam_rpc_stream_open(ch, "/t.Svc/Stream", 0.5, &s, &st) == 0, "%s", st.msg);
+    t0 = siam_now();
+    CHECK(exchange_str(s, "slow", got, sizeof got, &st) == SIAM_RPC_DEADLINE_EXCEEDED,
+          "stream timeout: %d %s", st.code, st.msg);
+    CHECK(siam_now() - t0 < 1.4, "stream timeout honoured (%.2f s)", siam_now() - t0);
+    siam_rpc_stream_free(s);
+
+    /* a stream to an unknown method fails at open */
+    CHECK(siam_rpc_stream_open(ch, "/t.Svc/Nope", 5, &s, &st) == SIAM_RPC_UNIMPLEMENTED,
+          "unknown stream method: %d %s", st.code, st.msg);
+
+    /* 8 concurrent streams of 50 messages each */
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, stream_worker, (void *)(intptr_t)i);
+    int all_ok = 1;
+    for (int i = 0; i < 8; i++) {
+        void *ok;
+        pthread_join(th[i], &ok);
+        all_ok &= (int)(intptr_t)ok;
+    }
+    CHECK(all_ok, "8 concurrent streams each got their 50 answers in order");
+
+    /* stop with a stream open: the stream's client sees UNAVAILABLE, not a hang */
+    CHECK(siam_rpc_stream_open(ch, "/t.Svc/Stream", 5, &s, &st) == 0, "%s", st.msg);
+    CHECK(exchange_str(s, "ab", got, sizeof got, &st) == 0, "before stop");
+    t0 = siam_now();
+    int cancelled = siam_rpc_server_stop(srv, 0.2);
+    CHECK(cancelled == 1, "one open call cancelled after the grace period, got %d", cancelled);
+    CHECK(siam_now() - t0 < 2.0, "stop took %.2f s", siam_now() - t0);
+    int rc = exchange_str(s, "cd", got, sizeof got, &st);
+    CHECK(rc == SIAM_RPC_UNAVAILABLE || rc == SIAM_RPC_CANCELLED, "after stop: %d %s", rc, st.msg);
+    siam_rpc_stream_free(s);
+    siam_rpc_server_free(srv);
+
+    pthread_mutex_lock(&counts.lock);
+    CHECK(counts.opened == counts.closed_ok + counts.closed_other,
+          "every opened stream closed once (%d opened, %d + %d closed)", counts.opened,
+          counts.closed_ok, counts.closed_other);
+    CHECK(counts.closed_ok >= 9, "OK closes %d", counts.closed_ok);
+    pthread_mutex_unlock(&counts.lock);
+
+    /* nobody listening: UNAVAILABLE quickly */
+    t0 = siam_now();
+    CHECK(siam_rpc_call(ch, "/t.Svc/Echo", (const uint8_t *)"a", 1, 5, &r, &st) ==
+              SIAM_RPC_UNAVAILABLE,
+          "no server: %d %s", st.code, st.msg);
+    CHECK(siam_now() - t0 < 3.0, "no server noticed in %.2f s", siam_now() - t0);
+    siam_rpc_channel_free(ch);
+    siam_rpc_shutdown();
+    return tu_finish();
+}
