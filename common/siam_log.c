@@ -112,11 +112,13 @@ static void draw(siam_progress *p, uint64_t steps, uint64_t pairs, double loss, 
     fflush(stderr);
     pthread_mutex_unlock(&log_lock);
     p->last_print = now;
+    p->lines++;
 }
 
 void siam_progress_update(siam_progress *p, uint64_t steps_done, uint64_t pairs_done, double loss) {
     double now = siam_now();
-    double every = p->tty ? 0.2 : p->interval;
+    /* plain lines: the first after 2 s (an early rate and ETA), then every interval */
+    double every = p->tty ? 0.2 : p->lines ? p->interval : 2.0;
     if (now - p->last_print >= every)
         draw(p, steps_done, pairs_done, loss, 0);
 }

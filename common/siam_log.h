@@ -44,6 +44,7 @@ typedef struct {
     double start, last_print, interval;
     int tty;
     int drawn; /* a bar is on screen and needs a newline before other output */
+    int lines; /* updates drawn so far */
 } siam_progress;
 
 void siam_progress_begin(siam_progress *p, const char *label, uint64_t total_steps);

@@ -71,7 +71,7 @@ int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs 
                in * sizeof(float));
         memcpy(t->x_right + (size_t)i * in, ds->images + (size_t)p->right[k] * in,
                in * sizeof(float));
-        t->labels[i] = p->labels[k];
+        t->labels[i] = t->conv == SIAM_LABELS_DISSIMILAR ? !p->labels[k] : p->labels[k];
     }
     const float *e_left, *e_right;
     int rc = siam_model_forward(m, 0, t->x_left, B, 1, &e_left, err);

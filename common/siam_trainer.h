@@ -15,7 +15,8 @@
 #include "siam_optim.h"
 #include "siam_pairs.h"
 
-/* The loss head: given left/right embeddings (B,dim) and labels (B), fill the mean loss, the
+/* The loss head: given left/right embeddings (B,dim) and labels (B, in the trainer's
+ * convention), fill the mean loss, the
  * distances (B) and the gradients of the mean loss w.r.t. left and right (B,dim). */
 typedef int (*siam_loss_head_fn)(void *ctx, const float *left, const float *right,
                                  const uint32_t *labels, int B, int dim, float *loss, float *dist,
@@ -42,6 +43,9 @@ typedef struct {
     float *grad_left;  /* (batch, dim) */
     float *grad_right; /* (batch, dim) */
     uint64_t step;     /* optimizer steps taken */
+    /* How labels are encoded for the head: pairs mark same-class pairs with 1; under
+     * SIAM_LABELS_DISSIMILAR the head is sent 1 for different-class pairs instead. */
+    siam_label_convention conv;
 } siam_trainer;
 
 int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, float lr, int batch,

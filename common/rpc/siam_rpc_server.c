@@ -413,7 +413,9 @@ static void stream_event(stream_call *c, enum tag_kind kind, int success) {
             stream_read_next(c);
         break;
     case T_STREAM_CLOSE:
-        if (c->cancelled && !c->status_sent)
+        /* a read of "no more messages" is also what a vanished client looks like; only this
+         * tells the two apart */
+        if (c->cancelled && c->final.code == SIAM_RPC_OK)
             siam_rpc_status_set(&c->final,
                                 is_shutting_down(s) ? SIAM_RPC_UNAVAILABLE : SIAM_RPC_CANCELLED,
                                 is_shutting_down(s) ? "the server is shutting down"

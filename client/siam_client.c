@@ -1,0 +1,289 @@
+/* siam-client: one training worker of split learning. It owns the data, the embedding network
+ * and the optimizer; siam-server holds the loss head and answers every batch of embeddings on a
+ * Train stream with the loss, the distances and the gradients the worker backpropagates. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "siam/v1/siam.pb-c.h"
+#include "siam_dataset.h"
+#include "siam_log.h"
+#include "siam_model.h"
+#include "siam_options.h"
+#include "siam_remote_head.h"
+#include "siam_rpc.h"
+#include "siam_tensor.h"
+#include "siam_worker.h"
+
+#define COMPONENT        "client"
+#define PROG             "siam-client"
+#define METHOD_TRAIN     "/siam.v1.Siamese/Train"
+#define METHOD_STATUS    "/siam.v1.Siamese/Status"
+#define STATUS_TIMEOUT_S 10.0
+
+typedef struct {
+    const char *server, *model, *optimizer, *data, *worker_id, *checkpoint, *metrics, *log_level;
+    int epochs, batch, threads, worker_index, workers, json, max_message_mb;
+    float lr, timeout;
+    uint64_t seed, train_limit, test_limit;
+} config;
+
+/* What the server said about itself. */
+typedef struct {
+    float margin;
+    siam_label_convention conv;
+} server_settings;
+
+/* Wraps the remote head to time the span from the first batch sent to the last answer. */
+typedef struct {
+    siam_remote_head *remote;
+    uint64_t batches;
+    double first, last;
+} timed_head;
+
+static int timed_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
+                         int B, int dim, float *loss, float *dist, float *grad_left,
+                         float *grad_right, siam_error *err) {
+    timed_head *t = ctx;
+    double t0 = siam_now();
+    if (t->batches == 0)
+        t->first = t0;
+    int rc = siam_remote_head_fn(t->remote, left, right, labels, B, dim, loss, dist, grad_left,
+                                 grad_right, err);
+    t->last = siam_now();
+    if (rc == SIAM_OK)
+        t->batches++;
+    return rc;
+}
+
+static void print_unreachable(const char *server, const siam_rpc_status *st) {
+    fprintf(stderr,
+            PROG ": cannot reach siam-server at %s (%s: %s). Is it running? Start it with: "
+                 "siam-server --listen %s\n",
+            server, siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message", server);
+}
+
+/* Status: the server's margin and label convention (the evaluation threshold is margin/2). Returns
+ * 0, or 1 after printing why not (one line). */
+static int query_status(siam_rpc_channel *ch, const config *c, server_settings *out) {
+    static const uint8_t empty[1];
+    siam_rpc_buf resp = {0};
+    siam_rpc_status st = {0};
+    double timeout = c->timeout < STATUS_TIMEOUT_S ? c->timeout : STATUS_TIMEOUT_S;
+    int code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st);
+    if (code == SIAM_RPC_UNAVAILABLE || code == SIAM_RPC_DEADLINE_EXCEEDED) {
+        siam_rpc_buf_free(&resp);
+        print_unreachable(c->server, &st);
+        return 1;
+    }
+    if (code != SIAM_RPC_OK) {
+        siam_rpc_buf_free(&resp);
+        fprintf(stderr, PROG ": error: siam-server at %s: Status failed: %s: %s\n", c->server,
+                siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+        return 1;
+    }
+    Siam__V1__StatusResponse *s = siam__v1__status_response__unpack(NULL, resp.len, resp.data);
+    siam_rpc_buf_free(&resp);
+    if (!s) {
+        fprintf(stderr,
+                PROG ": error: siam-server at %s: the Status answer is not a "
+                     "StatusResponse\n",
+                c->server);
+        return 1;
+    }
+    int rc = 0;
+    if (!isfinite(s->margin) || s->margin <= 0.0f) {
+        fprintf(stderr,
+                PROG ": error: siam-server at %s: margin %g in its Status is not positive\n",
+                c->server, (double)s->margin);
+        rc = 1;
+    } else if (strcmp(s->label_convention, "similar") == 0) {
+        out->conv = SIAM_LABELS_SIMILAR;
+    } else if (strcmp(s->label_convention, "dissimilar") == 0) {
+        out->conv = SIAM_LABELS_DISSIMILAR;
+    } else {
+        fprintf(stderr,
+                PROG ": error: siam-server at %s: label convention '%s' in its Status is not "
+                     "similar|dissimilar\n",
+                c->server, s->label_convention);
+        rc = 1;
+    }
+    if (rc == 0) {
+        out->margin = s->margin;
+        LOG_INFO(COMPONENT,
+                 "siam-server %s at %s: margin=%g label_convention=%s threshold=%g "
+                 "global_step=%llu workers=%zu model=%s",
+                 s->version[0] ? s->version : "(unknown version)", c->server, (double)s->margin,
+                 s->label_convention, (double)s->margin / 2, (unsigned long long)s->global_step,
+                 s->n_workers, s->model_spec[0] ? s->model_spec : "(none yet)");
+        const char *mine = siam_model_spec_for(c->model);
+        if (s->model_spec[0] && mine && strcmp(s->model_spec, mine) != 0)
+            LOG_WARN(COMPONENT, "the server's global model is %s; this worker trains %s",
+                     s->model_spec, mine);
+    }
+    siam__v1__status_response__free_unpacked(s, NULL);
+    return rc;
+}
+
+/* The whole session on an rpc layer already initialised. Returns the exit code. */
+static int session(const config *c) {
+    siam_rpc_channel *ch = NULL;
+    siam_rpc_stream *stream = NULL;
+    siam_error err = {0};
+    siam_rpc_status st = {0};
+    server_settings srv = {0};
+    int rc = 1;
+
+    if (siam_rpc_channel_create(&ch, c->server, (size_t)c->max_message_mb * 1024u * 1024u, &err) !=
+        SIAM_OK) {
+        fprintf(stderr, PROG ": error: %s\n", err.msg);
+        goto done;
+    }
+    if (query_status(ch, c, &srv) != 0)
+        goto done;
+
+    int code = siam_rpc_stream_open(ch, METHOD_TRAIN, (double)c->timeout, &stream, &st);
+    if (code == SIAM_RPC_UNAVAILABLE) {
+        print_unreachable(c->server, &st);
+        goto done;
+    }
+    if (code != SIAM_RPC_OK) {
+        fprintf(stderr, PROG ": error: siam-server at %s: cannot open the Train stream: %s: %s\n",
+                c->server, siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+        goto done;
+    }
+    LOG_INFO(COMPONENT, "worker %s (%d of %d) training on siam-server at %s", c->worker_id,
+             c->worker_index, c->workers, c->server);
+
+    siam_remote_head remote = {
+        .stream = stream, .server = c->server, .worker_id = c->worker_id, .step = 0};
+    timed_head timed = {.remote = &remote};
+    siam_worker_config wc = {.prog = PROG,
+                             .model = c->model,
+                             .optimizer = c->optimizer,
+                             .data = c->data,
+                             .checkpoint = c->checkpoint,
+                             .metrics = c->metrics,
+                             .epochs = c->epochs,
+                             .batch = c->batch,
+                             .worker_index = c->worker_index,
+                             .workers = c->workers,
+                             .json = c->json,
+                             .lr = c->lr,
+                             .margin = srv.margin,
+                             .conv = srv.conv,
+                             .seed = c->seed,
+                             .train_limit = c->train_limit,
+                             .test_limit = c->test_limit};
+    double t0 = siam_now();
+    if (siam_worker_run(&wc, timed_head_fn, &timed, &err) != SIAM_OK) {
+        fprintf(stderr, PROG ": error: %s\n", err.msg);
+        goto done;
+    }
+    double run_s = siam_now() - t0;
+    code = siam_rpc_stream_close(stream, &st);
+    if (code != SIAM_RPC_OK) {
+        fprintf(stderr, PROG ": error: siam-server at %s: the Train stream ended with %s: %s\n",
+                c->server, siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+        goto done;
+    }
+    double span = timed.batches ? timed.last - timed.first : 0.0;
+    LOG_INFO(COMPONENT,
+             "done: %llu batches; rpc_seconds=%.2f of train_seconds=%.2f (%.0f%% waiting for the "
+             "server; first batch to last answer); total %.2f s",
+             (unsigned long long)timed.batches, remote.rpc_seconds, span,
+             span > 0 ? 100.0 * remote.rpc_seconds / span : 0.0, run_s);
+    rc = 0;
+
+done:
+    siam_rpc_stream_free(stream);
+    siam_rpc_channel_free(ch);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    config c = {.server = "127.0.0.1:50051",
+                .model = "mlp",
+                .optimizer = "adam",
+                .data = SIAM_DATA_DIR_DEFAULT,
+                .log_level = "info",
+                .epochs = 5,
+                .batch = 0,
+                .threads = 0,
+                .worker_index = 0,
+                .workers = 1,
+                .max_message_mb = 16,
+                .lr = 1e-3f,
+                .timeout = 60.0f,
+                .seed = 42};
+    const siam_option opts[] = {
+        {"server", SIAM_OPT_STRING, &c.server, 0, 0, NULL, "ADDR",
+         "siam-server address (host:port)"},
+        {"model", SIAM_OPT_CHOICE, &c.model, 0, 0, "mlp|cnn", NULL, "embedding network"},
+        {"epochs", SIAM_OPT_INT, &c.epochs, 1, 1000, NULL, "N", "passes over the training pairs"},
+        {"batch-size", SIAM_OPT_INT, &c.batch, 0, 65536, NULL, "B",
+         "pairs per step; 0 = the model's reference default (mlp 857, cnn 128)"},
+        {"lr", SIAM_OPT_FLOAT, &c.lr, 1e-8, 10, NULL, "RATE", "learning rate"},
+        {"optimizer", SIAM_OPT_CHOICE, &c.optimizer, 0, 0, "adam|sgd", NULL, "optimizer"},
+        {"seed", SIAM_OPT_U64, &c.seed, 0, 9e18, NULL, "N",
+         "seed for pairs, shuffling, initialisation, dropout"},
+        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "Fashion-MNIST IDX directory"},
+        {"train-limit", SIAM_OPT_U64, &c.train_limit, 0, 1e9, NULL, "N",
+         "use only the first N training images (0 = all)"},
+        {"test-limit", SIAM_OPT_U64, &c.test_limit, 0, 1e9, NULL, "N",
+         "use only the first N test images (0 = all)"},
+        {"worker-index", SIAM_OPT_INT, &c.worker_index, 0, 65535, NULL, "I",
+         "train on shard I of the training pairs"},
+        {"workers", SIAM_OPT_INT, &c.workers, 1, 65536, NULL, "N", "number of shards"},
+        {"worker-id", SIAM_OPT_STRING, &c.worker_id, 0, 0, NULL, "NAME",
+         "name sent with every batch (default <hostname>-w<I>)"},
+        {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
+         "write the trained model here (atomically)"},
+        {"metrics", SIAM_OPT_STRING, &c.metrics, 0, 0, NULL, "FILE.csv",
+         "write step and epoch metrics as CSV"},
+        {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL, "print the final report as JSON"},
+        {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
+         "OpenBLAS threads (0 = library default)"},
+        {"timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1, 86400, NULL, "SECONDS",
+         "longest wait for the server on any call or answer"},
+        {"max-message-mb", SIAM_OPT_INT, &c.max_message_mb, 1, 2047, NULL, "MB",
+         "largest gRPC message sent or received"},
+        {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
+         "stderr log level"},
+    };
+    int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    int rc = siam_options_main(
+        PROG, SIAM_VERSION,
+        "Train the Siamese embedding network as one worker of split learning: this program owns\n"
+        "the data, the network and the optimizer; siam-server computes the contrastive loss and\n"
+        "returns its gradients. The evaluation threshold is the server's margin / 2.",
+        opts, n_opts, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (c.worker_index >= c.workers) {
+        fprintf(stderr, PROG ": --worker-index %d must be below --workers %d\n", c.worker_index,
+                c.workers);
+        return 2;
+    }
+    int level;
+    siam_log_parse_level(c.log_level, &level, NULL);
+    siam_log_set_level(level);
+    if (c.batch == 0)
+        c.batch = strcmp(c.model, "cnn") == 0 ? 128 : 857;
+    char worker_id[320];
+    if (!c.worker_id) {
+        char host[256];
+        if (gethostname(host, sizeof host) != 0 || !host[0])
+            strcpy(host, "worker");
+        host[sizeof host - 1] = '\0';
+        snprintf(worker_id, sizeof worker_id, "%s-w%d", host, c.worker_index);
+        c.worker_id = worker_id;
+    }
+    siam_blas_set_threads(c.threads);
+
+    siam_rpc_init();
+    rc = session(&c);
+    siam_rpc_shutdown();
+    return rc;
+}

@@ -1,0 +1,27 @@
+/* siam_remote_head: the loss head as a Train stream to siam-server. Every call sends one
+ * EmbeddingBatch and waits for its BatchResult, which is checked against the request (step,
+ * number of distances and gradients) before the trainer backpropagates it. */
+#ifndef SIAM_REMOTE_HEAD_H
+#define SIAM_REMOTE_HEAD_H
+
+#include <stdint.h>
+
+#include "siam_error.h"
+#include "siam_rpc.h"
+
+typedef struct {
+    siam_rpc_stream *stream; /* an open Train stream (borrowed) */
+    const char *server;      /* the address, for messages */
+    const char *worker_id;   /* sent with every batch */
+    uint64_t step;           /* step number of the next batch */
+    double rpc_seconds;      /* wall time spent waiting for the server (encode + exchange) */
+} siam_remote_head;
+
+/* A siam_loss_head_fn (ctx is a siam_remote_head). A failed call becomes SIAM_ERR_IO with a
+ * message naming the server and the gRPC status ("siam-server at 127.0.0.1:50051: UNAVAILABLE:
+ * ..."); an answer that does not match the request is SIAM_ERR_FORMAT. */
+int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
+                        int B, int dim, float *loss, float *dist, float *grad_left,
+                        float *grad_right, siam_error *err);
+
+#endif

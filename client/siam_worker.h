@@ -1,0 +1,32 @@
+/* siam_worker: one worker's training run, shared by siam-train (loss head in-process) and
+ * siam-client (loss head on siam-server): loads the data, makes and shards the pairs, trains the
+ * epochs through the given loss head, evaluates on the test pairs after every epoch, writes the
+ * metrics CSV and the checkpoint (atomically) and prints the final report. */
+#ifndef SIAM_WORKER_H
+#define SIAM_WORKER_H
+
+#include <stdint.h>
+
+#include "siam_error.h"
+#include "siam_loss.h"
+#include "siam_trainer.h"
+
+typedef struct {
+    const char *prog;       /* "siam-train" / "siam-client": names the report */
+    const char *model;      /* "mlp", "cnn" or a spec */
+    const char *optimizer;  /* "adam" | "sgd" */
+    const char *data;       /* Fashion-MNIST directory */
+    const char *checkpoint; /* NULL = none */
+    const char *metrics;    /* CSV path, NULL = none */
+    int epochs, batch, worker_index, workers, json;
+    float lr;
+    float margin;               /* evaluation: same at D <= margin/2; validation loss */
+    siam_label_convention conv; /* the head's: labels are sent 1 = different under DISSIMILAR */
+    uint64_t seed, train_limit, test_limit;
+} siam_worker_config;
+
+/* Runs the whole job; head/head_ctx compute the loss of every batch. */
+int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *head_ctx,
+                    siam_error *err);
+
+#endif

@@ -1,0 +1,476 @@
+/* siam_service: decode, validate, compute with common/loss, encode. No transport, no printing:
+ * every outcome is a status code with a message that names the field and the value. */
+#include "siam_service.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "siam_log.h"
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "siam/v1/siam.pb-c.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decoding: an allocator that remembers whether malloc failed, so that an out-of-memory unpack
+ * is reported as RESOURCE_EXHAUSTED instead of as a malformed message. */
+
+typedef struct {
+    ProtobufCAllocator base;
+    int failed;
+} decode_alloc;
+
+static void *decode_alloc_fn(void *data, size_t size) {
+    void *p = malloc(size ? size : 1);
+    if (!p)
+        ((decode_alloc *)data)->failed = 1;
+    return p;
+}
+
+static void decode_free_fn(void *data, void *p) {
+    (void)data;
+    free(p);
+}
+
+static void decode_alloc_init(decode_alloc *a) {
+    a->base.alloc = decode_alloc_fn;
+    a->base.free = decode_free_fn;
+    a->base.allocator_data = a;
+    a->failed = 0;
+}
+
+/* The status of a failed unpack of message type `name` from len bytes. */
+static int decode_failed(const decode_alloc *a, const char *name, size_t len, siam_rpc_status *st) {
+    if (a->failed)
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory decoding %s (%zu bytes)", name, len);
+    return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                               "malformed %s: not a valid protobuf message", name);
+}
+
+/* unpack never reads data when len is 0, but keep it non-NULL all the same */
+static const uint8_t *request_bytes(const uint8_t *req, size_t len) {
+    static const uint8_t empty[1] = {0};
+    return req && len ? req : empty;
+}
+
+/* Packs msg into a malloc'd resp; INTERNAL or RESOURCE_EXHAUSTED on failure. */
+static int encode(const ProtobufCMessage *msg, const char *name, siam_rpc_buf *resp,
+                  siam_rpc_status *st) {
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory encoding %s (%zu bytes)", name, len);
+    size_t n = protobuf_c_message_pack(msg, buf);
+    if (n != len) {
+        free(buf);
+        return siam_rpc_status_set(st, SIAM_RPC_INTERNAL,
+                                   "encoding %s wrote %zu bytes, expected %zu", name, n, len);
+    }
+    resp->data = buf;
+    resp->len = len;
+    return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+}
+
+/* Every call starts with an empty response, so the caller can free it on any path. */
+static int begin(siam_service *svc, siam_rpc_buf *resp, siam_rpc_status *st) {
+    if (resp) {
+        resp->data = NULL;
+        resp->len = 0;
+    }
+    if (!svc || !resp)
+        return siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "service called without %s",
+                                   !svc ? "a service" : "a response buffer");
+    return SIAM_RPC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Validation shared by Train and Similarity */
+
+static int check_dim(uint32_t dim, siam_rpc_status *st) {
+    if (dim < 1 || dim > SIAM_SERVICE_MAX_DIM)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "dim is %u, expected 1..%d", dim,
+                                   SIAM_SERVICE_MAX_DIM);
+    return SIAM_RPC_OK;
+}
+
+/* Every float of v (n = batch x dim) finite. */
+static int check_finite(const char *field, const float *v, size_t n, uint32_t dim,
+                        siam_rpc_status *st) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return siam_rpc_status_set(
+                st, SIAM_RPC_INVALID_ARGUMENT,
+                "%s[%zu] is %g (pair %zu, component %zu); every float must be finite", field, i,
+                (double)v[i], i / dim, i % dim);
+    return SIAM_RPC_OK;
+}
+
+/* Copies a client-chosen name into dst[cap] so that it is safe to echo in Status (proto3
+ * strings must be valid UTF-8) and in log lines: invalid UTF-8 and control characters become
+ * '?', and a name too long for dst is cut at a character boundary. */
+static void copy_name(char *dst, size_t cap, const char *src) {
+    const unsigned char *s = (const unsigned char *)src;
+    size_t o = 0;
+    while (*s) {
+        size_t n = 0; /* length of the valid sequence at s, 0 if invalid */
+        unsigned c = s[0];
+        if (c >= 0x20 && c < 0x7f)
+            n = 1;
+        else if (c >= 0xc2 && c <= 0xdf)
+            n = 2;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 3;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 4;
+        for (size_t k = 1; k < n; k++)
+            if ((s[k] & 0xc0) != 0x80)
+                n = 0; /* also stops at the terminating NUL */
+        if (n == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0)))
+            n = 0; /* overlong or surrogate */
+        if (n == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90)))
+            n = 0; /* overlong or above U+10FFFF */
+        size_t out = n ? n : 1;
+        if (o + out >= cap)
+            break;
+        if (n)
+            memcpy(dst + o, s, n);
+        else
+            dst[o] = '?';
+        o += out;
+        s += n ? n : 1;
+    }
+    dst[o] = '\0';
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int siam_service_init(siam_service *svc, float margin, siam_label_convention conv, float threshold,
+                      const char *version, siam_error *err) {
+    if (!svc)
+        return siam_error_set(err, SIAM_ERR_ARG, "siam_service_init: svc is NULL");
+    if (!isfinite(margin) || !(margin > 0.0f))
+        return siam_error_set(err, SIAM_ERR_ARG, "margin is %g, expected a finite value > 0",
+                              (double)margin);
+    if (conv != SIAM_LABELS_SIMILAR && conv != SIAM_LABELS_DISSIMILAR)
+        return siam_error_set(err, SIAM_ERR_ARG, "label convention is %d, expected 0 or 1",
+                              (int)conv);
+    if (isnan(threshold) || isinf(threshold))
+        return siam_error_set(err, SIAM_ERR_ARG, "threshold is %g, expected a finite value",
+                              (double)threshold);
+    memset(svc, 0, sizeof *svc);
+    svc->margin = margin;
+    svc->conv = conv;
+    svc->threshold = threshold > 0.0f ? threshold : margin / 2.0f;
+    svc->version = version ? version : "";
+    int rc = pthread_mutex_init(&svc->lock, NULL);
+    if (rc != 0)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "pthread_mutex_init failed (error %d)", rc);
+    return SIAM_OK;
+}
+
+void siam_service_free(siam_service *svc) {
+    if (svc)
+        pthread_mutex_destroy(&svc->lock);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Train */
+
+static int validate_batch(const Siam__V1__EmbeddingBatch *b, const siam_train_stream *ts,
+                          siam_rpc_status *st) {
+    int rc = check_dim(b->dim, st);
+    if (rc)
+        return rc;
+    if (ts && ts->dim != 0 && b->dim != ts->dim)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "dim changed from %u to %u within one stream", ts->dim, b->dim);
+    if (b->n_labels == 0)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "empty batch: labels is empty");
+    /* B is an int for common/loss, and the answer's B + 2 B dim floats must be addressable */
+    size_t max_batch = SIZE_MAX / sizeof(float) / (2u * b->dim + 1u);
+    if (max_batch > (size_t)INT_MAX)
+        max_batch = (size_t)INT_MAX;
+    if (b->n_labels > max_batch)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "labels has %zu values, expected at most %zu at dim %u",
+                                   b->n_labels, max_batch, b->dim);
+    size_t want = b->n_labels * b->dim;
+    const char *names[2] = {"left", "right"};
+    size_t have[2] = {b->n_left, b->n_right};
+    for (int s = 0; s < 2; s++)
+        if (have[s] != want)
+            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                       "%s has %zu floats, expected batch*dim = %zu*%u = %zu "
+                                       "(batch = number of labels)",
+                                       names[s], have[s], b->n_labels, b->dim, want);
+    for (size_t i = 0; i < b->n_labels; i++)
+        if (b->labels[i] > 1)
+            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                       "labels[%zu] is %u, expected 0 or 1", i, b->labels[i]);
+    if (check_finite("left", b->left, want, b->dim, st) ||
+        check_finite("right", b->right, want, b->dim, st))
+        return SIAM_RPC_INVALID_ARGUMENT;
+    return SIAM_RPC_OK;
+}
+
+_Static_assert(sizeof(((siam_worker_record *)0)->id) == sizeof(((siam_train_stream *)0)->worker_id),
+               "worker names are copied between the stream and the worker table");
+
+/* The record of worker `id` in the table, added if new and there is room; NULL when full.
+ * Caller holds svc->lock. */
+static siam_worker_record *worker_record(siam_service *svc, const char *id) {
+    for (int i = 0; i < svc->n_workers; i++)
+        if (strcmp(svc->workers[i].id, id) == 0)
+            return &svc->workers[i];
+    if (svc->n_workers >= SIAM_SERVICE_MAX_WORKERS)
+        return NULL;
+    siam_worker_record *w = &svc->workers[svc->n_workers++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->id, sizeof w->id, "%s", id);
+    return w;
+}
+
+int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *req, size_t len,
+                       siam_rpc_buf *resp, siam_rpc_status *st) {
+    int rc = begin(svc, resp, st);
+    if (rc)
+        return rc;
+    decode_alloc da;
+    decode_alloc_init(&da);
+    Siam__V1__EmbeddingBatch *b =
+        siam__v1__embedding_batch__unpack(&da.base, len, request_bytes(req, len));
+    if (!b)
+        return decode_failed(&da, "EmbeddingBatch", len, st);
+    char id[sizeof ts->worker_id];
+    copy_name(id, sizeof id, b->worker_id && b->worker_id[0] ? b->worker_id : "anonymous");
+    if (ts && ts->batches == 0) /* named even if this first batch fails, for the server's log */
+        memcpy(ts->worker_id, id, sizeof id);
+    rc = validate_batch(b, ts, st);
+    if (rc) {
+        siam__v1__embedding_batch__free_unpacked(b, &da.base);
+        return rc;
+    }
+
+    int B = (int)b->n_labels, dim = (int)b->dim;
+    size_t n = (size_t)B * (size_t)dim;
+    float *out = malloc(((size_t)B + 2 * n) * sizeof *out);
+    if (!out) {
+        siam__v1__embedding_batch__free_unpacked(b, &da.base);
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory for the answer to a batch of %d x %d", B, dim);
+    }
+    float *dist = out, *grad_left = out + B, *grad_right = out + B + n;
+    float loss = siam_contrastive_forward(dist, b->left, b->right, b->labels, B, dim, svc->margin,
+                                          svc->conv);
+    if (!isfinite(loss)) {
+        /* finite but huge embeddings: D or D^2 overflows float */
+        int worst = 0;
+        for (int i = 1; i < B; i++)
+            if (!(dist[i] <= dist[worst]))
+                worst = i;
+        rc = siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                 "loss is %g: embeddings too large for float (pair %d: distance "
+                                 "%g between left and right)",
+                                 (double)loss, worst, (double)dist[worst]);
+        free(out);
+        siam__v1__embedding_batch__free_unpacked(b, &da.base);
+        return rc;
+    }
+    siam_contrastive_backward(grad_left, grad_right, b->left, b->right, dist, b->labels, B, dim,
+                              svc->margin, svc->conv);
+
+    Siam__V1__BatchResult r = SIAM__V1__BATCH_RESULT__INIT;
+    r.step = b->step;
+    r.loss = loss;
+    r.n_distances = (size_t)B, r.distances = dist;
+    r.n_grad_left = n, r.grad_left = grad_left;
+    r.n_grad_right = n, r.grad_right = grad_right;
+    rc = encode(&r.base, "BatchResult", resp, st);
+    free(out);
+    if (rc) {
+        siam__v1__embedding_batch__free_unpacked(b, &da.base);
+        return rc;
+    }
+
+    if (ts) {
+        if (ts->batches == 0)
+            ts->dim = b->dim; /* fixed by the first good batch */
+        ts->batches++;
+        ts->pairs += (uint64_t)B;
+        ts->loss_sum += (double)loss * B;
+    }
+    double now = siam_now();
+    pthread_mutex_lock(&svc->lock);
+    svc->global_step++;
+    siam_worker_record *w = worker_record(svc, id);
+    if (w) {
+        w->last_seen = now;
+        w->pairs_trained += (uint64_t)B;
+    }
+    pthread_mutex_unlock(&svc->lock);
+    siam__v1__embedding_batch__free_unpacked(b, &da.base);
+    return SIAM_RPC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Similarity */
+
+static int validate_similarity(const Siam__V1__SimilarityRequest *q, siam_rpc_status *st) {
+    if (q->left_images.len || q->right_images.len)
+        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
+                                   "this server has no model to embed images yet; send "
+                                   "embeddings (dim, left, right)");
+    if (check_dim(q->dim, st))
+        return SIAM_RPC_INVALID_ARGUMENT;
+    if (q->n_left == 0 || q->n_left % q->dim != 0)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "left has %zu floats, expected a non-zero multiple of dim = %u",
+                                   q->n_left, q->dim);
+    if (q->n_right != q->n_left)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "right has %zu floats, expected as many as left (%zu = "
+                                   "%zu pairs x dim %u)",
+                                   q->n_right, q->n_left, q->n_left / q->dim, q->dim);
+    if (check_finite("left", q->left, q->n_left, q->dim, st) ||
+        check_finite("right", q->right, q->n_right, q->dim, st))
+        return SIAM_RPC_INVALID_ARGUMENT;
+    return SIAM_RPC_OK;
+}
+
+int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                            siam_rpc_status *st) {
+    int rc = begin(svc, resp, st);
+    if (rc)
+        return rc;
+    decode_alloc da;
+    decode_alloc_init(&da);
+    Siam__V1__SimilarityRequest *q =
+        siam__v1__similarity_request__unpack(&da.base, len, request_bytes(req, len));
+    if (!q)
+        return decode_failed(&da, "SimilarityRequest", len, st);
+    rc = validate_similarity(q, st);
+    if (rc) {
+        siam__v1__similarity_request__free_unpacked(q, &da.base);
+        return rc;
+    }
+    size_t B = q->n_left / q->dim;
+    float *f = malloc(2 * B * sizeof *f);
+    protobuf_c_boolean *same = malloc(B * sizeof *same);
+    if (!f || !same) {
+        free(f);
+        free(same);
+        siam__v1__similarity_request__free_unpacked(q, &da.base);
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory for the answer to %zu pairs", B);
+    }
+    float *dist = f, *score = f + B, thr = svc->threshold;
+    for (size_t i = 0; i < B; i++) {
+        dist[i] = siam_distance(q->left + i * q->dim, q->right + i * q->dim, (int)q->dim);
+        score[i] = siam_score(dist[i], thr);
+        same[i] = dist[i] <= thr;
+    }
+    Siam__V1__SimilarityResponse r = SIAM__V1__SIMILARITY_RESPONSE__INIT;
+    r.n_distances = B, r.distances = dist;
+    r.n_scores = B, r.scores = score;
+    r.n_same = B, r.same = same;
+    r.threshold = thr;
+    rc = encode(&r.base, "SimilarityResponse", resp, st);
+    free(f);
+    free(same);
+    siam__v1__similarity_request__free_unpacked(q, &da.base);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status */
+
+int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                        siam_rpc_status *st) {
+    int rc = begin(svc, resp, st);
+    if (rc)
+        return rc;
+    decode_alloc da;
+    decode_alloc_init(&da);
+    Siam__V1__StatusRequest *q =
+        siam__v1__status_request__unpack(&da.base, len, request_bytes(req, len));
+    if (!q)
+        return decode_failed(&da, "StatusRequest", len, st);
+    siam__v1__status_request__free_unpacked(q, &da.base);
+
+    /* snapshot under the lock, encode outside it */
+    siam_worker_record *snap = NULL;
+    pthread_mutex_lock(&svc->lock);
+    uint64_t global_step = svc->global_step;
+    int nw = svc->n_workers;
+    if (nw > 0) {
+        snap = malloc((size_t)nw * sizeof *snap);
+        if (snap)
+            memcpy(snap, svc->workers, (size_t)nw * sizeof *snap);
+    }
+    pthread_mutex_unlock(&svc->lock);
+    Siam__V1__WorkerStatus *ws = nw > 0 ? malloc((size_t)nw * sizeof *ws) : NULL;
+    Siam__V1__WorkerStatus **wp = nw > 0 ? malloc((size_t)nw * sizeof *wp) : NULL;
+    if (nw > 0 && (!snap || !ws || !wp)) {
+        free(snap);
+        free(ws);
+        free(wp);
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory for the status of %d workers", nw);
+    }
+    double now = siam_now();
+    for (int i = 0; i < nw; i++) {
+        Siam__V1__WorkerStatus w = SIAM__V1__WORKER_STATUS__INIT;
+        w.worker_id = snap[i].id;
+        w.last_seen_seconds_ago = now > snap[i].last_seen ? now - snap[i].last_seen : 0.0;
+        w.pairs_trained = snap[i].pairs_trained;
+        ws[i] = w;
+        wp[i] = &ws[i];
+    }
+    Siam__V1__StatusResponse r = SIAM__V1__STATUS_RESPONSE__INIT;
+    r.version = (char *)svc->version;
+    r.margin = svc->margin;
+    r.label_convention = svc->conv == SIAM_LABELS_DISSIMILAR ? "dissimilar" : "similar";
+    r.model_spec = "";
+    r.round = 0;
+    r.global_step = global_step;
+    r.n_workers = (size_t)nw;
+    r.workers = wp;
+    rc = encode(&r.base, "StatusResponse", resp, st);
+    free(snap);
+    free(ws);
+    free(wp);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Health */
+
+int siam_service_health(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                        siam_rpc_status *st) {
+    int rc = begin(svc, resp, st);
+    if (rc)
+        return rc;
+    decode_alloc da;
+    decode_alloc_init(&da);
+    Grpc__Health__V1__HealthCheckRequest *q =
+        grpc__health__v1__health_check_request__unpack(&da.base, len, request_bytes(req, len));
+    if (!q)
+        return decode_failed(&da, "HealthCheckRequest", len, st);
+    const char *name = q->service ? q->service : "";
+    if (name[0] != '\0' && strcmp(name, "siam.v1.Siamese") != 0) {
+        char shown[160];
+        copy_name(shown, sizeof shown, name);
+        rc = siam_rpc_status_set(st, SIAM_RPC_NOT_FOUND, "unknown service '%s'", shown);
+        grpc__health__v1__health_check_request__free_unpacked(q, &da.base);
+        return rc;
+    }
+    grpc__health__v1__health_check_request__free_unpacked(q, &da.base);
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    return encode(&r.base, "HealthCheckResponse", resp, st);
+}
