@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# cli_test: siam-train as a user runs it: --help/--version, bad flags and bad data refused with
-# clear messages and the right exit codes, a short real run writing its checkpoint and metrics,
-# and the README documenting every option --help lists.
+# cli_test: the programs as a user runs them: siam-train's --help/--version, bad flags and bad
+# data refused with clear messages and the right exit codes, a short real run writing its
+# checkpoint and metrics, siam-server's and siam-client's --help, --version and bad command lines, and the README
+# documenting every option each program's --help lists.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}/siam-train
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,9 +57,49 @@ check "metrics CSV has header, step and epoch rows" \
   "head -1 '$tmp/metrics.csv' | grep -q '^kind,epoch,step,loss' && grep -q '^step,1,' '$tmp/metrics.csv' && grep -q '^epoch,1,' '$tmp/metrics.csv'"
 check "plain progress lines when stderr is not a terminal" "grep -q 'epoch 1/1: step' '$tmp/log'"
 
-# the README documents every option --help lists
-for opt in $(grep -oE '^  --[a-z-]+' "$tmp/help" | sed 's/^ *//'); do
-  check "README documents siam-train $opt" "grep -q -- '$opt' '$root/README.md'"
+# the label convention is only an encoding of the labels for the head: the same run under either
+# convention trains bit for bit the same model
+"$bin" --epochs 1 --batch-size 64 --train-limit 2000 --test-limit 500 --json >"$tmp/sim.json" 2>/dev/null
+"$bin" --epochs 1 --batch-size 64 --train-limit 2000 --test-limit 500 --json \
+  --label-convention dissimilar >"$tmp/dis.json" 2>/dev/null
+check "--label-convention dissimilar trains the same model" \
+  "[ \"\$(sed 's/\"train_pairs_per_s.*//' '$tmp/sim.json')\" = \"\$(sed 's/\"train_pairs_per_s.*//' '$tmp/dis.json')\" ]"
+
+# siam-server and siam-client: help, version, bad command lines
+for prog in siam-server siam-client; do
+  p=${SIAM_BIN_DIR}/$prog
+  "$p" --help >"$tmp/$prog.help" 2>&1; rc=$?
+  check "$prog --help exits 0" "[ $rc -eq 0 ] && grep -q '^Usage: $prog' '$tmp/$prog.help'"
+  check "$prog --version prints the version" "'$p' --version | grep -Eq '^$prog [0-9]+\.[0-9]+\.[0-9]+$'"
+  "$p" --frobnicate >"$tmp/out" 2>&1; rc=$?
+  check "$prog unknown flag exits 2" "[ $rc -eq 2 ] && grep -q \"unknown option '--frobnicate'\" '$tmp/out'"
+done
+srv=${SIAM_BIN_DIR}/siam-server
+"$srv" --margin 0 >"$tmp/out" 2>&1; rc=$?
+check "siam-server --margin 0 exits 2 naming the flag" "[ $rc -eq 2 ] && grep -q -- '--margin 0' '$tmp/out'"
+"$srv" --listen not-an-address >"$tmp/out" 2>&1; rc=$?
+check "siam-server with a bad --listen exits 1 naming it" \
+  "[ $rc -eq 1 ] && grep -q 'cannot listen on not-an-address' '$tmp/out'"
+"$srv" --listen 127.0.0.1:0 >"$tmp/srv1.out" 2>/dev/null &
+srv_pid=$!
+for _ in $(seq 50); do grep -q listening "$tmp/srv1.out" && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/srv1.out")
+"$srv" --listen "127.0.0.1:$port" >"$tmp/out" 2>&1; rc=$?
+check "a second siam-server on a port in use exits 1 naming the address" \
+  "[ $rc -eq 1 ] && grep -q 'cannot listen on 127.0.0.1:$port' '$tmp/out'"
+kill -TERM $srv_pid; wait $srv_pid; rc=$?
+check "siam-server exits 0 on SIGTERM" "[ $rc -eq 0 ]"
+"${SIAM_BIN_DIR}/siam-client" --worker-index 3 --workers 2 >"$tmp/out" 2>&1; rc=$?
+check "siam-client worker index beyond workers refused" "[ $rc -eq 2 ] && grep -q 'must be below' '$tmp/out'"
+
+# the README documents every option of every program, in that program's section
+for prog in siam-train siam-server siam-client; do
+  "${SIAM_BIN_DIR}/$prog" --help >"$tmp/help" 2>&1
+  sed -n "/^## $prog\$/,/^## /p" "$root/README.md" >"$tmp/section"
+  check "README has a section '## $prog'" "[ -s '$tmp/section' ]"
+  for opt in $(grep -oE '^  --[a-z-]+' "$tmp/help" | sed 's/^ *//'); do
+    check "README documents $prog $opt" "grep -q -- '$opt' '$tmp/section'"
+  done
 done
 
 echo "$((checks - fails)) passed, $fails failed"
