@@ -191,9 +191,9 @@ static int session(const config *c) {
     double span = timed.batches ? timed.last - timed.first : 0.0;
     LOG_INFO(COMPONENT,
              "done: %llu batches; rpc_seconds=%.2f of train_seconds=%.2f (%.0f%% waiting for the "
-             "server; first batch to last answer); total %.2f s",
+             "server; first batch to last answer); total %.2f s; peak_rss_mb=%.1f",
              (unsigned long long)timed.batches, remote.rpc_seconds, span,
-             span > 0 ? 100.0 * remote.rpc_seconds / span : 0.0, run_s);
+             span > 0 ? 100.0 * remote.rpc_seconds / span : 0.0, run_s, siam_peak_rss_mb());
     rc = 0;
 
 done:
@@ -269,6 +269,7 @@ int main(int argc, char **argv) {
     int level;
     siam_log_parse_level(c.log_level, &level, NULL);
     siam_log_set_level(level);
+    siam_malloc_keep_memory();
     if (c.batch == 0)
         c.batch = strcmp(c.model, "cnn") == 0 ? 128 : 857;
     char worker_id[320];

@@ -40,8 +40,8 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
 
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
-    int code = siam_rpc_stream_exchange(h->stream, buf, len, &resp, &st);
-    free(buf);
+    siam_rpc_buf msg = {buf, len}; /* taken by the exchange: no copy */
+    int code = siam_rpc_stream_exchange(h->stream, &msg, &resp, &st);
     h->rpc_seconds += siam_now() - t0;
     if (code != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);

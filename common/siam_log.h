@@ -36,6 +36,10 @@ void siam_log_set_level(int level);
 /* Seconds on a monotonic clock. */
 double siam_now(void);
 
+/* The process's peak resident set size so far (getrusage ru_maxrss, i.e. VmHWM), in MiB;
+ * 0 if unknown. */
+double siam_peak_rss_mb(void);
+
 /* Progress of a run of `total` steps: a redrawn bar (steps, pairs/s, loss, ETA) when stderr is
  * a terminal, otherwise a plain line at most every `interval` seconds (and at the end). */
 typedef struct {

@@ -2,6 +2,7 @@
 #include "siam_tensor.h"
 
 #include <cblas.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,4 +50,9 @@ float *siam_alloc_floats(size_t n) {
 
 void siam_free(void *p) {
     free(p);
+}
+
+void siam_malloc_keep_memory(void) {
+    mallopt(M_MMAP_THRESHOLD, 256 << 20); /* blocks below 256 MiB come from the heap */
+    mallopt(M_TRIM_THRESHOLD, 512 << 20); /* and the heap is not trimmed back below 512 MiB */
 }

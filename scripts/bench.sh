@@ -1,42 +1,177 @@
 #!/usr/bin/env bash
-# The benchmark: sgemm GFLOP/s at the models' shapes, and training pairs/s of siam against
-# PyTorch (Debian's python3-torch) with the same models, batches and thread count. The two
-# programs alternate for ROUNDS rounds so a noisy machine slows both alike; figures are medians.
-#   scripts/bench.sh [THREADS] [ROUNDS]      (defaults: all cores, 3 rounds)
+# The benchmark, in two parts, each alternating the runs it compares over ROUNDS rounds so that a
+# noisy machine slows both alike; figures are medians over the rounds.
+#   local: sgemm GFLOP/s at the models' shapes, and training pairs/s of siam against PyTorch
+#          (Debian's python3-torch) with the same models, batches and thread count;
+#   rpc:   split training through gRPC on loopback (siam-client + siam-server) against the same
+#          model without the network (siam-train), mlp at batch 857 and 128; the server's loss
+#          head alone (siam-bench --suite head); Similarity requests/s and p50/p99 latency for
+#          1-pair and 1,000-pair requests from 4 concurrent callers; peak RSS of server and client.
+#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc]   (defaults: all cores, 3 rounds, both)
+# Environment: BUILD_DIR (default build/normal) is built with scripts/build.sh and benchmarked;
+# SIM_SECONDS (default 10) is the length of each Similarity load window.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-threads=${1:-$(nproc)}
-rounds=${2:-3}
-scripts/install-deps.sh --bench
-BUILD_DIR=build/normal scripts/build.sh
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $threads thread(s), $rounds rounds," \
-     "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
-build/normal/siam-bench --only sgemm --threads "$threads" | tee "$tmp/sgemm.txt"
-for r in $(seq "$rounds"); do
-  build/normal/siam-bench --only train --threads "$threads" --reps 3 | sed "s/^/siam $r /" | tee -a "$tmp/train.txt"
-  OMP_NUM_THREADS=$threads /usr/bin/python3 scripts/bench_torch.py --threads "$threads" --reps 3 \
-    | sed "s/^/torch $r /" | tee -a "$tmp/train.txt"
+threads="" rounds="" only=all
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --only) only=${2:?--only needs local or rpc}; shift 2 ;;
+    --only=*) only=${1#--only=}; shift ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) if [ -z "$threads" ]; then threads=$1; elif [ -z "$rounds" ]; then rounds=$1
+       else echo "bench.sh: unexpected argument '$1' (see --help)" >&2; exit 2; fi; shift ;;
+  esac
 done
-
-# medians over rounds, ratios, and the mlp's rate against what sgemm allows
-# (1.19 MFLOP per pair, see docs/BENCHMARKS.md)
-echo "== summary ($threads thread(s), medians of $rounds rounds)"
-awk -v S="$tmp/sgemm.txt" '
+case "$only" in all|local|rpc) ;; *) echo "bench.sh: --only local|rpc, not '$only'" >&2; exit 2 ;; esac
+threads=${threads:-$(nproc)}
+rounds=${rounds:-3}
+build=${BUILD_DIR:-build/normal}
+sim_seconds=${SIM_SECONDS:-10}
+if [ "$only" = rpc ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
+BUILD_DIR=$build scripts/build.sh
+bin=$(cd "$build" && pwd)
+tmp=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+# median of the values gathered per key in vals[key] (space-separated), shared by the summaries
+awk_median='
   function median(key,   n, i, j, t, v) {
     n = split(vals[key], v, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-  }
-  BEGIN { while ((getline l < S) > 0) { split(l, f, " "); if (f[1] == "sgemm") g[f[2]] = f[3] } }
-  $3 == "train" { vals[$1 " " $4] = vals[$1 " " $4] " " $5; if (!seen[$4]++) order[++n] = $4 }
-  END {
-    printf "%-10s %14s %14s %8s\n", "run", "siam pairs/s", "torch pairs/s", "ratio"
-    for (i = 1; i <= n; i++) { k = order[i]; s = median("siam " k); t = median("torch " k)
-      printf "%-10s %14.0f %14.0f %8.2f\n", k, s, t, t ? s / t : 0 }
-    gf = (g["mlp128.dense1.fwd"] + g["mlp128.dense1.dW"]) / 2
-    if (gf > 0) printf "mlp.b128: %.0f%% of the sgemm bound (%.1f GFLOP/s at its shapes -> %.0f pairs/s)\n",
-      100 * median("siam mlp.b128") / (gf * 1e9 / 1.19e6), gf, gf * 1e9 / 1.19e6
-  }' "$tmp/train.txt"
+  }'
+json_field() { # json_field FILE KEY -> number
+  sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1"
+}
+log_field() { # log_field FILE KEY -> the number after KEY= on the last line that has it
+  sed -n "s/.*$2=\([0-9.]*\).*/\1/p" "$1" | tail -n 1
+}
+
+local_part() {
+  echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $threads thread(s), $rounds rounds," \
+       "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
+  "$bin/siam-bench" --only sgemm --threads "$threads" | tee "$tmp/sgemm.txt"
+  for r in $(seq "$rounds"); do
+    "$bin/siam-bench" --only train --threads "$threads" --reps 3 | sed "s/^/siam $r /" | tee -a "$tmp/train.txt"
+    OMP_NUM_THREADS=$threads /usr/bin/python3 scripts/bench_torch.py --threads "$threads" --reps 3 \
+      | sed "s/^/torch $r /" | tee -a "$tmp/train.txt"
+  done
+
+  # medians over rounds, ratios, and the mlp's rate against what sgemm allows
+  # (1.19 MFLOP per pair, see docs/BENCHMARKS.md)
+  echo "== summary ($threads thread(s), medians of $rounds rounds)"
+  awk -v S="$tmp/sgemm.txt" "$awk_median"'
+    BEGIN { while ((getline l < S) > 0) { split(l, f, " "); if (f[1] == "sgemm") g[f[2]] = f[3] } }
+    $3 == "train" { vals[$1 " " $4] = vals[$1 " " $4] " " $5; if (!seen[$4]++) order[++n] = $4 }
+    END {
+      printf "%-10s %14s %14s %8s\n", "run", "siam pairs/s", "torch pairs/s", "ratio"
+      for (i = 1; i <= n; i++) { k = order[i]; s = median("siam " k); t = median("torch " k)
+        printf "%-10s %14.0f %14.0f %8.2f\n", k, s, t, t ? s / t : 0 }
+      gf = (g["mlp128.dense1.fwd"] + g["mlp128.dense1.dW"]) / 2
+      if (gf > 0) printf "mlp.b128: %.0f%% of the sgemm bound (%.1f GFLOP/s at its shapes -> %.0f pairs/s)\n",
+        100 * median("siam mlp.b128") / (gf * 1e9 / 1.19e6), gf, gf * 1e9 / 1.19e6
+    }' "$tmp/train.txt"
+}
+
+start_server() { # one siam-server on a free loopback port (default --threads 2) -> server_pid, port
+  "$bin/siam-server" --listen 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.log" &
+  server_pid=$!
+  port=""
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/server.out")
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "bench.sh: siam-server did not start:" >&2; cat "$tmp/server.log" >&2; exit 1; }
+}
+
+stop_server() {
+  kill -TERM "$server_pid"
+  wait "$server_pid"
+  server_pid=""
+}
+
+# one training run; appends "KEY VALUE" lines to $tmp/rpc.txt
+train_run() { # train_run local|grpc BATCH
+  local kind=$1 batch=$2 out=$tmp/$1.json log=$tmp/$1.log
+  local args=(--model mlp --batch-size "$batch" --epochs 1 --seed 42 --threads "$threads" --json)
+  if [ "$kind" = local ]; then
+    OPENBLAS_NUM_THREADS=$threads "$bin/siam-train" "${args[@]}" >"$out" 2>"$log"
+  else
+    OPENBLAS_NUM_THREADS=$threads "$bin/siam-client" --server "127.0.0.1:$port" "${args[@]}" >"$out" 2>"$log"
+    echo "rpc_share.b$batch $(awk -v r="$(log_field "$log" rpc_seconds)" -v t="$(log_field "$log" train_seconds)" \
+      'BEGIN { print (t > 0 ? r / t : 0) }')" >>"$tmp/rpc.txt"
+    echo "rss.client $(log_field "$log" peak_rss_mb)" >>"$tmp/rpc.txt"
+  fi
+  local rate
+  rate=$(json_field "$out" train_pairs_per_s)
+  echo "$kind.b$batch $rate" >>"$tmp/rpc.txt"
+  echo "round $r: $kind mlp batch $batch: $rate pairs/s"
+}
+
+# local and gRPC back to back, in alternating order, and the gRPC cost of this round
+train_pair() { # train_pair BATCH
+  if [ $((r % 2)) -eq 1 ]; then train_run local "$1"; train_run grpc "$1"
+  else train_run grpc "$1"; train_run local "$1"; fi
+  echo "cost.b$1 $(awk -v g="$(json_field "$tmp/grpc.json" train_pairs_per_s)" \
+    -v l="$(json_field "$tmp/local.json" train_pairs_per_s)" 'BEGIN { print 1 - g / l }')" >>"$tmp/rpc.txt"
+}
+
+similarity_run() { # similarity_run PAIRS
+  "$bin/siam-bench" --suite similarity --server "127.0.0.1:$port" --callers 4 --pairs "$1" \
+    --seconds "$sim_seconds" --json >"$tmp/sim.txt"
+  head -n 1 "$tmp/sim.txt" | sed "s/^/round $r: /"
+  for k in requests_per_s pairs_per_s p50_us p99_us; do
+    echo "sim.p$1.$k $(json_field "$tmp/sim.txt" "$k")" >>"$tmp/rpc.txt"
+  done
+}
+
+rpc_part() {
+  echo "== $(date -u +%Y-%m-%dT%H:%MZ) rpc: $(nproc) cores, $threads OpenBLAS thread(s), $rounds rounds"
+  start_server
+  echo "siam-server on 127.0.0.1:$port"
+  : >"$tmp/rpc.txt"
+  for r in $(seq "$rounds"); do
+    # which of local and gRPC goes first alternates, so neither always gets a warmer or quieter machine
+    train_pair 857
+    train_pair 128
+    "$bin/siam-bench" --suite head --json | tee "$tmp/head.txt" | grep -v '^{' | sed "s/^/round $r: /"
+    for k in loss_pairs_per_s service_train_pairs_per_s; do
+      echo "head.$k $(json_field "$tmp/head.txt" "$k")" >>"$tmp/rpc.txt"
+    done
+    similarity_run 1
+    similarity_run 1000
+  done
+  stop_server
+  echo "rss.server $(log_field "$tmp/server.log" peak_rss_mb)" >>"$tmp/rpc.txt"
+
+  echo "== rpc summary ($threads OpenBLAS thread(s), medians of $rounds rounds)"
+  awk "$awk_median"'
+    { vals[$1] = vals[$1] " " $2; if ($2 + 0 > max[$1]) max[$1] = $2 + 0 }
+    function mark(ok) { return ok ? "met" : "MISSED" }
+    END {
+      # gRPC cost = 1 - gRPC/local: of the medians, and the median of the per-round ratios
+      printf "%-13s %14s %14s %10s %10s %10s\n", "mlp, 1 epoch", "local pairs/s", "gRPC pairs/s", "gRPC cost", "per round", "rpc share"
+      split("857 128", bs, " ")
+      for (i = 1; i <= 2; i++) { b = bs[i]; l = median("local.b" b); g = median("grpc.b" b); c = median("cost.b" b)
+        printf "%-13s %14.0f %14.0f %9.1f%% %9.1f%% %9.0f%%%s\n", "batch " b, l, g, 100 * (1 - g / l), 100 * c,
+          100 * median("rpc_share.b" b), b == 857 ? "   target <= 10%: " mark(c <= 0.10) : "" }
+      h = median("head.loss_pairs_per_s"); s = median("head.service_train_pairs_per_s")
+      printf "loss head, one thread, batch 857, dim 128 (target >= 2,000,000 pairs/s):\n"
+      printf "  loss + gradients         %9.0f pairs/s  %s\n", h, mark(h >= 2e6)
+      printf "  whole Train request path %9.0f pairs/s  %s (decode, validate, compute, encode)\n", s, mark(s >= 2e6)
+      split("1 1000", ps, " ")
+      for (i = 1; i <= 2; i++) { p = "sim.p" ps[i] "."
+        printf "Similarity, 4 callers, %4d pair(s)/request: %8.0f requests/s, %9.0f pairs/s, p50 %6.0f us, p99 %6.0f us\n",
+          ps[i], median(p "requests_per_s"), median(p "pairs_per_s"), median(p "p50_us"), median(p "p99_us") }
+      printf "peak RSS: siam-server %.1f MiB (whole run), siam-client %.1f MiB (largest run)\n", max["rss.server"], max["rss.client"]
+    }' "$tmp/rpc.txt"
+}
+
+[ "$only" = rpc ] || local_part
+[ "$only" = local ] || rpc_part

@@ -11,6 +11,7 @@
 #include "siam_options.h"
 #include "siam_rpc.h"
 #include "siam_service.h"
+#include "siam_tensor.h"
 
 #define COMPONENT "server"
 
@@ -160,8 +161,8 @@ static int serve(const config *c, siam_error *err) {
     siam_rpc_shutdown();
     LOG_INFO(COMPONENT,
              "stopped in %.2f s (%d call(s) cancelled after the grace period); %llu "
-             "batches answered in total",
-             siam_now() - t0, cancelled, (unsigned long long)svc->global_step);
+             "batches answered in total; peak_rss_mb=%.1f",
+             siam_now() - t0, cancelled, (unsigned long long)svc->global_step, siam_peak_rss_mb());
     siam_service_free(svc);
     free(svc);
     return SIAM_OK;
@@ -202,6 +203,7 @@ int main(int argc, char **argv) {
     int level;
     siam_log_parse_level(c.log_level, &level, NULL);
     siam_log_set_level(level);
+    siam_malloc_keep_memory();
     siam_error err = {0};
     if (serve(&c, &err)) {
         fprintf(stderr, "siam-server: error: %s\n", err.msg);

@@ -70,8 +70,9 @@ static char target[64];
 
 static int exchange_str(siam_rpc_stream *s, const char *msg, char *out, size_t n,
                         siam_rpc_status *st) {
-    siam_rpc_buf r;
-    int rc = siam_rpc_stream_exchange(s, (const uint8_t *)msg, strlen(msg), &r, st);
+    siam_rpc_buf r, q = {(uint8_t *)strdup(msg), strlen(msg)};
+    int rc = siam_rpc_stream_exchange(s, &q, &r, st);
+    CHECK(q.data == NULL && q.len == 0, "the request is taken");
     if (rc == SIAM_RPC_OK) {
         snprintf(out, n, "%.*s", (int)r.len, (const char *)r.data);
         siam_rpc_buf_free(&r);

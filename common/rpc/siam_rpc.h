@@ -145,9 +145,11 @@ int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, 
  * does not answer within it, the call is cancelled with DEADLINE_EXCEEDED (never a hang). */
 int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_timeout_s,
                          siam_rpc_stream **out, siam_rpc_status *st);
-/* Sends one message and waits for the one answer. Returns st->code; on OK *resp holds the
- * answer. After a failure the stream is dead: every later call returns the same status. */
-int siam_rpc_stream_exchange(siam_rpc_stream *s, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+/* Sends one message and waits for the one answer. The request's bytes are handed to gRPC
+ * without a copy: *req is taken (emptied; the rpc layer frees the bytes) whatever the outcome.
+ * Returns st->code; on OK *resp holds the answer. After a failure the stream is dead: every
+ * later call returns the same status. */
+int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf *resp,
                              siam_rpc_status *st);
 /* Half-closes and waits for the server's final status; returns st->code. */
 int siam_rpc_stream_close(siam_rpc_stream *s, siam_rpc_status *st);

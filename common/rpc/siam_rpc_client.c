@@ -338,15 +338,32 @@ int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_tim
     return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
 }
 
-int siam_rpc_stream_exchange(siam_rpc_stream *s, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+static void free_bytes(void *p) {
+    free(p);
+}
+
+/* Takes ownership of b's bytes: the slice frees them once the transport is done. */
+static grpc_byte_buffer *take_payload(siam_rpc_buf *b) {
+    grpc_slice s = b->len ? grpc_slice_new(b->data, b->len, free_bytes) : grpc_empty_slice();
+    if (!b->len)
+        free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf *resp,
                              siam_rpc_status *st) {
     resp->data = NULL;
     resp->len = 0;
     if (s->dead) {
+        siam_rpc_buf_free(req);
         *st = s->failure;
         return st->code;
     }
-    s->send = copy_payload(req, len);
+    s->send = take_payload(req);
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;
