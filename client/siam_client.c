@@ -44,13 +44,13 @@ typedef struct {
 
 static int timed_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                          int B, int dim, float *loss, float *dist, float *grad_left,
-                         float *grad_right, siam_error *err) {
+                         float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err) {
     timed_head *t = ctx;
     double t0 = siam_now();
     if (t->batches == 0)
         t->first = t0;
     int rc = siam_remote_head_fn(t->remote, left, right, labels, B, dim, loss, dist, grad_left,
-                                 grad_right, err);
+                                 grad_right, idle, idle_ctx, err);
     t->last = siam_now();
     if (rc == SIAM_OK)
         t->batches++;

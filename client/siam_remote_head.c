@@ -10,7 +10,7 @@
 
 int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                         int B, int dim, float *loss, float *dist, float *grad_left,
-                        float *grad_right, siam_error *err) {
+                        float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err) {
     siam_remote_head *h = ctx;
     const char *server = h->server ? h->server : "?";
     if (B <= 0 || dim <= 0)
@@ -40,8 +40,16 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
 
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
-    siam_rpc_buf msg = {buf, len}; /* taken by the exchange: no copy */
-    int code = siam_rpc_stream_exchange(h->stream, &msg, &resp, &st);
+    siam_rpc_buf msg = {buf, len}; /* taken by the stream: no copy */
+    int code = siam_rpc_stream_send(h->stream, &msg, &st);
+    if (code == SIAM_RPC_OK) {
+        double t1 = siam_now();
+        if (idle) /* the server computes meanwhile */
+            idle(idle_ctx);
+        double t2 = siam_now();
+        code = siam_rpc_stream_receive(h->stream, &resp, &st);
+        t0 += t2 - t1;
+    }
     h->rpc_seconds += siam_now() - t0;
     if (code != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);

@@ -8,8 +8,8 @@
 
 int siam_local_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                        int B, int dim, float *loss, float *dist, float *grad_left,
-                       float *grad_right, siam_error *err) {
-    (void)err;
+                       float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err) {
+    (void)err, (void)idle, (void)idle_ctx; /* no wait to fill */
     const siam_local_head *h = ctx;
     *loss = siam_contrastive_forward(dist, left, right, labels, B, dim, h->margin, h->conv);
     siam_contrastive_backward(grad_left, grad_right, left, right, dist, labels, B, dim, h->margin,
@@ -31,10 +31,14 @@ int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, 
     t->x_left = siam_alloc_floats((size_t)batch * in);
     t->x_right = siam_alloc_floats((size_t)batch * in);
     t->labels = calloc((size_t)batch, sizeof(uint32_t));
+    t->next_left = siam_alloc_floats((size_t)batch * in);
+    t->next_right = siam_alloc_floats((size_t)batch * in);
+    t->next_labels = calloc((size_t)batch, sizeof(uint32_t));
     t->dist = siam_alloc_floats((size_t)batch);
     t->grad_left = siam_alloc_floats((size_t)batch * dim);
     t->grad_right = siam_alloc_floats((size_t)batch * dim);
-    if (!t->x_left || !t->x_right || !t->labels || !t->dist || !t->grad_left || !t->grad_right) {
+    if (!t->x_left || !t->x_right || !t->labels || !t->dist || !t->grad_left || !t->grad_right ||
+        !t->next_left || !t->next_right || !t->next_labels) {
         siam_trainer_free(t);
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for batch buffers (batch %d)",
                               batch);
@@ -47,10 +51,42 @@ void siam_trainer_free(siam_trainer *t) {
     siam_free(t->x_left);
     siam_free(t->x_right);
     free(t->labels);
+    siam_free(t->next_left);
+    siam_free(t->next_right);
+    free(t->next_labels);
     siam_free(t->dist);
     siam_free(t->grad_left);
     siam_free(t->grad_right);
     memset(t, 0, sizeof *t);
+}
+
+/* Copies the images and labels of pairs [begin, begin+B) into xl, xr, labels. */
+static void gather(const siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
+                   int B, float *xl, float *xr, uint32_t *labels) {
+    size_t in = (size_t)ds->rows * ds->cols;
+    for (int i = 0; i < B; i++) {
+        size_t k = begin + (size_t)i;
+        memcpy(xl + (size_t)i * in, ds->images + (size_t)p->left[k] * in, in * sizeof(float));
+        memcpy(xr + (size_t)i * in, ds->images + (size_t)p->right[k] * in, in * sizeof(float));
+        labels[i] = t->conv == SIAM_LABELS_DISSIMILAR ? !p->labels[k] : p->labels[k];
+    }
+}
+
+/* The idle work: gather the planned next batch (once). */
+static void gather_next(void *ctx) {
+    siam_trainer *t = ctx;
+    if (t->next_B <= 0 || t->ready_B > 0)
+        return;
+    gather(t, t->next_ds, t->next_p, t->next_begin, t->next_B, t->next_left, t->next_right,
+           t->next_labels);
+    t->ready_ds = t->next_ds, t->ready_p = t->next_p;
+    t->ready_begin = t->next_begin, t->ready_B = t->next_B;
+}
+
+static void swap_floats(float **a, float **b) {
+    float *x = *a;
+    *a = *b;
+    *b = x;
 }
 
 int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
@@ -65,21 +101,25 @@ int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs 
         return siam_error_set(err, SIAM_ERR_MISMATCH,
                               "images are %dx%d but the model expects %zu inputs", ds->rows,
                               ds->cols, in);
-    for (int i = 0; i < B; i++) {
-        size_t k = begin + (size_t)i;
-        memcpy(t->x_left + (size_t)i * in, ds->images + (size_t)p->left[k] * in,
-               in * sizeof(float));
-        memcpy(t->x_right + (size_t)i * in, ds->images + (size_t)p->right[k] * in,
-               in * sizeof(float));
-        t->labels[i] = t->conv == SIAM_LABELS_DISSIMILAR ? !p->labels[k] : p->labels[k];
+    if (t->ready_B == B && t->ready_ds == ds && t->ready_p == p && t->ready_begin == begin) {
+        /* gathered while the previous step waited for its head */
+        t->prefetched++;
+        swap_floats(&t->x_left, &t->next_left);
+        swap_floats(&t->x_right, &t->next_right);
+        uint32_t *l = t->labels;
+        t->labels = t->next_labels;
+        t->next_labels = l;
+    } else {
+        gather(t, ds, p, begin, B, t->x_left, t->x_right, t->labels);
     }
+    t->ready_B = 0;
     const float *e_left, *e_right;
     int rc = siam_model_forward(m, 0, t->x_left, B, 1, &e_left, err);
     if (!rc)
         rc = siam_model_forward(m, 1, t->x_right, B, 1, &e_right, err);
     if (!rc)
         rc = head(ctx, e_left, e_right, t->labels, B, dim, loss, t->dist, t->grad_left,
-                  t->grad_right, err);
+                  t->grad_right, gather_next, t, err);
     if (rc)
         return rc;
     siam_model_zero_grads(m);
@@ -99,15 +139,23 @@ int siam_trainer_epoch(siam_trainer *t, const siam_dataset *ds, const siam_pairs
     for (uint64_t s = 0; s < steps; s++) {
         size_t begin = (size_t)s * (size_t)t->batch;
         int B = (int)(p->n - begin < (size_t)t->batch ? p->n - begin : (size_t)t->batch);
+        /* plan the next step so a head that waits can gather it meanwhile */
+        size_t nb = begin + (size_t)B;
+        t->next_ds = ds, t->next_p = p, t->next_begin = nb;
+        t->next_B =
+            nb < p->n ? (int)(p->n - nb < (size_t)t->batch ? p->n - nb : (size_t)t->batch) : 0;
         float loss;
         int rc = siam_trainer_step(t, ds, p, begin, B, head, ctx, &loss, err);
-        if (rc)
+        if (rc) {
+            t->next_B = 0, t->ready_B = 0;
             return rc;
+        }
         total += (double)loss * B;
         done += (size_t)B;
         if (on_step)
             on_step(step_ctx, s + 1, steps, done, total / (double)done);
     }
+    t->next_B = 0, t->ready_B = 0; /* p may be reshuffled in place before the next epoch */
     *mean_loss = done ? total / (double)done : 0.0;
     return SIAM_OK;
 }

@@ -15,12 +15,18 @@
 #include "siam_optim.h"
 #include "siam_pairs.h"
 
+/* Work a head may run while it waits for its answer: the trainer gathers the next batch's
+ * images. A head calls it at most once per call, or not at all (the trainer then does that work
+ * itself on the next step); either way the training is the same. */
+typedef void (*siam_idle_fn)(void *idle_ctx);
+
 /* The loss head: given left/right embeddings (B,dim) and labels (B, in the trainer's
- * convention), fill the mean loss, the
- * distances (B) and the gradients of the mean loss w.r.t. left and right (B,dim). */
+ * convention), fill the mean loss, the distances (B) and the gradients of the mean loss w.r.t.
+ * left and right (B,dim). idle/idle_ctx: see siam_idle_fn (idle may be NULL). */
 typedef int (*siam_loss_head_fn)(void *ctx, const float *left, const float *right,
                                  const uint32_t *labels, int B, int dim, float *loss, float *dist,
-                                 float *grad_left, float *grad_right, siam_error *err);
+                                 float *grad_left, float *grad_right, siam_idle_fn idle,
+                                 void *idle_ctx, siam_error *err);
 
 /* The in-process head: siam_loss with this margin and convention (ctx is a siam_local_head). */
 typedef struct {
@@ -30,19 +36,31 @@ typedef struct {
 
 int siam_local_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                        int B, int dim, float *loss, float *dist, float *grad_left,
-                       float *grad_right, siam_error *err);
+                       float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err);
 
 typedef struct {
     siam_model *model; /* borrowed */
     siam_optim opt;
-    int batch;         /* maximum batch */
-    float *x_left;     /* (batch, input) gathered images */
-    float *x_right;    /* (batch, input) */
-    uint32_t *labels;  /* (batch) */
-    float *dist;       /* (batch) */
-    float *grad_left;  /* (batch, dim) */
-    float *grad_right; /* (batch, dim) */
-    uint64_t step;     /* optimizer steps taken */
+    int batch;        /* maximum batch */
+    float *x_left;    /* (batch, input) gathered images of the current step */
+    float *x_right;   /* (batch, input) */
+    uint32_t *labels; /* (batch) */
+    /* the next step's batch, gathered while the head waits (see siam_idle_fn) */
+    float *next_left, *next_right;
+    uint32_t *next_labels;
+    const siam_dataset *next_ds; /* what the next step will be, set by siam_trainer_epoch */
+    const siam_pairs *next_p;
+    size_t next_begin;
+    int next_B;                   /* 0: no next step planned */
+    const siam_dataset *ready_ds; /* what next_* buffers hold (ready_B 0: nothing) */
+    const siam_pairs *ready_p;
+    size_t ready_begin;
+    int ready_B;
+    uint64_t prefetched; /* steps whose batch had been gathered while the head waited */
+    float *dist;         /* (batch) */
+    float *grad_left;    /* (batch, dim) */
+    float *grad_right;   /* (batch, dim) */
+    uint64_t step;       /* optimizer steps taken */
     /* How labels are encoded for the head: pairs mark same-class pairs with 1; under
      * SIAM_LABELS_DISSIMILAR the head is sent 1 for different-class pairs instead. */
     siam_label_convention conv;

@@ -151,6 +151,12 @@ int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_tim
  * later call returns the same status. */
 int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf *resp,
                              siam_rpc_status *st);
+/* The two halves of an exchange, so that the caller can work while the server computes:
+ * send() hands *req over (as exchange does) and returns at once; receive() waits for the answer
+ * (bounded by the stream's op timeout, counted from the call to receive). One message at a
+ * time: a second send() before receive() is FAILED_PRECONDITION. */
+int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status *st);
+int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_status *st);
 /* Half-closes and waits for the server's final status; returns st->code. */
 int siam_rpc_stream_close(siam_rpc_stream *s, siam_rpc_status *st);
 /* Cancels the stream if it is still open, then frees it. NULL is fine. */

@@ -209,8 +209,10 @@ struct siam_rpc_stream {
     grpc_status_code code;
     grpc_slice details;
     grpc_byte_buffer *send, *recv;
-    int status_done; /* RECV_STATUS_ON_CLIENT has come back */
-    int dead;        /* failed: later calls return `failure` */
+    int status_done;  /* RECV_STATUS_ON_CLIENT has come back */
+    int dead;         /* failed: later calls return `failure` */
+    int in_flight;    /* a message was sent and its answer not yet received */
+    int start_failed; /* its ops could not be started; the call was cancelled */
     siam_rpc_status failure;
 };
 
@@ -354,14 +356,16 @@ static grpc_byte_buffer *take_payload(siam_rpc_buf *b) {
     return bb;
 }
 
-int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf *resp,
-                             siam_rpc_status *st) {
-    resp->data = NULL;
-    resp->len = 0;
+int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status *st) {
     if (s->dead) {
         siam_rpc_buf_free(req);
         *st = s->failure;
         return st->code;
+    }
+    if (s->in_flight) {
+        siam_rpc_buf_free(req);
+        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
+                                   "%s: a message is already waiting for its answer", s->method);
     }
     s->send = take_payload(req);
     grpc_op op;
@@ -373,15 +377,28 @@ int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &s->recv;
     bad = bad || start_op(s, &op, 1, OP_RECV);
-    int rc = 0;
-    if (bad) {
+    if (bad) /* receive() reports the call's status */
         grpc_call_cancel(s->call, NULL);
-        rc = wait_ops(s, OP_SEND | OP_RECV, st, "answer");
-        if (!rc)
-            rc = stream_fail(s, st);
-    } else {
-        rc = wait_ops(s, OP_SEND | OP_RECV, st, "answer");
+    s->in_flight = 1;
+    s->start_failed = bad;
+    return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+}
+
+int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_status *st) {
+    resp->data = NULL;
+    resp->len = 0;
+    if (!s->in_flight) {
+        if (s->dead) {
+            *st = s->failure;
+            return st->code;
+        }
+        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
+                                   "%s: receive without a message sent", s->method);
     }
+    s->in_flight = 0;
+    int rc = wait_ops(s, OP_SEND | OP_RECV, st, "answer");
+    if (!rc && s->start_failed)
+        rc = stream_fail(s, st);
     grpc_byte_buffer_destroy(s->send);
     s->send = NULL;
     if (!rc && !s->recv) { /* the server closed the stream instead of answering */
@@ -405,6 +422,14 @@ int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf
         return rc;
     }
     return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+}
+
+int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf *resp,
+                             siam_rpc_status *st) {
+    resp->data = NULL;
+    resp->len = 0;
+    int rc = siam_rpc_stream_send(s, req, st);
+    return rc ? rc : siam_rpc_stream_receive(s, resp, st);
 }
 
 int siam_rpc_stream_close(siam_rpc_stream *s, siam_rpc_status *st) {
