@@ -98,7 +98,7 @@ static int health(void *ctx, const siam_rpc_call_info *call, const uint8_t *req,
 /* "host:0" -> "host:PORT" for the ready line. */
 static void bound_address(char *out, size_t n, const char *listen, int port) {
     const char *colon = strrchr(listen, ':');
-    if (colon)
+    if (colon && strncmp(listen, "unix:", 5) != 0)
         snprintf(out, n, "%.*s:%d", (int)(colon - listen), listen, port);
     else
         snprintf(out, n, "%s", listen);
