@@ -57,6 +57,17 @@ static const uint8_t *request_bytes(const uint8_t *req, size_t len) {
     return req && len ? req : empty;
 }
 
+/* Unpacks a request of type d with da (initialised here; free the message with da->base);
+ * NULL with *st set when it is malformed or memory runs out. */
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, decode_alloc *da,
+                                const uint8_t *req, size_t len, siam_rpc_status *st) {
+    decode_alloc_init(da);
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, &da->base, len, request_bytes(req, len));
+    if (!m)
+        decode_failed(da, d->short_name, len, st);
+    return m;
+}
+
 /* Packs msg into a malloc'd resp; INTERNAL or RESOURCE_EXHAUSTED on failure. */
 static int encode(const ProtobufCMessage *msg, const char *name, siam_rpc_buf *resp,
                   siam_rpc_status *st) {
@@ -250,11 +261,10 @@ int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *
     if (rc)
         return rc;
     decode_alloc da;
-    decode_alloc_init(&da);
-    Siam__V1__EmbeddingBatch *b =
-        siam__v1__embedding_batch__unpack(&da.base, len, request_bytes(req, len));
+    Siam__V1__EmbeddingBatch *b = (Siam__V1__EmbeddingBatch *)decode(
+        &siam__v1__embedding_batch__descriptor, &da, req, len, st);
     if (!b)
-        return decode_failed(&da, "EmbeddingBatch", len, st);
+        return st->code;
     char id[sizeof ts->worker_id];
     copy_name(id, sizeof id, b->worker_id && b->worker_id[0] ? b->worker_id : "anonymous");
     if (ts && ts->batches == 0) /* named even if this first batch fails, for the server's log */
@@ -357,11 +367,10 @@ int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, s
     if (rc)
         return rc;
     decode_alloc da;
-    decode_alloc_init(&da);
-    Siam__V1__SimilarityRequest *q =
-        siam__v1__similarity_request__unpack(&da.base, len, request_bytes(req, len));
+    Siam__V1__SimilarityRequest *q = (Siam__V1__SimilarityRequest *)decode(
+        &siam__v1__similarity_request__descriptor, &da, req, len, st);
     if (!q)
-        return decode_failed(&da, "SimilarityRequest", len, st);
+        return st->code;
     rc = validate_similarity(q, st);
     if (rc) {
         siam__v1__similarity_request__free_unpacked(q, &da.base);
@@ -404,11 +413,10 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     if (rc)
         return rc;
     decode_alloc da;
-    decode_alloc_init(&da);
     Siam__V1__StatusRequest *q =
-        siam__v1__status_request__unpack(&da.base, len, request_bytes(req, len));
+        (Siam__V1__StatusRequest *)decode(&siam__v1__status_request__descriptor, &da, req, len, st);
     if (!q)
-        return decode_failed(&da, "StatusRequest", len, st);
+        return st->code;
     siam__v1__status_request__free_unpacked(q, &da.base);
 
     /* snapshot under the lock, encode outside it */
@@ -465,11 +473,10 @@ int siam_service_health(siam_service *svc, const uint8_t *req, size_t len, siam_
     if (rc)
         return rc;
     decode_alloc da;
-    decode_alloc_init(&da);
-    Grpc__Health__V1__HealthCheckRequest *q =
-        grpc__health__v1__health_check_request__unpack(&da.base, len, request_bytes(req, len));
+    Grpc__Health__V1__HealthCheckRequest *q = (Grpc__Health__V1__HealthCheckRequest *)decode(
+        &grpc__health__v1__health_check_request__descriptor, &da, req, len, st);
     if (!q)
-        return decode_failed(&da, "HealthCheckRequest", len, st);
+        return st->code;
     const char *name = q->service ? q->service : "";
     if (name[0] != '\0' && strcmp(name, "siam.v1.Siamese") != 0) {
         char shown[160];

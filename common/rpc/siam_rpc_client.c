@@ -14,6 +14,7 @@
 #include <grpc/support/time.h>
 
 #include "siam_rpc.h"
+#include "siam_rpc_internal.h"
 
 struct siam_rpc_channel {
     grpc_channel *channel;
@@ -25,33 +26,6 @@ static gpr_timespec after(double seconds) {
         return gpr_inf_future(GPR_CLOCK_MONOTONIC);
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                         gpr_time_from_micros((int64_t)(seconds * 1e6), GPR_TIMESPAN));
-}
-
-/* Copies a received message into a malloc'd buffer. */
-static int take_message(grpc_byte_buffer *bb, siam_rpc_buf *out) {
-    out->data = NULL;
-    out->len = 0;
-    grpc_byte_buffer_reader r;
-    if (!grpc_byte_buffer_reader_init(&r, bb))
-        return -1;
-    size_t n = grpc_byte_buffer_length(bb), off = 0;
-    uint8_t *p = malloc(n ? n : 1);
-    grpc_slice s;
-    while (grpc_byte_buffer_reader_next(&r, &s)) {
-        size_t l = GRPC_SLICE_LENGTH(s);
-        if (p && off + l <= n)
-            memcpy(p + off, GRPC_SLICE_START_PTR(s), l);
-        off += l;
-        grpc_slice_unref(s);
-    }
-    grpc_byte_buffer_reader_destroy(&r);
-    if (!p || off != n) {
-        free(p);
-        return -1;
-    }
-    out->data = p;
-    out->len = n;
-    return 0;
 }
 
 static grpc_byte_buffer *copy_payload(const uint8_t *data, size_t len) {
@@ -89,26 +63,16 @@ int siam_rpc_channel_create(siam_rpc_channel **out, const char *target, size_t m
     size_t max = max_message_bytes ? max_message_bytes : SIAM_RPC_DEFAULT_MAX_MESSAGE;
     if (max > 0x7fffffff)
         max = 0x7fffffff;
-    grpc_arg args[5];
-    memset(args, 0, sizeof args);
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)max;
-    /* keepalive: a server (or its host) that vanished is noticed within ~30 s even while this
-     * worker only computes; the server accepts pings this often (see siam_rpc_server.c) */
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_KEEPALIVE_TIME_MS;
-    args[1].value.integer = 20000;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
-    args[2].value.integer = 10000;
-    args[3].type = GRPC_ARG_INTEGER;
-    args[3].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
-    args[3].value.integer = 0;
-    args[4].type = GRPC_ARG_INTEGER;
-    args[4].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[4].value.integer = (int)max;
-    grpc_channel_args cargs = {5, args};
+    grpc_arg args[] = {
+        siam_rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max),
+        siam_rpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max),
+        /* keepalive: a server (or its host) that vanished is noticed within ~30 s even while
+         * this worker only computes; the server accepts pings this often (siam_rpc_server.c) */
+        siam_rpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, 20000),
+        siam_rpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000),
+        siam_rpc_int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0),
+    };
+    grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(target, creds, &cargs);
     grpc_channel_credentials_release(creds);
@@ -177,7 +141,7 @@ int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, 
             status_from_call(st, code, details);
         else if (!recv)
             siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "%s: the server sent no answer", method);
-        else if (take_message(recv, resp))
+        else if (siam_rpc_flatten(recv, resp))
             siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                 "%s: out of memory for an answer of %zu bytes", method,
                                 grpc_byte_buffer_length(recv));
@@ -340,22 +304,6 @@ int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_tim
     return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
 }
 
-static void free_bytes(void *p) {
-    free(p);
-}
-
-/* Takes ownership of b's bytes: the slice frees them once the transport is done. */
-static grpc_byte_buffer *take_payload(siam_rpc_buf *b) {
-    grpc_slice s = b->len ? grpc_slice_new(b->data, b->len, free_bytes) : grpc_empty_slice();
-    if (!b->len)
-        free(b->data);
-    b->data = NULL;
-    b->len = 0;
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
-
 int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status *st) {
     if (s->dead) {
         siam_rpc_buf_free(req);
@@ -367,7 +315,7 @@ int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status 
         return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
                                    "%s: a message is already waiting for its answer", s->method);
     }
-    s->send = take_payload(req);
+    s->send = siam_rpc_take_payload(req);
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;
@@ -410,7 +358,7 @@ int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_sta
         rc = stream_fail(s, st);
     }
     if (s->recv) {
-        if (!rc && take_message(s->recv, resp))
+        if (!rc && siam_rpc_flatten(s->recv, resp))
             rc = siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                      "%s: out of memory for an answer of %zu bytes", s->method,
                                      grpc_byte_buffer_length(s->recv));

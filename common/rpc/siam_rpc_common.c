@@ -2,13 +2,18 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/slice.h>
 #include <grpc/support/log.h>
 
 #include "siam_log.h"
 
 #include "siam_rpc.h"
+#include "siam_rpc_internal.h"
 
 static const char *const code_names[] = {
     "OK",
@@ -76,4 +81,54 @@ void siam_rpc_shutdown(void) {
 
 const char *siam_rpc_core_version(void) {
     return grpc_version_string();
+}
+
+int siam_rpc_flatten(grpc_byte_buffer *bb, siam_rpc_buf *out) {
+    out->data = NULL;
+    out->len = 0;
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return -1;
+    size_t n = grpc_byte_buffer_length(bb), off = 0;
+    uint8_t *p = malloc(n ? n : 1);
+    grpc_slice s;
+    while (grpc_byte_buffer_reader_next(&r, &s)) {
+        size_t l = GRPC_SLICE_LENGTH(s);
+        if (p && off + l <= n)
+            memcpy(p + off, GRPC_SLICE_START_PTR(s), l);
+        off += l;
+        grpc_slice_unref(s);
+    }
+    grpc_byte_buffer_reader_destroy(&r);
+    if (!p || off != n) {
+        free(p);
+        return -1;
+    }
+    out->data = p;
+    out->len = n;
+    return 0;
+}
+
+static void free_bytes(void *p) {
+    free(p);
+}
+
+grpc_byte_buffer *siam_rpc_take_payload(siam_rpc_buf *b) {
+    grpc_slice s = b->len ? grpc_slice_new(b->data, b->len, free_bytes) : grpc_empty_slice();
+    if (!b->len)
+        free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+grpc_arg siam_rpc_int_arg(const char *key, int value) {
+    grpc_arg a;
+    memset(&a, 0, sizeof a);
+    a.type = GRPC_ARG_INTEGER;
+    a.key = (char *)key;
+    a.value.integer = value;
+    return a;
 }

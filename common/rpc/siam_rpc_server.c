@@ -22,6 +22,7 @@
 
 #include "siam_log.h"
 #include "siam_rpc.h"
+#include "siam_rpc_internal.h"
 
 #define COMPONENT   "rpc"
 #define MAX_METHODS 16
@@ -73,58 +74,6 @@ struct siam_rpc_server {
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-
-/* Copies the whole message into one malloc'd buffer (the handler wants contiguous bytes). */
-static int read_payload(grpc_byte_buffer *bb, uint8_t **data, size_t *len) {
-    grpc_byte_buffer_reader r;
-    *data = NULL;
-    *len = 0;
-    if (!grpc_byte_buffer_reader_init(&r, bb))
-        return -1;
-    size_t n = grpc_byte_buffer_length(bb);
-    uint8_t *p = malloc(n ? n : 1);
-    if (!p) {
-        grpc_byte_buffer_reader_destroy(&r);
-        return -1;
-    }
-    size_t off = 0;
-    grpc_slice s;
-    while (grpc_byte_buffer_reader_next(&r, &s)) {
-        size_t l = GRPC_SLICE_LENGTH(s);
-        if (off + l <= n)
-            memcpy(p + off, GRPC_SLICE_START_PTR(s), l);
-        off += l;
-        grpc_slice_unref(s);
-    }
-    grpc_byte_buffer_reader_destroy(&r);
-    if (off != n) {
-        free(p);
-        return -1;
-    }
-    *data = p;
-    *len = n;
-    return 0;
-}
-
-static void free_wrapper(void *p) {
-    free(p);
-}
-
-/* Takes ownership of b->data. */
-static grpc_byte_buffer *make_payload(siam_rpc_buf *b) {
-    grpc_slice s;
-    if (b->len == 0) {
-        free(b->data);
-        s = grpc_empty_slice();
-    } else {
-        s = grpc_slice_new(b->data, b->len, free_wrapper);
-    }
-    b->data = NULL;
-    b->len = 0;
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
 
 static int is_shutting_down(siam_rpc_server *s) {
     pthread_mutex_lock(&s->lock);
@@ -185,18 +134,17 @@ static void unary_new(unary_call *c, int success) {
     siam_rpc_buf resp = {0};
     char *peer = grpc_call_get_peer(c->call);
     siam_rpc_call_info info = {c->m->path, peer};
-    uint8_t *req = NULL;
-    size_t len = 0;
+    siam_rpc_buf req = {0};
     if (!c->payload)
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "%s: the request has no message",
                             c->m->path);
-    else if (read_payload(c->payload, &req, &len))
+    else if (siam_rpc_flatten(c->payload, &req))
         siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED,
                             "%s: out of memory reading a request of %zu bytes", c->m->path,
                             grpc_byte_buffer_length(c->payload));
-    else if (c->m->unary(c->m->ctx, &info, req, len, &resp, &st) == SIAM_RPC_OK)
+    else if (c->m->unary(c->m->ctx, &info, req.data, req.len, &resp, &st) == SIAM_RPC_OK)
         st.code = SIAM_RPC_OK;
-    free(req);
+    siam_rpc_buf_free(&req);
     gpr_free(peer);
 
     grpc_op ops[4];
@@ -204,7 +152,7 @@ static void unary_new(unary_call *c, int success) {
     int n = 0;
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (st.code == SIAM_RPC_OK) {
-        c->resp = make_payload(&resp);
+        c->resp = siam_rpc_take_payload(&resp);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->resp;
     } else {
@@ -376,22 +324,21 @@ static void stream_event(stream_call *c, enum tag_kind kind, int success) {
         } else {
             siam_rpc_status st = {SIAM_RPC_OK, ""};
             siam_rpc_buf resp = {0};
-            uint8_t *req = NULL;
-            size_t len = 0;
-            if (read_payload(c->recv, &req, &len))
+            siam_rpc_buf req = {0};
+            if (siam_rpc_flatten(c->recv, &req))
                 siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                     "%s: out of memory reading a message of %zu bytes", c->m->path,
                                     grpc_byte_buffer_length(c->recv));
             else
-                c->m->handler->message(c->m->ctx, c->state, req, len, &resp, &st);
-            free(req);
+                c->m->handler->message(c->m->ctx, c->state, req.data, req.len, &resp, &st);
+            siam_rpc_buf_free(&req);
             grpc_byte_buffer_destroy(c->recv);
             c->recv = NULL;
             if (st.code != SIAM_RPC_OK) {
                 siam_rpc_buf_free(&resp);
                 stream_send_status(c, &st);
             } else if (!c->dead) {
-                c->send = make_payload(&resp);
+                c->send = siam_rpc_take_payload(&resp);
                 grpc_op op;
                 memset(&op, 0, sizeof op);
                 op.op = GRPC_OP_SEND_MESSAGE;
@@ -598,30 +545,18 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
     pthread_cond_init(&s->cond, NULL);
     s->shutdown_tag = (struct tag){T_SHUTDOWN, s};
 
-    grpc_arg args[6];
-    memset(args, 0, sizeof args);
-    /* a second server on a port in use must fail, not share the port with the first */
-    args[5].type = GRPC_ARG_INTEGER;
-    args[5].key = GRPC_ARG_ALLOW_REUSEPORT;
-    args[5].value.integer = 0;
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)s->max_message;
-    /* workers ping every 20 s while training: accept it (the default would send GOAWAY) */
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
-    args[1].value.integer = 5000;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
-    args[2].value.integer = 0;
-    /* and ping idle clients ourselves, so a worker host that vanished is noticed */
-    args[3].type = GRPC_ARG_INTEGER;
-    args[3].key = GRPC_ARG_KEEPALIVE_TIME_MS;
-    args[3].value.integer = 30000;
-    args[4].type = GRPC_ARG_INTEGER;
-    args[4].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
-    args[4].value.integer = 10000;
-    grpc_channel_args cargs = {6, args};
+    grpc_arg args[] = {
+        siam_rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->max_message),
+        /* a second server on a port in use must fail, not share the port with the first */
+        siam_rpc_int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
+        /* workers ping every 20 s while training: accept it (the default would send GOAWAY) */
+        siam_rpc_int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000),
+        siam_rpc_int_arg(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
+        /* and ping idle clients ourselves, so a worker host that vanished is noticed */
+        siam_rpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, 30000),
+        siam_rpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000),
+    };
+    grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
     s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     if (!s->server || !s->cq) {
