@@ -23,10 +23,10 @@
 #define STATUS_TIMEOUT_S 10.0
 
 typedef struct {
-    const char *server, *model, *optimizer, *data, *worker_id, *checkpoint, *metrics, *log_level;
-    int epochs, batch, threads, worker_index, workers, json, max_message_mb;
-    float lr, timeout;
-    uint64_t seed, train_limit, test_limit;
+    siam_worker_config w; /* the options shared with siam-train */
+    const char *server, *worker_id, *log_level;
+    int threads, max_message_mb;
+    float timeout;
 } config;
 
 /* What the server said about itself. */
@@ -117,7 +117,7 @@ static int query_status(siam_rpc_channel *ch, const config *c, server_settings *
                  s->version[0] ? s->version : "(unknown version)", c->server, (double)s->margin,
                  s->label_convention, (double)s->margin / 2, (unsigned long long)s->global_step,
                  s->n_workers, s->model_spec[0] ? s->model_spec : "(none yet)");
-        const char *mine = siam_model_spec_for(c->model);
+        const char *mine = siam_model_spec_for(c->w.model);
         if (s->model_spec[0] && mine && strcmp(s->model_spec, mine) != 0)
             LOG_WARN(COMPONENT, "the server's global model is %s; this worker trains %s",
                      s->model_spec, mine);
@@ -154,28 +154,14 @@ static int session(const config *c) {
         goto done;
     }
     LOG_INFO(COMPONENT, "worker %s (%d of %d) training on siam-server at %s", c->worker_id,
-             c->worker_index, c->workers, c->server);
+             c->w.worker_index, c->w.workers, c->server);
 
     siam_remote_head remote = {
         .stream = stream, .server = c->server, .worker_id = c->worker_id, .step = 0};
     timed_head timed = {.remote = &remote};
-    siam_worker_config wc = {.prog = PROG,
-                             .model = c->model,
-                             .optimizer = c->optimizer,
-                             .data = c->data,
-                             .checkpoint = c->checkpoint,
-                             .metrics = c->metrics,
-                             .epochs = c->epochs,
-                             .batch = c->batch,
-                             .worker_index = c->worker_index,
-                             .workers = c->workers,
-                             .json = c->json,
-                             .lr = c->lr,
-                             .margin = srv.margin,
-                             .conv = srv.conv,
-                             .seed = c->seed,
-                             .train_limit = c->train_limit,
-                             .test_limit = c->test_limit};
+    siam_worker_config wc = c->w;
+    wc.margin = srv.margin;
+    wc.conv = srv.conv;
     double t0 = siam_now();
     if (siam_worker_run(&wc, timed_head_fn, &timed, &err) != SIAM_OK) {
         fprintf(stderr, PROG ": error: %s\n", err.msg);
@@ -203,82 +189,60 @@ done:
 }
 
 int main(int argc, char **argv) {
-    config c = {.server = "127.0.0.1:50051",
-                .model = "mlp",
-                .optimizer = "adam",
-                .data = SIAM_DATA_DIR_DEFAULT,
+    config c = {.w = {.prog = PROG},
+                .server = "127.0.0.1:50051",
                 .log_level = "info",
-                .epochs = 5,
-                .batch = 0,
-                .threads = 0,
-                .worker_index = 0,
-                .workers = 1,
                 .max_message_mb = 16,
-                .lr = 1e-3f,
-                .timeout = 60.0f,
-                .seed = 42};
-    const siam_option opts[] = {
-        {"server", SIAM_OPT_STRING, &c.server, 0, 0, NULL, "ADDR",
-         "siam-server address (host:port)"},
-        {"model", SIAM_OPT_CHOICE, &c.model, 0, 0, "mlp|cnn", NULL, "embedding network"},
-        {"epochs", SIAM_OPT_INT, &c.epochs, 1, 1000, NULL, "N", "passes over the training pairs"},
-        {"batch-size", SIAM_OPT_INT, &c.batch, 0, 65536, NULL, "B",
-         "pairs per step; 0 = the model's reference default (mlp 857, cnn 128)"},
-        {"lr", SIAM_OPT_FLOAT, &c.lr, 1e-8, 10, NULL, "RATE", "learning rate"},
-        {"optimizer", SIAM_OPT_CHOICE, &c.optimizer, 0, 0, "adam|sgd", NULL, "optimizer"},
-        {"seed", SIAM_OPT_U64, &c.seed, 0, 9e18, NULL, "N",
-         "seed for pairs, shuffling, initialisation, dropout"},
-        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "Fashion-MNIST IDX directory"},
-        {"train-limit", SIAM_OPT_U64, &c.train_limit, 0, 1e9, NULL, "N",
-         "use only the first N training images (0 = all)"},
-        {"test-limit", SIAM_OPT_U64, &c.test_limit, 0, 1e9, NULL, "N",
-         "use only the first N test images (0 = all)"},
-        {"worker-index", SIAM_OPT_INT, &c.worker_index, 0, 65535, NULL, "I",
-         "train on shard I of the training pairs"},
-        {"workers", SIAM_OPT_INT, &c.workers, 1, 65536, NULL, "N", "number of shards"},
-        {"worker-id", SIAM_OPT_STRING, &c.worker_id, 0, 0, NULL, "NAME",
-         "name sent with every batch (default <hostname>-w<I>)"},
-        {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
-         "write the trained model here (atomically)"},
-        {"metrics", SIAM_OPT_STRING, &c.metrics, 0, 0, NULL, "FILE.csv",
-         "write step and epoch metrics as CSV"},
-        {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL, "print the final report as JSON"},
-        {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
-         "OpenBLAS threads (0 = library default)"},
-        {"timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1, 86400, NULL, "SECONDS",
-         "longest wait for the server on any call or answer"},
-        {"max-message-mb", SIAM_OPT_INT, &c.max_message_mb, 1, 2047, NULL, "MB",
-         "largest gRPC message sent or received"},
-        {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
-         "stderr log level"},
-    };
-    int n_opts = (int)(sizeof opts / sizeof opts[0]);
+                .timeout = 60.0f};
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 5];
+    int n_opts = 0;
+    opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
+                                   &c.server, 0,
+                                   0,         NULL,
+                                   "ADDR",    "siam-server address (host:port)"};
+    siam_worker_options(&c.w, &c.threads, opts + n_opts);
+    n_opts += SIAM_WORKER_N_OPTIONS;
+    opts[n_opts++] = (siam_option){"worker-id",
+                                   SIAM_OPT_STRING,
+                                   &c.worker_id,
+                                   0,
+                                   0,
+                                   NULL,
+                                   "NAME",
+                                   "name sent with every batch (default <hostname>-w<I>)"};
+    opts[n_opts++] = (siam_option){
+        "timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1,
+        86400,     NULL,           "SECONDS",  "longest wait for the server on any call or answer"};
+    opts[n_opts++] = (siam_option){"max-message-mb",
+                                   SIAM_OPT_INT,
+                                   &c.max_message_mb,
+                                   1,
+                                   2047,
+                                   NULL,
+                                   "MB",
+                                   "largest gRPC message sent or received"};
+    opts[n_opts++] =
+        (siam_option){"log-level", SIAM_OPT_CHOICE,         &c.log_level, 0,
+                      0,           "debug|info|warn|error", NULL,         "stderr log level"};
     int rc = siam_options_main(
         PROG, SIAM_VERSION,
         "Train the Siamese embedding network as one worker of split learning: this program owns\n"
         "the data, the network and the optimizer; siam-server computes the contrastive loss and\n"
         "returns its gradients. The evaluation threshold is the server's margin / 2.",
         opts, n_opts, argc, argv);
-    if (rc >= 0)
+    if (rc >= 0 || (rc = siam_worker_check_options(&c.w)) >= 0)
         return rc;
-    if (c.worker_index >= c.workers) {
-        fprintf(stderr, PROG ": --worker-index %d must be below --workers %d\n", c.worker_index,
-                c.workers);
-        return 2;
-    }
     int level;
     siam_log_parse_level(c.log_level, &level, NULL);
     siam_log_set_level(level);
     siam_malloc_keep_memory();
-    if (c.batch == 0)
-        c.batch = strcmp(c.model, "cnn") == 0 ? 128 : 857;
     char worker_id[320];
     if (!c.worker_id) {
         char host[256];
         if (gethostname(host, sizeof host) != 0 || !host[0])
             strcpy(host, "worker");
         host[sizeof host - 1] = '\0';
-        snprintf(worker_id, sizeof worker_id, "%s-w%d", host, c.worker_index);
+        snprintf(worker_id, sizeof worker_id, "%s-w%d", host, c.w.worker_index);
         c.worker_id = worker_id;
     }
     siam_blas_set_threads(c.threads);

@@ -217,3 +217,53 @@ done:
     siam_dataset_free(&test);
     return rc;
 }
+
+void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) {
+    c->model = "mlp";
+    c->optimizer = "adam";
+    c->data = SIAM_DATA_DIR_DEFAULT;
+    c->epochs = 5;
+    c->batch = 0;
+    c->lr = 1e-3f;
+    c->seed = 42;
+    c->worker_index = 0;
+    c->workers = 1;
+    *threads = 0;
+    const siam_option opts[SIAM_WORKER_N_OPTIONS] = {
+        {"model", SIAM_OPT_CHOICE, &c->model, 0, 0, "mlp|cnn", NULL, "embedding network"},
+        {"epochs", SIAM_OPT_INT, &c->epochs, 1, 1000, NULL, "N", "passes over the training pairs"},
+        {"batch-size", SIAM_OPT_INT, &c->batch, 0, 65536, NULL, "B",
+         "pairs per step; 0 = the model's reference default (mlp 857, cnn 128)"},
+        {"lr", SIAM_OPT_FLOAT, &c->lr, 1e-8, 10, NULL, "RATE", "learning rate"},
+        {"optimizer", SIAM_OPT_CHOICE, &c->optimizer, 0, 0, "adam|sgd", NULL, "optimizer"},
+        {"seed", SIAM_OPT_U64, &c->seed, 0, 9e18, NULL, "N",
+         "seed for pairs, shuffling, initialisation, dropout"},
+        {"data", SIAM_OPT_STRING, &c->data, 0, 0, NULL, "DIR", "Fashion-MNIST IDX directory"},
+        {"train-limit", SIAM_OPT_U64, &c->train_limit, 0, 1e9, NULL, "N",
+         "use only the first N training images (0 = all)"},
+        {"test-limit", SIAM_OPT_U64, &c->test_limit, 0, 1e9, NULL, "N",
+         "use only the first N test images (0 = all)"},
+        {"worker-index", SIAM_OPT_INT, &c->worker_index, 0, 65535, NULL, "I",
+         "train on shard I of the training pairs"},
+        {"workers", SIAM_OPT_INT, &c->workers, 1, 65536, NULL, "N", "number of shards"},
+        {"checkpoint", SIAM_OPT_STRING, &c->checkpoint, 0, 0, NULL, "PATH",
+         "write the trained model here (atomically)"},
+        {"metrics", SIAM_OPT_STRING, &c->metrics, 0, 0, NULL, "FILE.csv",
+         "write step and epoch metrics as CSV"},
+        {"json", SIAM_OPT_FLAG, &c->json, 0, 0, NULL, NULL, "print the final report as JSON"},
+        {"threads", SIAM_OPT_INT, threads, 0, 256, NULL, "N",
+         "OpenBLAS threads (0 = library default)"},
+    };
+    memcpy(out, opts, sizeof opts);
+}
+
+int siam_worker_check_options(siam_worker_config *c) {
+    if (c->worker_index >= c->workers) {
+        fprintf(stderr, "%s: --worker-index %d must be below --workers %d\n", c->prog,
+                c->worker_index, c->workers);
+        return 2;
+    }
+    if (c->batch == 0)
+        c->batch = strcmp(c->model, "cnn") == 0 ? 128 : 857;
+    return -1;
+}

@@ -9,6 +9,7 @@
 
 #include "siam_error.h"
 #include "siam_loss.h"
+#include "siam_options.h"
 #include "siam_trainer.h"
 
 typedef struct {
@@ -24,6 +25,18 @@ typedef struct {
     siam_label_convention conv; /* the head's: labels are sent 1 = different under DISSIMILAR */
     uint64_t seed, train_limit, test_limit;
 } siam_worker_config;
+
+/* The command-line options every training program shares, bound to c's fields and to
+ * *threads (OpenBLAS threads): --model --epochs --batch-size --lr --optimizer --seed --data
+ * --train-limit --test-limit --worker-index --workers --checkpoint --metrics --json --threads.
+ * Fills c with their defaults and writes SIAM_WORKER_N_OPTIONS entries to out. */
+#define SIAM_WORKER_N_OPTIONS 15
+void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
+
+/* After parsing: refuses --worker-index >= --workers (prints "prog: ..." and returns 2) and
+ * turns --batch-size 0 into the model's reference default (mlp 857, cnn 128). Returns -1 when
+ * the program should go on. */
+int siam_worker_check_options(siam_worker_config *c);
 
 /* Runs the whole job; head/head_ctx compute the loss of every batch. */
 int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *head_ctx,
