@@ -14,6 +14,7 @@
 #include "siam_remote_head.h"
 #include "siam_rpc.h"
 #include "siam_tensor.h"
+#include "siam_weight_sync.h"
 #include "siam_worker.h"
 
 #define COMPONENT        "client"
@@ -25,7 +26,7 @@
 typedef struct {
     siam_worker_config w; /* the options shared with siam-train */
     const char *server, *worker_id, *log_level;
-    int threads, max_message_mb;
+    int threads, max_message_mb, sync_every;
     float timeout;
 } config;
 
@@ -33,6 +34,7 @@ typedef struct {
 typedef struct {
     float margin;
     siam_label_convention conv;
+    double sync_timeout;
 } server_settings;
 
 /* Wraps the remote head to time the span from the first batch sent to the last answer. */
@@ -111,6 +113,7 @@ static int query_status(siam_rpc_channel *ch, const config *c, server_settings *
     }
     if (rc == 0) {
         out->margin = s->margin;
+        out->sync_timeout = s->sync_timeout_seconds;
         LOG_INFO(COMPONENT,
                  "siam-server %s at %s: margin=%g label_convention=%s threshold=%g "
                  "global_step=%llu workers=%zu model=%s",
@@ -162,6 +165,18 @@ static int session(const config *c) {
     siam_worker_config wc = c->w;
     wc.margin = srv.margin;
     wc.conv = srv.conv;
+    /* a round may wait the server's sync timeout for the slowest worker, then answer */
+    siam_weight_sync sync = {.ch = ch,
+                             .server = c->server,
+                             .worker_id = c->worker_id,
+                             .timeout = (double)c->timeout > srv.sync_timeout + 30.0
+                                            ? (double)c->timeout
+                                            : srv.sync_timeout + 30.0};
+    if (c->sync_every > 0) {
+        wc.sync = siam_weight_sync_fn;
+        wc.sync_ctx = &sync;
+        wc.sync_every = c->sync_every;
+    }
     double t0 = siam_now();
     if (siam_worker_run(&wc, timed_head_fn, &timed, &err) != SIAM_OK) {
         fprintf(stderr, PROG ": error: %s\n", err.msg);
@@ -177,9 +192,11 @@ static int session(const config *c) {
     double span = timed.batches ? timed.last - timed.first : 0.0;
     LOG_INFO(COMPONENT,
              "done: %llu batches; rpc_seconds=%.2f of train_seconds=%.2f (%.0f%% waiting for the "
-             "server; first batch to last answer); total %.2f s; peak_rss_mb=%.1f",
+             "server; first batch to last answer); %llu averaging round(s) (%llu late), "
+             "sync_seconds=%.2f; total %.2f s; peak_rss_mb=%.1f",
              (unsigned long long)timed.batches, remote.rpc_seconds, span,
-             span > 0 ? 100.0 * remote.rpc_seconds / span : 0.0, run_s, siam_peak_rss_mb());
+             span > 0 ? 100.0 * remote.rpc_seconds / span : 0.0, (unsigned long long)sync.syncs,
+             (unsigned long long)sync.late, sync.wait_seconds, run_s, siam_peak_rss_mb());
     rc = 0;
 
 done:
@@ -193,8 +210,9 @@ int main(int argc, char **argv) {
                 .server = "127.0.0.1:50051",
                 .log_level = "info",
                 .max_message_mb = 16,
+                .sync_every = 50,
                 .timeout = 60.0f};
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 5];
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 6];
     int n_opts = 0;
     opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
                                    &c.server, 0,
@@ -210,6 +228,16 @@ int main(int argc, char **argv) {
                                    NULL,
                                    "NAME",
                                    "name sent with every batch (default <hostname>-w<I>)"};
+    opts[n_opts++] = (siam_option){
+        "sync-every",
+        SIAM_OPT_INT,
+        &c.sync_every,
+        0,
+        1000000000,
+        NULL,
+        "K",
+        "average weights with the other workers on the server every K steps and at the end of "
+        "every epoch (0 = never)"};
     opts[n_opts++] = (siam_option){
         "timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1,
         86400,     NULL,           "SECONDS",  "longest wait for the server on any call or answer"};

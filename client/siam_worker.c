@@ -109,6 +109,13 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         (rc = siam_trainer_init(&tr, m, kind, c->lr, c->batch, err)))
         goto done;
     tr.conv = c->conv; /* labels go to the head in its convention */
+    if (c->sync) {
+        tr.sync = c->sync;
+        tr.sync_ctx = c->sync_ctx;
+        tr.sync_every = c->sync_every;
+        if ((rc = siam_trainer_sync(&tr, err))) /* join: start from the global model */
+            goto done;
+    }
     LOG_INFO(COMPONENT, "model %s: %zu parameters (%s)", c->model, siam_model_num_params(m),
              siam_model_spec(m));
     dist = malloc(test_pairs.n * sizeof *dist);
@@ -140,6 +147,8 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         rc = siam_trainer_epoch(&tr, &train, &mine, head, head_ctx, on_step, &rs, &loss, err);
         te = siam_now() - te;
         siam_progress_end(&rs.progress, tr.step - rs.step0, mine.n, loss);
+        if (!rc && tr.sync && tr.samples_since_sync > 0) /* evaluate the global model */
+            rc = siam_trainer_sync(&tr, err);
         if (rc)
             goto done;
         train_time += te;

@@ -24,6 +24,11 @@ typedef struct {
     float margin;               /* evaluation: same at D <= margin/2; validation loss */
     siam_label_convention conv; /* the head's: labels are sent 1 = different under DISSIMILAR */
     uint64_t seed, train_limit, test_limit;
+    /* weight averaging (NULL = none): join before the first step, sync every sync_every steps
+     * and at the end of every epoch, so that every epoch is evaluated on the global model */
+    siam_sync_fn sync;
+    void *sync_ctx;
+    int sync_every;
 } siam_worker_config;
 
 /* The command-line options every training program shares, bound to c's fields and to

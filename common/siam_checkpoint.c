@@ -310,3 +310,16 @@ void siam_checkpoint_free(siam_checkpoint *ck) {
     free(ck->opt);
     memset(ck, 0, sizeof *ck);
 }
+
+uint32_t siam_params_crc32(const float *params, size_t n) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    const unsigned char *p = (const unsigned char *)params;
+    size_t bytes = n * sizeof *params;
+    while (bytes > 0) {
+        uInt chunk = bytes > (1u << 30) ? (1u << 30) : (uInt)bytes;
+        c = crc32(c, p, chunk);
+        p += chunk;
+        bytes -= chunk;
+    }
+    return (uint32_t)c;
+}

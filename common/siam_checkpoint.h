@@ -47,4 +47,8 @@ int siam_checkpoint_check(const siam_checkpoint *ck, const char *path, const cha
 
 void siam_checkpoint_free(siam_checkpoint *ck);
 
+/* CRC-32 (zlib) of a parameter buffer's bytes: the fingerprint siam-server and siam-client log
+ * for every averaging round, so that equal models can be seen to be equal. */
+uint32_t siam_params_crc32(const float *params, size_t n);
+
 #endif

@@ -152,12 +152,27 @@ int siam_trainer_epoch(siam_trainer *t, const siam_dataset *ds, const siam_pairs
         }
         total += (double)loss * B;
         done += (size_t)B;
+        t->samples_since_sync += (uint64_t)B;
+        if (t->sync && t->sync_every > 0 && t->step % (uint64_t)t->sync_every == 0 &&
+            (rc = siam_trainer_sync(t, err))) {
+            t->next_B = 0, t->ready_B = 0;
+            return rc;
+        }
         if (on_step)
             on_step(step_ctx, s + 1, steps, done, total / (double)done);
     }
     t->next_B = 0, t->ready_B = 0; /* p may be reshuffled in place before the next epoch */
     *mean_loss = done ? total / (double)done : 0.0;
     return SIAM_OK;
+}
+
+int siam_trainer_sync(siam_trainer *t, siam_error *err) {
+    if (!t->sync)
+        return SIAM_OK;
+    int rc = t->sync(t->sync_ctx, t->model, t->samples_since_sync, t->step, err);
+    if (!rc)
+        t->samples_since_sync = 0;
+    return rc;
 }
 
 int siam_evaluate_distances(siam_model *m, const siam_dataset *ds, const siam_pairs *p,

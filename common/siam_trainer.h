@@ -28,6 +28,11 @@ typedef int (*siam_loss_head_fn)(void *ctx, const float *left, const float *righ
                                  float *grad_left, float *grad_right, siam_idle_fn idle,
                                  void *idle_ctx, siam_error *err);
 
+/* Weight averaging: sends the model's parameters (trained on `samples` pairs since the last
+ * sync; 0 = join) and replaces them with the averaged global parameters. */
+typedef int (*siam_sync_fn)(void *ctx, siam_model *m, uint64_t samples, uint64_t step,
+                            siam_error *err);
+
 /* The in-process head: siam_loss with this margin and convention (ctx is a siam_local_head). */
 typedef struct {
     float margin;
@@ -64,6 +69,11 @@ typedef struct {
     /* How labels are encoded for the head: pairs mark same-class pairs with 1; under
      * SIAM_LABELS_DISSIMILAR the head is sent 1 for different-class pairs instead. */
     siam_label_convention conv;
+    /* weight averaging: siam_trainer_epoch calls sync every sync_every steps (0 = never) */
+    siam_sync_fn sync;
+    void *sync_ctx;
+    int sync_every;
+    uint64_t samples_since_sync;
 } siam_trainer;
 
 int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, float lr, int batch,
@@ -75,11 +85,15 @@ void siam_trainer_free(siam_trainer *t);
 int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
                       int B, siam_loss_head_fn head, void *ctx, float *loss, siam_error *err);
 
+/* Syncs now (when t->sync is set) with the samples since the last sync; resets that count. */
+int siam_trainer_sync(siam_trainer *t, siam_error *err);
+
 /* Called after each step of an epoch (e.g. progress display); may be NULL. */
 typedef void (*siam_step_fn)(void *ctx, uint64_t step_in_epoch, uint64_t steps_in_epoch,
                              uint64_t pairs_done, double mean_loss);
 
-/* All pairs of p in order in batches of t->batch (the last one may be smaller).
+/* All pairs of p in order in batches of t->batch (the last one may be smaller), syncing the
+ * weights every t->sync_every optimizer steps when t->sync is set.
  * *mean_loss is the pair-weighted mean of the batch losses. */
 int siam_trainer_epoch(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p,
                        siam_loss_head_fn head, void *ctx, siam_step_fn on_step, void *step_ctx,

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siam_checkpoint.h"
 #include "siam_log.h"
+#include "siam_model.h"
 #include "siam_options.h"
 #include "siam_rpc.h"
 #include "siam_service.h"
@@ -17,9 +19,109 @@
 
 typedef struct {
     const char *listen, *labels, *log_level;
-    float margin, threshold, grace;
-    int threads, max_message_mb;
+    const char *checkpoint, *resume, *model;
+    float margin, threshold, grace, sync_timeout;
+    int threads, max_message_mb, min_workers, checkpoint_every;
+    uint64_t seed;
 } config;
+
+/* ---- the global model's checkpoints ---- */
+
+typedef struct {
+    const config *c;
+    siam_service *svc;
+    pthread_mutex_t lock; /* one writer at a time (they share the temp file name) */
+    uint64_t saved_round; /* newest round written */
+    int saved_any;
+} checkpointer;
+
+static void save_checkpoint(checkpointer *k, const siam_averaging_answer *a, const char *why) {
+    if (!k->c->checkpoint)
+        return;
+    pthread_mutex_lock(&k->lock);
+    if (!k->saved_any || a->round > k->saved_round || strcmp(why, "shutdown") == 0) {
+        pthread_mutex_lock(&k->svc->lock);
+        uint64_t step = k->svc->global_step;
+        pthread_mutex_unlock(&k->svc->lock);
+        siam_error err = {0};
+        if (siam_checkpoint_save(k->c->checkpoint, a->spec, step, a->round, a->params, a->n_params,
+                                 NULL, 0, &err))
+            LOG_ERROR(COMPONENT, "checkpoint of round %llu not written: %s",
+                      (unsigned long long)a->round, err.msg);
+        else {
+            k->saved_round = a->round;
+            k->saved_any = 1;
+            LOG_INFO(COMPONENT, "checkpoint of round %llu (%s) written to %s",
+                     (unsigned long long)a->round, why, k->c->checkpoint);
+        }
+    }
+    pthread_mutex_unlock(&k->lock);
+}
+
+static void on_round(void *ctx, const siam_averaging_answer *a) {
+    checkpointer *k = ctx;
+    if (k->c->checkpoint_every > 0 && a->round % (uint64_t)k->c->checkpoint_every == 0)
+        save_checkpoint(k, a, "periodic");
+}
+
+/* The global model at shutdown, written when the server has one. */
+static void final_checkpoint(checkpointer *k) {
+    siam_averaging_info info;
+    siam_averaging_get_info(k->svc->avg, &info);
+    if (!info.has_model)
+        return;
+    if (!k->c->checkpoint) {
+        LOG_WARN(COMPONENT, "the global model (round %llu) is not saved: no --checkpoint PATH",
+                 (unsigned long long)info.round);
+        return;
+    }
+    float *p = malloc(info.n_params * sizeof *p);
+    siam_error err = {0};
+    uint64_t round = 0;
+    if (!p || siam_averaging_copy(k->svc->avg, p, info.n_params, &round, NULL, &err)) {
+        LOG_ERROR(COMPONENT, "checkpoint at shutdown not written: %s",
+                  p ? err.msg : "out of memory");
+        free(p);
+        return;
+    }
+    siam_averaging_answer a;
+    memset(&a, 0, sizeof a);
+    a.round = round;
+    a.spec = info.spec;
+    a.params = p;
+    a.n_params = info.n_params;
+    save_checkpoint(k, &a, "shutdown");
+    free(p);
+}
+
+/* --resume PATH or --model SPEC: the global model before any worker joins. */
+static int initial_model(const config *c, siam_service *svc, siam_error *err) {
+    if (c->resume) {
+        siam_checkpoint ck;
+        int rc = siam_checkpoint_load(&ck, c->resume, err);
+        if (rc)
+            return rc;
+        rc = siam_service_set_model(svc, ck.spec, ck.params, ck.n_params, ck.round, ck.step, err);
+        if (!rc)
+            LOG_INFO(COMPONENT, "resumed from %s: round %llu, global step %llu, model %s",
+                     c->resume, (unsigned long long)ck.round, (unsigned long long)ck.step, ck.spec);
+        siam_checkpoint_free(&ck);
+        return rc;
+    }
+    if (c->model) {
+        siam_model *m = NULL;
+        int rc = siam_model_create(&m, c->model, c->seed, err);
+        if (!rc)
+            rc = siam_service_set_model(svc, siam_model_spec(m), siam_model_params(m),
+                                        siam_model_num_params(m), 0, 0, err);
+        if (!rc)
+            LOG_INFO(COMPONENT, "global model %s initialised with seed %llu", siam_model_spec(m),
+                     (unsigned long long)c->seed);
+        siam_model_free(m);
+        return rc;
+    }
+    return SIAM_OK;
+}
 
 /* ---- Train streams: one siam_train_stream per open stream ---- */
 
@@ -55,10 +157,10 @@ static int train_message(void *ctx, void *stream, const uint8_t *req, size_t len
 }
 
 static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
-    (void)ctx;
     train_stream *t = stream;
     if (!t)
         return;
+    siam_service_train_end(ctx, &t->ts);
     double secs = siam_now() - t->opened;
     LOG_INFO(COMPONENT,
              "stream of %s (%s) ended %s%s%s: %llu batches, %llu pairs, mean loss %.4f, %.1f s, "
@@ -81,6 +183,18 @@ static int similarity(void *ctx, const siam_rpc_call_info *call, const uint8_t *
         LOG_DEBUG(COMPONENT, "Similarity from %s: %s: %s", call->peer, siam_rpc_code_name(rc),
                   st->msg);
     return rc;
+}
+
+static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
+    if (st->code != SIAM_RPC_OK)
+        LOG_WARN(COMPONENT, "SyncWeights: %s: %s", siam_rpc_code_name(st->code), st->msg);
+    siam_rpc_reply_send(waiter, resp, st);
+}
+
+static void sync_weights(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
+                         siam_rpc_reply *reply) {
+    (void)call;
+    siam_service_sync(ctx, req, len, reply);
 }
 
 static int status(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
@@ -110,8 +224,17 @@ static int serve(const config *c, siam_error *err) {
     siam_service *svc = calloc(1, sizeof *svc); /* the worker table is large for a stack */
     if (!svc)
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    checkpointer ck = {.c = c, .svc = svc};
+    pthread_mutex_init(&ck.lock, NULL);
     int rc = siam_service_init(svc, c->margin, conv, c->threshold, SIAM_VERSION, err);
     if (rc) {
+        free(svc);
+        return rc;
+    }
+    if ((rc = siam_service_start_averaging(svc, c->min_workers, c->sync_timeout, on_round, &ck,
+                                           sync_reply, err)) ||
+        (rc = initial_model(c, svc, err))) {
+        siam_service_free(svc);
         free(svc);
         return rc;
     }
@@ -133,6 +256,8 @@ static int serve(const config *c, siam_error *err) {
         (rc = siam_rpc_server_add_stream(srv, SIAM_METHOD_TRAIN, &train, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_SIMILARITY, similarity, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_STATUS, status, svc, err)) ||
+        (rc =
+             siam_rpc_server_add_deferred(srv, SIAM_METHOD_SYNC_WEIGHTS, sync_weights, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_HEALTH_CHECK, health, svc, err)) ||
         (rc = siam_rpc_server_start(srv, &port, err))) {
         siam_rpc_server_free(srv);
@@ -148,6 +273,11 @@ static int serve(const config *c, siam_error *err) {
              "%d MiB, gRPC core %s",
              (double)svc->margin, c->labels, (double)svc->threshold, c->threads, c->max_message_mb,
              siam_rpc_core_version());
+    LOG_INFO(COMPONENT,
+             "weight averaging: rounds wait for %d worker(s) to join, close %g s after their first "
+             "update at the latest; checkpoint %s every %d round(s)",
+             c->min_workers, (double)c->sync_timeout, c->checkpoint ? c->checkpoint : "(none)",
+             c->checkpoint_every);
     printf("siam-server %s listening on %s\n", SIAM_VERSION, addr);
     fflush(stdout);
 
@@ -156,15 +286,18 @@ static int serve(const config *c, siam_error *err) {
     LOG_INFO(COMPONENT, "%s: no new calls; letting calls in flight finish (up to %.1f s)",
              sig == SIGINT ? "SIGINT" : "SIGTERM", (double)c->grace);
     double t0 = siam_now();
+    siam_averaging_shutdown(svc->avg); /* answers waiting SyncWeights calls UNAVAILABLE */
     int cancelled = siam_rpc_server_stop(srv, c->grace);
     siam_rpc_server_free(srv);
     siam_rpc_shutdown();
+    final_checkpoint(&ck);
     LOG_INFO(COMPONENT,
              "stopped in %.2f s (%d call(s) cancelled after the grace period); %llu "
              "batches answered in total; peak_rss_mb=%.1f",
              siam_now() - t0, cancelled, (unsigned long long)svc->global_step, siam_peak_rss_mb());
     siam_service_free(svc);
     free(svc);
+    pthread_mutex_destroy(&ck.lock);
     return SIAM_OK;
 }
 
@@ -176,7 +309,11 @@ int main(int argc, char **argv) {
                 .threshold = 0.0f,
                 .grace = 5.0f,
                 .threads = 2,
-                .max_message_mb = 16};
+                .max_message_mb = 16,
+                .min_workers = 1,
+                .sync_timeout = 30.0f,
+                .checkpoint_every = 10,
+                .seed = 42};
     const siam_option opts[] = {
         {"listen", SIAM_OPT_STRING, &c.listen, 0, 0, NULL, "ADDR",
          "address to serve on; 0.0.0.0:50051 serves other hosts, port 0 picks a free one"},
@@ -190,6 +327,19 @@ int main(int argc, char **argv) {
          "largest message accepted (16 MiB holds 4,096 pairs of 128 floats)"},
         {"grace", SIAM_OPT_FLOAT, &c.grace, 0, 3600, NULL, "SECONDS",
          "on SIGINT/SIGTERM, time calls in flight get to finish"},
+        {"min-workers", SIAM_OPT_INT, &c.min_workers, 1, 65536, NULL, "K",
+         "training waits until K workers have joined (SyncWeights)"},
+        {"sync-timeout", SIAM_OPT_FLOAT, &c.sync_timeout, 0.01, 86400, NULL, "SECONDS",
+         "an averaging round closes this long after its first update, with whoever reported"},
+        {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
+         "write the global model here (atomically) every few rounds and at shutdown"},
+        {"checkpoint-every", SIAM_OPT_INT, &c.checkpoint_every, 0, 1000000, NULL, "N",
+         "rounds between checkpoints (0 = only at shutdown)"},
+        {"resume", SIAM_OPT_STRING, &c.resume, 0, 0, NULL, "PATH",
+         "start from this checkpoint: global model, round, global step"},
+        {"model", SIAM_OPT_STRING, &c.model, 0, 0, NULL, "mlp|cnn|SPEC",
+         "create the global model at start (default: the first worker's)"},
+        {"seed", SIAM_OPT_U64, &c.seed, 0, 9e18, NULL, "N", "initialisation seed for --model"},
         {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
          "stderr log level"},
     };
@@ -204,6 +354,13 @@ int main(int argc, char **argv) {
     siam_log_parse_level(c.log_level, &level, NULL);
     siam_log_set_level(level);
     siam_malloc_keep_memory();
+    if (c.resume && c.model) {
+        fprintf(stderr, "siam-server: give --resume or --model, not both (a checkpoint holds "
+                        "its model)\n");
+        return 2;
+    }
+    if (c.resume && !c.checkpoint)
+        c.checkpoint = c.resume; /* go on saving where it was resumed from */
     siam_error err = {0};
     if (serve(&c, &err)) {
         fprintf(stderr, "siam-server: error: %s\n", err.msg);

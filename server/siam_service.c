@@ -188,14 +188,22 @@ int siam_service_init(siam_service *svc, float margin, siam_label_convention con
     svc->threshold = threshold > 0.0f ? threshold : margin / 2.0f;
     svc->version = version ? version : "";
     int rc = pthread_mutex_init(&svc->lock, NULL);
+    if (rc == 0 && (rc = pthread_mutex_init(&svc->model_lock, NULL)) != 0)
+        pthread_mutex_destroy(&svc->lock);
     if (rc != 0)
         return siam_error_set(err, SIAM_ERR_NOMEM, "pthread_mutex_init failed (error %d)", rc);
     return SIAM_OK;
 }
 
 void siam_service_free(siam_service *svc) {
-    if (svc)
-        pthread_mutex_destroy(&svc->lock);
+    if (!svc)
+        return;
+    siam_averaging_free(svc->avg);
+    svc->avg = NULL;
+    siam_model_free(svc->model);
+    svc->model = NULL;
+    pthread_mutex_destroy(&svc->model_lock);
+    pthread_mutex_destroy(&svc->lock);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -323,6 +331,10 @@ int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *
         ts->pairs += (uint64_t)B;
         ts->loss_sum += (double)loss * B;
     }
+    if (ts && !ts->live && svc->avg) { /* a named stream: its worker is live for averaging */
+        siam_averaging_stream(svc->avg, ts->worker_id, +1);
+        ts->live = 1;
+    }
     double now = siam_now();
     pthread_mutex_lock(&svc->lock);
     svc->global_step++;
@@ -336,14 +348,250 @@ int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *
     return SIAM_RPC_OK;
 }
 
+void siam_service_train_end(siam_service *svc, siam_train_stream *ts) {
+    if (svc && ts && ts->live && svc->avg) {
+        siam_averaging_stream(svc->avg, ts->worker_id, -1);
+        ts->live = 0;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SyncWeights and the global model */
+
+/* One waiting SyncWeights call. */
+typedef struct {
+    siam_service *svc;
+    void *waiter;
+} sync_call;
+
+static void sync_answer(void *waiter, const siam_averaging_answer *a) {
+    sync_call *c = waiter;
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
+    siam_rpc_buf resp = {0};
+    if (a->code != SIAM_RPC_OK) {
+        siam_rpc_status_set(&st, a->code, "%s", a->msg);
+    } else {
+        Siam__V1__GlobalWeights g = SIAM__V1__GLOBAL_WEIGHTS__INIT;
+        g.round = a->round;
+        g.n_params = a->n_params;
+        g.params = (float *)a->params;
+        g.model_spec = (char *)a->spec;
+        g.workers = a->workers;
+        g.samples = a->samples;
+        g.late = a->late != 0;
+        encode(&g.base, "GlobalWeights", &resp, &st);
+    }
+    c->svc->sync_reply(c->waiter, st.code == SIAM_RPC_OK ? &resp : NULL, &st);
+    free(c);
+}
+
+int siam_service_start_averaging(
+    siam_service *svc, int min_workers, double sync_timeout,
+    void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
+    void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err) {
+    if (!svc || !reply)
+        return siam_error_set(err, SIAM_ERR_ARG, "averaging needs a service and a reply function");
+    siam_averaging_config cfg = {min_workers, sync_timeout, sync_answer, on_round, round_ctx};
+    svc->sync_reply = reply;
+    return siam_averaging_create(&svc->avg, &cfg, err);
+}
+
+/* Builds the inference model for spec when there is none (model_lock held). */
+static int ensure_model(siam_service *svc, const char *spec, siam_error *err) {
+    if (svc->model)
+        return SIAM_OK;
+    return siam_model_create(&svc->model, spec, 0, err);
+}
+
+int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
+                           uint64_t round, uint64_t global_step, siam_error *err) {
+    if (!svc->avg)
+        return siam_error_set(err, SIAM_ERR_ARG, "averaging is not started");
+    pthread_mutex_lock(&svc->model_lock);
+    int rc = ensure_model(svc, spec, err);
+    if (!rc && siam_model_num_params(svc->model) != n)
+        rc = siam_error_set(err, SIAM_ERR_MISMATCH, "model '%s' has %zu parameters, not %zu", spec,
+                            siam_model_num_params(svc->model), n);
+    if (!rc)
+        rc = siam_averaging_set_model(svc->avg, siam_model_spec(svc->model), params, n, round, err);
+    pthread_mutex_unlock(&svc->model_lock);
+    if (!rc) {
+        pthread_mutex_lock(&svc->lock);
+        svc->global_step = global_step;
+        pthread_mutex_unlock(&svc->lock);
+    }
+    return rc;
+}
+
+static void sync_fail(siam_service *svc, void *waiter, const siam_rpc_status *st) {
+    if (svc && svc->sync_reply)
+        svc->sync_reply(waiter, NULL, st);
+}
+
+void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *waiter) {
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
+    if (!svc || !svc->avg || !svc->sync_reply) {
+        siam_rpc_status_set(&st, SIAM_RPC_UNIMPLEMENTED, "this server does not average weights");
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    decode_alloc da;
+    Siam__V1__WeightsUpdate *u = (Siam__V1__WeightsUpdate *)decode(
+        &siam__v1__weights_update__descriptor, &da, req, len, &st);
+    if (!u) {
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    char id[sizeof(((siam_worker_record *)0)->id)];
+    copy_name(id, sizeof id, u->worker_id ? u->worker_id : "");
+    if (!id[0])
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                            "worker_id is empty: SyncWeights needs a name unique to each worker");
+    else if (!u->model_spec || !u->model_spec[0])
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "model_spec is empty");
+    else if (strlen(u->model_spec) >= SIAM_SPEC_MAX)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                            "model_spec has %zu bytes, expected fewer than %d",
+                            strlen(u->model_spec), SIAM_SPEC_MAX);
+    else if (u->n_params == 0)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "params is empty");
+    else
+        check_finite("params", u->params, u->n_params, 1, &st);
+    if (st.code == SIAM_RPC_OK && !siam_averaging_has_model(svc->avg)) {
+        /* the first worker's model becomes the global model */
+        siam_error err = {0};
+        pthread_mutex_lock(&svc->model_lock);
+        int rc = ensure_model(svc, u->model_spec, &err);
+        if (rc)
+            siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "model_spec '%s': %s",
+                                u->model_spec, err.msg);
+        else if (strcmp(siam_model_spec(svc->model), u->model_spec) != 0)
+            siam_rpc_status_set(&st, SIAM_RPC_FAILED_PRECONDITION,
+                                "model spec mismatch: worker %s trains '%s' but the server's "
+                                "global model is '%s'",
+                                id, u->model_spec, siam_model_spec(svc->model));
+        else if (siam_model_num_params(svc->model) != u->n_params)
+            siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                                "params has %zu floats, expected %zu for model '%s'", u->n_params,
+                                siam_model_num_params(svc->model), u->model_spec);
+        else if (siam_averaging_set_model(svc->avg, u->model_spec, u->params, u->n_params, 0, &err))
+            siam_rpc_status_set(&st, SIAM_RPC_FAILED_PRECONDITION, "%s", err.msg);
+        else
+            LOG_INFO("service", "global model from worker %s: %s (%zu parameters)", id,
+                     u->model_spec, u->n_params);
+        pthread_mutex_unlock(&svc->model_lock);
+    }
+    if (st.code != SIAM_RPC_OK) {
+        siam__v1__weights_update__free_unpacked(u, &da.base);
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    double now = siam_now();
+    pthread_mutex_lock(&svc->lock);
+    siam_worker_record *w = worker_record(svc, id);
+    if (w)
+        w->last_seen = now;
+    pthread_mutex_unlock(&svc->lock);
+
+    sync_call *c = malloc(sizeof *c);
+    if (!c) {
+        siam__v1__weights_update__free_unpacked(u, &da.base);
+        siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    c->svc = svc;
+    c->waiter = waiter;
+    siam_averaging_update up = {id, u->model_spec, u->params, u->n_params, u->samples, u->round};
+    siam_averaging_submit(svc->avg, &up, c);
+    siam__v1__weights_update__free_unpacked(u, &da.base);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Similarity */
 
+static int validate_images(const Siam__V1__SimilarityRequest *q, size_t image_bytes,
+                           siam_rpc_status *st) {
+    if (q->dim || q->n_left || q->n_right)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "the request has both images and embeddings (dim %u, left %zu "
+                                   "floats); give pairs one way or the other",
+                                   q->dim, q->n_left);
+    const char *names[2] = {"left_images", "right_images"};
+    size_t have[2] = {q->left_images.len, q->right_images.len};
+    for (int s = 0; s < 2; s++)
+        if (have[s] == 0 || have[s] % image_bytes != 0)
+            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                       "%s has %zu bytes, expected a non-zero multiple of %zu "
+                                       "(one 28x28 image of bytes per pair)",
+                                       names[s], have[s], image_bytes);
+    if (have[0] != have[1])
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "right_images has %zu bytes (%zu images), expected as many as "
+                                   "left_images (%zu images)",
+                                   have[1], have[1] / image_bytes, have[0] / image_bytes);
+    if (have[0] / image_bytes > SIAM_SERVICE_MAX_IMAGE_PAIRS)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "left_images has %zu images, expected at most %d pairs per "
+                                   "request",
+                                   have[0] / image_bytes, SIAM_SERVICE_MAX_IMAGE_PAIRS);
+    return SIAM_RPC_OK;
+}
+
+/* Embeds the image pairs of q with the global model: emb gets (2 B, dim) floats, left images
+ * first. */
+static int embed_images(siam_service *svc, const Siam__V1__SimilarityRequest *q, float **emb,
+                        size_t *B_out, int *dim_out, siam_rpc_status *st) {
+    static const char *no_model =
+        "the server has no model to embed images yet: it gets one when the first worker "
+        "joins with siam-client --sync-every, or from siam-server --model or --resume; send "
+        "embeddings (dim, left, right) meanwhile";
+    *emb = NULL;
+    if (!svc->avg || !siam_averaging_has_model(svc->avg))
+        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", no_model);
+    pthread_mutex_lock(&svc->model_lock);
+    int rc = SIAM_RPC_OK;
+    siam_error err = {0};
+    siam_averaging_info info;
+    siam_averaging_get_info(svc->avg, &info);
+    if (!svc->model) {
+        rc = siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", no_model);
+    } else if (svc->model_version != info.version) {
+        if (siam_averaging_copy(svc->avg, siam_model_params(svc->model),
+                                siam_model_num_params(svc->model), NULL, &svc->model_version, &err))
+            rc = siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "global model: %s", err.msg);
+    }
+    size_t in = rc ? 0 : (size_t)siam_model_input_size(svc->model);
+    if (!rc && (rc = validate_images(q, in, st)) == SIAM_RPC_OK) {
+        size_t B = q->left_images.len / in, n = 2 * B;
+        int dim = siam_model_output_size(svc->model);
+        float *x = malloc(n * in * sizeof *x);
+        float *out = malloc(n * (size_t)dim * sizeof *out);
+        if (!x || !out) {
+            free(out);
+            rc = siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                     "out of memory embedding %zu image pairs", B);
+        } else {
+            for (size_t i = 0; i < B * in; i++) {
+                x[i] = (float)q->left_images.data[i] / 255.0f;
+                x[B * in + i] = (float)q->right_images.data[i] / 255.0f;
+            }
+            if (siam_model_embed(svc->model, x, n, out, &err)) {
+                free(out);
+                rc = siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED, "embedding: %s", err.msg);
+            } else {
+                *emb = out;
+                *B_out = B;
+                *dim_out = dim;
+            }
+        }
+        free(x);
+    }
+    pthread_mutex_unlock(&svc->model_lock);
+    return rc;
+}
+
 static int validate_similarity(const Siam__V1__SimilarityRequest *q, siam_rpc_status *st) {
-    if (q->left_images.len || q->right_images.len)
-        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
-                                   "this server has no model to embed images yet; send "
-                                   "embeddings (dim, left, right)");
     if (check_dim(q->dim, st))
         return SIAM_RPC_INVALID_ARGUMENT;
     if (q->n_left == 0 || q->n_left % q->dim != 0)
@@ -371,24 +619,35 @@ int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, s
         &siam__v1__similarity_request__descriptor, &da, req, len, st);
     if (!q)
         return st->code;
-    rc = validate_similarity(q, st);
+    float *emb = NULL; /* image pairs: their embeddings */
+    size_t B = 0;
+    int dim = 0;
+    if (q->left_images.len || q->right_images.len)
+        rc = embed_images(svc, q, &emb, &B, &dim, st);
+    else
+        rc = validate_similarity(q, st);
     if (rc) {
         siam__v1__similarity_request__free_unpacked(q, &da.base);
         return rc;
     }
-    size_t B = q->n_left / q->dim;
+    const float *left = emb ? emb : q->left, *right = emb ? emb + B * (size_t)dim : q->right;
+    if (!emb) {
+        B = q->n_left / q->dim;
+        dim = (int)q->dim;
+    }
     float *f = malloc(2 * B * sizeof *f);
     protobuf_c_boolean *same = malloc(B * sizeof *same);
     if (!f || !same) {
         free(f);
         free(same);
+        free(emb);
         siam__v1__similarity_request__free_unpacked(q, &da.base);
         return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                    "out of memory for the answer to %zu pairs", B);
     }
     float *dist = f, *score = f + B, thr = svc->threshold;
     for (size_t i = 0; i < B; i++) {
-        dist[i] = siam_distance(q->left + i * q->dim, q->right + i * q->dim, (int)q->dim);
+        dist[i] = siam_distance(left + i * (size_t)dim, right + i * (size_t)dim, dim);
         score[i] = siam_score(dist[i], thr);
         same[i] = dist[i] <= thr;
     }
@@ -400,6 +659,7 @@ int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, s
     rc = encode(&r.base, "SimilarityResponse", resp, st);
     free(f);
     free(same);
+    free(emb);
     siam__v1__similarity_request__free_unpacked(q, &da.base);
     return rc;
 }
@@ -440,11 +700,22 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
                                    "out of memory for the status of %d workers", nw);
     }
     double now = siam_now();
+    siam_averaging_info info;
+    memset(&info, 0, sizeof info);
+    info.min_workers = 1;
+    if (svc->avg)
+        siam_averaging_get_info(svc->avg, &info);
     for (int i = 0; i < nw; i++) {
         Siam__V1__WorkerStatus w = SIAM__V1__WORKER_STATUS__INIT;
         w.worker_id = snap[i].id;
         w.last_seen_seconds_ago = now > snap[i].last_seen ? now - snap[i].last_seen : 0.0;
         w.pairs_trained = snap[i].pairs_trained;
+        int live = 0;
+        uint64_t last_round = 0;
+        if (svc->avg)
+            siam_averaging_worker(svc->avg, snap[i].id, &live, &last_round);
+        w.live = live != 0;
+        w.last_round = last_round;
         ws[i] = w;
         wp[i] = &ws[i];
     }
@@ -452,9 +723,13 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     r.version = (char *)svc->version;
     r.margin = svc->margin;
     r.label_convention = svc->conv == SIAM_LABELS_DISSIMILAR ? "dissimilar" : "similar";
-    r.model_spec = "";
-    r.round = 0;
+    r.model_spec = info.spec;
+    r.round = info.round;
     r.global_step = global_step;
+    r.min_workers = (uint32_t)info.min_workers;
+    r.joined_workers = (uint32_t)info.joined;
+    r.waiting = info.waiting;
+    r.sync_timeout_seconds = info.sync_timeout;
     r.n_workers = (size_t)nw;
     r.workers = wp;
     rc = encode(&r.base, "StatusResponse", resp, st);

@@ -9,11 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "siam_averaging.h"
 #include "siam_loss.h"
+#include "siam_model.h"
 #include "siam_rpc.h"
 
 #define SIAM_SERVICE_MAX_DIM     4096
 #define SIAM_SERVICE_MAX_WORKERS 1024
+/* Similarity with images: most pairs per request (2 x 4096 images are embedded at once). */
+#define SIAM_SERVICE_MAX_IMAGE_PAIRS 4096
 
 /* Full method paths. */
 #define SIAM_METHOD_TRAIN        "/siam.v1.Siamese/Train"
@@ -40,6 +44,15 @@ typedef struct {
     uint64_t global_step; /* batches answered, all workers */
     siam_worker_record workers[SIAM_SERVICE_MAX_WORKERS];
     int n_workers;
+
+    /* weight averaging and the global model (siam_service_start_averaging); NULL before */
+    siam_averaging *avg;
+    /* how SyncWeights answers reach their caller (siam-server: siam_rpc_reply_send) */
+    void (*sync_reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st);
+    /* the global model in inference mode, for Similarity with images; guarded by model_lock */
+    pthread_mutex_t model_lock;
+    siam_model *model;
+    uint64_t model_version; /* of the averaging parameters it holds */
 } siam_service;
 
 /* threshold <= 0 means margin / 2. */
@@ -53,7 +66,27 @@ typedef struct {
     uint32_t dim;        /* dim of the first batch; later batches must match */
     uint64_t batches, pairs;
     double loss_sum; /* sum over batches of loss * batch size */
+    int live;        /* counted in the averaging's liveness (after the first good batch) */
 } siam_train_stream;
+
+/* Starts weight averaging (see siam_averaging.h): min_workers, sync_timeout, an optional
+ * on_round callback (checkpoints), and reply, which delivers SyncWeights answers (resp is taken;
+ * NULL with a non-OK status). */
+int siam_service_start_averaging(
+    siam_service *svc, int min_workers, double sync_timeout,
+    void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
+    void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err);
+
+/* Sets the global model (siam-server --model or --resume) before any worker joins. The spec is
+ * checked by building the model; n must be its parameter count. */
+int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
+                           uint64_t round, uint64_t global_step, siam_error *err);
+
+/* One SyncWeights call (WeightsUpdate -> GlobalWeights), answered through svc->sync_reply
+ * (waiter passed back), now or when the round closes. Validates: worker_id non-empty,
+ * model_spec a model spec, params non-empty and finite (INVALID_ARGUMENT naming the field);
+ * then siam_averaging_submit's rules. */
+void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *waiter);
 
 /* One EmbeddingBatch -> one BatchResult. Validates: dim in 1..SIAM_SERVICE_MAX_DIM and equal to
  * the stream's first dim, at least one pair (labels non-empty), left and right each
@@ -69,9 +102,15 @@ typedef struct {
 int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *req, size_t len,
                        siam_rpc_buf *resp, siam_rpc_status *st);
 
-/* SimilarityRequest -> SimilarityResponse for pairs given as embeddings (dim, left, right):
- * distances, scores (siam_score at the threshold), same (D <= threshold), threshold. Images are
- * answered FAILED_PRECONDITION until the server holds a model. */
+/* The Train stream ts has ended: its worker is no longer live for averaging. */
+void siam_service_train_end(siam_service *svc, siam_train_stream *ts);
+
+/* SimilarityRequest -> SimilarityResponse for pairs given as embeddings (dim, left, right) or as
+ * images (left_images, right_images: pairs x 784 bytes, embedded with the global model in
+ * inference mode, pixels / 255 as in training): distances, scores (siam_score at the
+ * threshold), same (D <= threshold), threshold. Images are answered FAILED_PRECONDITION while
+ * the server has no model; both kinds at once, lengths that are not whole images, unequal
+ * sides or more than SIAM_SERVICE_MAX_IMAGE_PAIRS pairs are INVALID_ARGUMENT. */
 int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                             siam_rpc_status *st);
 

@@ -83,6 +83,18 @@ typedef struct {
 typedef int (*siam_rpc_unary_fn)(void *ctx, const siam_rpc_call_info *call, const uint8_t *req,
                                  size_t len, siam_rpc_buf *resp, siam_rpc_status *st);
 
+/* A unary call whose answer comes later: the handler keeps the reply and calls
+ * siam_rpc_reply_send exactly once, from any thread, when the answer is ready (e.g. when an
+ * averaging round closes). req is valid only during the handler call. Until every reply has been
+ * sent, siam_rpc_server_stop cannot finish: answer pending replies before stopping. */
+typedef struct siam_rpc_reply siam_rpc_reply;
+typedef void (*siam_rpc_deferred_fn)(void *ctx, const siam_rpc_call_info *call, const uint8_t *req,
+                                     size_t len, siam_rpc_reply *reply);
+/* Answers: OK with *resp (taken: the rpc layer sends and frees it; may be NULL otherwise), or
+ * st's code and message. The reply is gone afterwards. If the client has given up meanwhile,
+ * the answer is dropped. */
+void siam_rpc_reply_send(siam_rpc_reply *reply, siam_rpc_buf *resp, const siam_rpc_status *st);
+
 /* Bidirectional stream that answers every request message with one response, in order. The rpc
  * layer reads the next request only after the previous response has been sent, so one stream
  * holds at most one request and one response in memory. */
@@ -113,6 +125,8 @@ int siam_rpc_server_add_unary(siam_rpc_server *s, const char *method, siam_rpc_u
                               void *ctx, siam_error *err);
 int siam_rpc_server_add_stream(siam_rpc_server *s, const char *method,
                                const siam_rpc_stream_handler *h, void *ctx, siam_error *err);
+int siam_rpc_server_add_deferred(siam_rpc_server *s, const char *method, siam_rpc_deferred_fn fn,
+                                 void *ctx, siam_error *err);
 /* Binds the address and starts the threads. *port (may be NULL) gets the bound port.
  * SIAM_ERR_IO naming the address when it cannot be bound. */
 int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err);

@@ -50,6 +50,7 @@ typedef struct {
     char *path;
     int stream;
     siam_rpc_unary_fn unary;
+    siam_rpc_deferred_fn deferred; /* instead of unary: answers later with siam_rpc_reply_send */
     const siam_rpc_stream_handler *handler;
     void *ctx;
     void *handle; /* grpc_server_register_method */
@@ -121,6 +122,34 @@ static void unary_free(unary_call *c) {
     free(c);
 }
 
+/* Sends the answer (or the status) of a unary call and frees resp. */
+static void unary_answer(unary_call *c, siam_rpc_buf *resp, const siam_rpc_status *st) {
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    int n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (st->code == SIAM_RPC_OK) {
+        c->resp = siam_rpc_take_payload(resp);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->resp;
+    } else {
+        siam_rpc_buf_free(resp);
+    }
+    grpc_slice details = grpc_slice_from_copied_string(st->code == SIAM_RPC_OK ? "" : st->msg);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)st->code;
+    ops[n++].data.send_status_from_server.status_details = &details;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_done, NULL);
+    grpc_slice_unref(details);
+    if (e != GRPC_CALL_OK) {
+        LOG_ERROR(COMPONENT, "%s: cannot answer: %s", c->m->path, grpc_call_error_to_string(e));
+        call_ended(c->srv);
+        unary_free(c);
+    }
+}
+
 static void unary_new(unary_call *c, int success) {
     siam_rpc_server *s = c->srv;
     if (!success) { /* the server is shutting down: the request was never matched */
@@ -142,35 +171,22 @@ static void unary_new(unary_call *c, int success) {
         siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED,
                             "%s: out of memory reading a request of %zu bytes", c->m->path,
                             grpc_byte_buffer_length(c->payload));
-    else if (c->m->unary(c->m->ctx, &info, req.data, req.len, &resp, &st) == SIAM_RPC_OK)
+    else if (c->m->deferred) {
+        /* the handler answers with siam_rpc_reply_send, now or from another thread later */
+        c->m->deferred(c->m->ctx, &info, req.data, req.len, (siam_rpc_reply *)c);
+        siam_rpc_buf_free(&req);
+        gpr_free(peer);
+        return;
+    } else if (c->m->unary(c->m->ctx, &info, req.data, req.len, &resp, &st) == SIAM_RPC_OK)
         st.code = SIAM_RPC_OK;
     siam_rpc_buf_free(&req);
     gpr_free(peer);
+    unary_answer(c, &resp, &st);
+}
 
-    grpc_op ops[4];
-    memset(ops, 0, sizeof ops);
-    int n = 0;
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (st.code == SIAM_RPC_OK) {
-        c->resp = siam_rpc_take_payload(&resp);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->resp;
-    } else {
-        siam_rpc_buf_free(&resp);
-    }
-    grpc_slice details = grpc_slice_from_copied_string(st.code == SIAM_RPC_OK ? "" : st.msg);
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)st.code;
-    ops[n++].data.send_status_from_server.status_details = &details;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-    grpc_call_error e = grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_done, NULL);
-    grpc_slice_unref(details);
-    if (e != GRPC_CALL_OK) {
-        LOG_ERROR(COMPONENT, "%s: cannot answer: %s", c->m->path, grpc_call_error_to_string(e));
-        call_ended(s);
-        unary_free(c);
-    }
+void siam_rpc_reply_send(siam_rpc_reply *reply, siam_rpc_buf *resp, const siam_rpc_status *st) {
+    siam_rpc_buf empty = {0};
+    unary_answer((unary_call *)reply, resp ? resp : &empty, st);
 }
 
 static void unary_done(unary_call *c) {
@@ -569,7 +585,8 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
 }
 
 static int add_method(siam_rpc_server *s, const char *path, int stream, siam_rpc_unary_fn fn,
-                      const siam_rpc_stream_handler *h, void *ctx, siam_error *err) {
+                      siam_rpc_deferred_fn deferred, const siam_rpc_stream_handler *h, void *ctx,
+                      siam_error *err) {
     if (s->started)
         return siam_error_set(err, SIAM_ERR_ARG, "%s: methods must be added before start", path);
     if (s->n_methods == MAX_METHODS)
@@ -584,6 +601,7 @@ static int add_method(siam_rpc_server *s, const char *path, int stream, siam_rpc
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
     m->stream = stream;
     m->unary = fn;
+    m->deferred = deferred;
     m->handler = h;
     m->ctx = ctx;
     m->handle = grpc_server_register_method(
@@ -600,12 +618,17 @@ static int add_method(siam_rpc_server *s, const char *path, int stream, siam_rpc
 
 int siam_rpc_server_add_unary(siam_rpc_server *s, const char *method_path, siam_rpc_unary_fn fn,
                               void *ctx, siam_error *err) {
-    return add_method(s, method_path, 0, fn, NULL, ctx, err);
+    return add_method(s, method_path, 0, fn, NULL, NULL, ctx, err);
+}
+
+int siam_rpc_server_add_deferred(siam_rpc_server *s, const char *method_path,
+                                 siam_rpc_deferred_fn fn, void *ctx, siam_error *err) {
+    return add_method(s, method_path, 0, NULL, fn, NULL, ctx, err);
 }
 
 int siam_rpc_server_add_stream(siam_rpc_server *s, const char *method_path,
                                const siam_rpc_stream_handler *h, void *ctx, siam_error *err) {
-    return add_method(s, method_path, 1, NULL, h, ctx, err);
+    return add_method(s, method_path, 1, NULL, NULL, h, ctx, err);
 }
 
 int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {

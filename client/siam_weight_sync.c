@@ -1,0 +1,124 @@
+/* siam_weight_sync: WeightsUpdate -> GlobalWeights, adopted into the model. */
+#include "siam_weight_sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "siam/v1/siam.pb-c.h"
+#include "siam_checkpoint.h"
+#include "siam_log.h"
+
+#define COMPONENT     "sync"
+#define METHOD_SYNC   "/siam.v1.Siamese/SyncWeights"
+#define METHOD_STATUS "/siam.v1.Siamese/Status"
+#define JOIN_POLL_S   10.0 /* a waiting join is retried (and the wait logged) this often */
+
+/* The server's "waiting for ..." text, or "" (best effort: the join is retried anyway). */
+static void server_waiting(siam_weight_sync *s, char *out, size_t cap) {
+    static const uint8_t empty[1];
+    siam_rpc_buf resp = {0};
+    siam_rpc_status st = {0};
+    out[0] = '\0';
+    if (siam_rpc_call(s->ch, METHOD_STATUS, empty, 0, JOIN_POLL_S, &resp, &st) != SIAM_RPC_OK) {
+        siam_rpc_buf_free(&resp);
+        return;
+    }
+    Siam__V1__StatusResponse *r = siam__v1__status_response__unpack(NULL, resp.len, resp.data);
+    siam_rpc_buf_free(&resp);
+    if (r && r->waiting)
+        snprintf(out, cap, "%s", r->waiting);
+    if (r)
+        siam__v1__status_response__free_unpacked(r, NULL);
+}
+
+int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t step,
+                        siam_error *err) {
+    siam_weight_sync *s = ctx;
+    const char *server = s->server ? s->server : "?";
+    size_t n = siam_model_num_params(m);
+    float *params = siam_model_params(m);
+
+    Siam__V1__WeightsUpdate u = SIAM__V1__WEIGHTS_UPDATE__INIT;
+    u.worker_id = (char *)s->worker_id;
+    u.model_spec = (char *)siam_model_spec(m);
+    u.n_params = n;
+    u.params = params;
+    u.samples = samples;
+    u.step = step;
+    u.round = s->round;
+    size_t len = siam__v1__weights_update__get_packed_size(&u);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a %zu-byte update", len);
+    siam__v1__weights_update__pack(&u, buf);
+
+    double t0 = siam_now();
+    siam_rpc_buf resp = {0};
+    siam_rpc_status st = {0};
+    int code;
+    for (;;) {
+        double timeout = samples == 0 ? JOIN_POLL_S : s->timeout;
+        code = siam_rpc_call(s->ch, METHOD_SYNC, buf, len, timeout, &resp, &st);
+        if (!(samples == 0 && code == SIAM_RPC_DEADLINE_EXCEEDED))
+            break;
+        char waiting[160];
+        server_waiting(s, waiting, sizeof waiting);
+        LOG_INFO(COMPONENT, "not started yet: siam-server at %s is %s", server,
+                 waiting[0] ? waiting : "not answering the join");
+    }
+    free(buf);
+    double waited = siam_now() - t0;
+    s->wait_seconds += waited;
+    if (code != SIAM_RPC_OK) {
+        siam_rpc_buf_free(&resp);
+        return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: SyncWeights: %s: %s", server,
+                              siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+    }
+    Siam__V1__GlobalWeights *g = siam__v1__global_weights__unpack(NULL, resp.len, resp.data);
+    siam_rpc_buf_free(&resp);
+    int rc = SIAM_OK;
+    if (!g)
+        rc = siam_error_set(err, SIAM_ERR_FORMAT,
+                            "siam-server at %s: the SyncWeights answer is not GlobalWeights",
+                            server);
+    else if (g->n_params != n)
+        rc = siam_error_set(err, SIAM_ERR_FORMAT,
+                            "siam-server at %s: the global model has %zu parameters, this "
+                            "worker's %zu",
+                            server, g->n_params, n);
+    else if (!g->model_spec || strcmp(g->model_spec, siam_model_spec(m)) != 0)
+        rc = siam_error_set(err, SIAM_ERR_FORMAT,
+                            "siam-server at %s: the global model is '%.200s', this worker's "
+                            "'%.200s'",
+                            server, g->model_spec ? g->model_spec : "", siam_model_spec(m));
+    if (rc) {
+        if (g)
+            siam__v1__global_weights__free_unpacked(g, NULL);
+        return rc;
+    }
+    memcpy(params, g->params, n * sizeof *params);
+    s->round = g->round;
+    uint32_t crc = siam_params_crc32(params, n);
+    if (samples == 0)
+        LOG_INFO(COMPONENT,
+                 "joined at round %llu after %.2f s: starting from the global model "
+                 "(params_crc32=%08x)",
+                 (unsigned long long)g->round, waited, crc);
+    else if (g->late) {
+        s->late++;
+        LOG_WARN(COMPONENT,
+                 "step %llu: the update came after its round closed and was not averaged; "
+                 "adopted round %llu (params_crc32=%08x)",
+                 (unsigned long long)step, (unsigned long long)g->round, crc);
+    } else {
+        s->syncs++;
+        LOG_INFO(COMPONENT,
+                 "step %llu: round %llu adopted (%u worker(s), %llu samples, waited %.2f s) "
+                 "params_crc32=%08x",
+                 (unsigned long long)step, (unsigned long long)g->round, g->workers,
+                 (unsigned long long)g->samples, waited, crc);
+    }
+    siam__v1__global_weights__free_unpacked(g, NULL);
+    return SIAM_OK;
+}

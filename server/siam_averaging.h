@@ -1,0 +1,112 @@
+/* siam_averaging: the server's global model and its federated-averaging rounds (FedAvg).
+ *
+ * Workers call submit() with their parameters. samples == 0 *joins*: the answer is the current
+ * global model, sent once min_workers distinct workers have joined (until then the join waits,
+ * and the log and info() say "waiting for 1 more worker (1 of 2)"). samples > 0 *reports* into
+ * the open round; the round closes when every live worker has reported, or sync_timeout seconds
+ * after its first report, with whoever reported. The new global parameters are the
+ * samples-weighted mean of the reports (accumulated in double, in worker-name order, so the
+ * result does not depend on arrival order), and every reporter is answered with them. A report
+ * based on an older round than the newest (the worker missed a round) is late: it is not
+ * averaged and is answered at once with the newest global parameters.
+ *
+ * Liveness is judged by calls, not by idle time: a joined worker is live while it has a Train
+ * stream open (stream() counts them) or a call waiting here, and for sync_timeout seconds after
+ * joining before its first stream. A worker that is computing for a long time is therefore live;
+ * one whose process died is not (its stream ends), and one that hangs holds a round at most
+ * sync_timeout seconds.
+ *
+ * Answers go through cfg.reply, outside the lock, from the thread that submitted or closed the
+ * round (a timer thread closes rounds at their deadline). Thread-safe. */
+#ifndef SIAM_AVERAGING_H
+#define SIAM_AVERAGING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siam_checkpoint.h"
+#include "siam_error.h"
+
+typedef struct siam_averaging siam_averaging;
+
+/* What a waiter is told. params stay valid only during the callback. */
+typedef struct {
+    int code; /* SIAM_RPC_OK or a gRPC status code */
+    char msg[SIAM_ERROR_MSG_MAX];
+    uint64_t round; /* the round these parameters close */
+    const char *spec;
+    const float *params;
+    size_t n_params;
+    uint32_t workers; /* averaged in that round */
+    uint64_t samples;
+    int late; /* the waiter's update came after its round closed and was not averaged */
+} siam_averaging_answer;
+
+typedef void (*siam_averaging_reply_fn)(void *waiter, const siam_averaging_answer *a);
+
+typedef struct {
+    int min_workers;     /* >= 1 */
+    double sync_timeout; /* seconds, > 0 */
+    siam_averaging_reply_fn reply;
+    /* after every closed round (e.g. to checkpoint), outside the lock; may be NULL */
+    void (*on_round)(void *ctx, const siam_averaging_answer *a);
+    void *round_ctx;
+} siam_averaging_config;
+
+typedef struct {
+    const char *worker; /* unique per worker process */
+    const char *spec;
+    const float *params; /* copied */
+    size_t n_params;
+    uint64_t samples;    /* 0 = join */
+    uint64_t base_round; /* round of the global weights the worker last adopted */
+} siam_averaging_update;
+
+int siam_averaging_create(siam_averaging **out, const siam_averaging_config *cfg, siam_error *err);
+/* Answers every waiter UNAVAILABLE (see shutdown), stops the timer thread, frees. NULL is fine. */
+void siam_averaging_free(siam_averaging *a);
+
+/* Sets the global model when there is none yet (from --model, --resume or the first worker's
+ * join). SIAM_ERR_MISMATCH naming both specs when a different one is already set; SIAM_OK
+ * without change when the same spec is. */
+int siam_averaging_set_model(siam_averaging *a, const char *spec, const float *params, size_t n,
+                             uint64_t round, siam_error *err);
+int siam_averaging_has_model(siam_averaging *a);
+
+/* Hands an update over; the waiter is answered exactly once through cfg.reply, possibly before
+ * this returns. The caller has validated that params are finite. FAILED_PRECONDITION when the
+ * spec differs from the global model's (both named), or when there is no model yet;
+ * INVALID_ARGUMENT for a wrong parameter count; ALREADY_EXISTS when this worker name already has
+ * a report in the open round; UNAVAILABLE after shutdown. */
+void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, void *waiter);
+
+/* A Train stream of worker opened (+1) or ended (-1): liveness. */
+void siam_averaging_stream(siam_averaging *a, const char *worker, int delta);
+
+/* Answers every waiting call UNAVAILABLE ("the server is shutting down") and every later
+ * submit too. */
+void siam_averaging_shutdown(siam_averaging *a);
+
+typedef struct {
+    int has_model;
+    char spec[SIAM_SPEC_MAX];
+    size_t n_params;
+    uint64_t round;   /* rounds closed (continues from a resumed checkpoint) */
+    uint64_t version; /* changes whenever the global parameters change */
+    int min_workers, joined;
+    double sync_timeout;
+    char waiting[128]; /* "waiting for 1 more worker (1 of 2)" or "" */
+} siam_averaging_info;
+
+void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out);
+
+/* Per worker, for Status: live now, and the last round its parameters went into. 0 when the
+ * worker never called SyncWeights (then *live and *last_round are 0). */
+int siam_averaging_worker(siam_averaging *a, const char *worker, int *live, uint64_t *last_round);
+
+/* A copy of the global parameters into dst (n floats, which must be the model's count), with
+ * their round and version. SIAM_ERR_ARG when there is no model or n differs. */
+int siam_averaging_copy(siam_averaging *a, float *dst, size_t n, uint64_t *round, uint64_t *version,
+                        siam_error *err);
+
+#endif
