@@ -26,7 +26,7 @@ typedef struct {
 static void on_step(void *ctx, uint64_t s, uint64_t steps, uint64_t pairs, double loss) {
     run_state *r = ctx;
     siam_progress_update(&r->progress, s, pairs, loss);
-    if (r->csv && (s % 50 == 0 || s == steps))
+    if (r->csv && (s == 1 || s % 50 == 0 || s == steps))
         fprintf(r->csv, "step,%d,%llu,%.6f,,,,\n", r->epoch, (unsigned long long)(r->step0 + s),
                 loss);
 }
