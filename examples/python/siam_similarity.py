@@ -31,11 +31,20 @@ Usage:
         and the health check. One line per check; exits 1 if any fails. It expects the server's
         default threshold (margin / 2).
 
+    siam_similarity.py --server 127.0.0.1:50051 --stubs DIR --images 0:1,2:3 [--data DIR] [--json]
+        compares Fashion-MNIST test images by index (pairs I:J) with the server's global model:
+        the images' raw bytes go in the request (left_images, right_images) and the server embeds
+        them. Prints one line per pair, or one JSON object with --json. The server needs a model
+        (a worker has joined with siam-client --sync-every, or siam-server --model/--resume);
+        until then it answers FAILED_PRECONDITION.
+
 Exit status: 0 on success, 1 on a failed check or a failed call, 2 on bad usage.
 """
 
 import argparse
+import gzip
 import importlib.util
+import json
 import math
 import os
 import random
@@ -475,6 +484,55 @@ def check(siam, seed):
 
 # ---------------------------------------------------------------------------------------------
 
+def read_idx_images(path):
+    """The images of an IDX3 file (gzip), as one bytes object of n*rows*cols and the shape."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 16:
+        sys.exit(f"siam_similarity.py: {path} is truncated (no IDX header)")
+    magic, n, rows, cols = struct.unpack(">IIII", data[:16])
+    if magic != 0x00000803 or len(data) != 16 + n * rows * cols:
+        sys.exit(f"siam_similarity.py: {path} is not an IDX3 image file of {n} images")
+    return data[16:], n, rows * cols
+
+
+def compare_images(siam, data_dir, pairs, as_json):
+    """Similarity of test images by index, embedded on the server."""
+    path = os.path.join(data_dir, "t10k-images-idx3-ubyte.gz")
+    if not os.path.exists(path):
+        sys.exit(f"siam_similarity.py: {path} not found (apt-get install dataset-fashion-mnist, "
+                 "or give --data DIR)")
+    pixels, n, size = read_idx_images(path)
+    for i, j in pairs:
+        if not (0 <= i < n and 0 <= j < n):
+            sys.exit(f"siam_similarity.py: image index out of range 0..{n - 1} in {i}:{j}")
+    left = b"".join(pixels[i * size:(i + 1) * size] for i, _ in pairs)
+    right = b"".join(pixels[j * size:(j + 1) * size] for _, j in pairs)
+    r = siam.similarity(siam.pb.SimilarityRequest(left_images=left, right_images=right),
+                        timeout=30)
+    out = [{"left": i, "right": j, "distance": r.distances[k], "score": r.scores[k],
+            "same": bool(r.same[k])} for k, (i, j) in enumerate(pairs)]
+    if as_json:
+        print(json.dumps({"threshold": r.threshold, "pairs": out}))
+    else:
+        for o in out:
+            print(f"test images {o['left']:5d} and {o['right']:5d}: distance {o['distance']:.6f}"
+                  f"  score {o['score']:.3f}  {'same' if o['same'] else 'different'}")
+        print(f"threshold {r.threshold:g}")
+    return 0
+
+
+def parse_pairs(text):
+    try:
+        pairs = [tuple(int(x) for x in item.split(":")) for item in text.split(",") if item]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected pairs of test-image indices like 0:1,2:3, "
+                                          f"got '{text}'")
+    return pairs
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(
@@ -489,6 +547,11 @@ def main():
     p.add_argument("--check", action="store_true",
                    help="run the cross-language checks instead of the demo")
     p.add_argument("--seed", type=int, default=1, help="seed of --check's random embeddings")
+    p.add_argument("--images", type=parse_pairs, metavar="I:J[,I:J...]",
+                   help="compare Fashion-MNIST test images by index with the server's model")
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist", metavar="DIR",
+                   help="Fashion-MNIST directory for --images (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="--images: print JSON")
     args = p.parse_args()
     if not 1 <= args.dim <= 4096:
         p.error(f"--dim {args.dim} is out of range 1..4096")
@@ -497,6 +560,8 @@ def main():
     channel = connect(args.server)
     siam = Siam(channel, pb, health_pb)
     try:
+        if args.images:
+            return compare_images(siam, args.data, args.images, args.json)
         return check(siam, args.seed) if args.check else demo(siam, args.server, args.dim)
     except grpc.RpcError as e:
         print(f"siam_similarity.py: call failed: {e.code().name}: {e.details()}", file=sys.stderr)
