@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config clang-format
           libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist
-          python3-grpcio python3-protobuf protobuf-compiler)
+          python3-grpcio python3-protobuf protobuf-compiler iproute2)
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch python3-numpy) ;;
