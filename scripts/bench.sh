@@ -7,7 +7,11 @@
 #          model without the network (siam-train), mlp at batch 857 and 128; the server's loss
 #          head alone (siam-bench --suite head); Similarity requests/s and p50/p99 latency for
 #          1-pair and 1,000-pair requests from 4 concurrent callers; peak RSS of server and client.
-#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc]   (defaults: all cores, 3 rounds, both)
+#   avg:   weight averaging: total training pairs/s of 1, 2 and 4 workers (siam-client, one
+#          OpenBLAS thread each, mlp batch 128, one epoch over all pairs) against one siam-server,
+#          without averaging (--sync-every 0) and averaging every 50 steps; the cost of averaging;
+#          how long rounds wait for the slowest worker and how long the averaging itself takes.
+#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg]   (defaults: all cores, 3 rounds, all)
 # Environment: BUILD_DIR (default build/normal) is built with scripts/build.sh and benchmarked;
 # SIM_SECONDS (default 10) is the length of each Similarity load window.
 set -euo pipefail
@@ -16,19 +20,19 @@ cd "$root"
 threads="" rounds="" only=all
 while [ $# -gt 0 ]; do
   case "$1" in
-    --only) only=${2:?--only needs local or rpc}; shift 2 ;;
+    --only) only=${2:?--only needs local, rpc or avg}; shift 2 ;;
     --only=*) only=${1#--only=}; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) if [ -z "$threads" ]; then threads=$1; elif [ -z "$rounds" ]; then rounds=$1
        else echo "bench.sh: unexpected argument '$1' (see --help)" >&2; exit 2; fi; shift ;;
   esac
 done
-case "$only" in all|local|rpc) ;; *) echo "bench.sh: --only local|rpc, not '$only'" >&2; exit 2 ;; esac
+case "$only" in all|local|rpc|avg) ;; *) echo "bench.sh: --only local|rpc|avg, not '$only'" >&2; exit 2 ;; esac
 threads=${threads:-$(nproc)}
 rounds=${rounds:-3}
 build=${BUILD_DIR:-build/normal}
 sim_seconds=${SIM_SECONDS:-10}
-if [ "$only" = rpc ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
+if [ "$only" = rpc ] || [ "$only" = avg ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
 BUILD_DIR=$build scripts/build.sh
 bin=$(cd "$build" && pwd)
 tmp=$(mktemp -d)
@@ -79,7 +83,7 @@ local_part() {
 }
 
 start_server() { # one siam-server on a free loopback port (default --threads 2) -> server_pid, port
-  "$bin/siam-server" --listen 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.log" &
+  "$bin/siam-server" --listen 127.0.0.1:0 "$@" >"$tmp/server.out" 2>"$tmp/server.log" &
   server_pid=$!
   port=""
   for _ in $(seq 100); do
@@ -173,5 +177,62 @@ rpc_part() {
     }' "$tmp/rpc.txt"
 }
 
-[ "$only" = rpc ] || local_part
-[ "$only" = local ] || rpc_part
+# N workers on one server, each on its 1/N of the pairs; appends "KEY VALUE" lines to avg.txt
+avg_run() { # avg_run WORKERS SYNC_EVERY
+  local n=$1 k=$2 i total=0
+  start_server --min-workers "$n"
+  for i in $(seq 0 $((n - 1))); do
+    OPENBLAS_NUM_THREADS=1 "$bin/siam-client" --server "127.0.0.1:$port" --model mlp --batch-size 128 \
+      --epochs 1 --seed 42 --threads 1 --workers "$n" --worker-index "$i" --sync-every "$k" --json \
+      >"$tmp/avg$i.json" 2>"$tmp/avg$i.log" &
+    wp[$i]=$!
+  done
+  for i in $(seq 0 $((n - 1))); do wait "${wp[$i]}"; done
+  stop_server
+  # total rate: the pairs of all workers over the longest worker's training time
+  total=$(for i in $(seq 0 $((n - 1))); do
+      echo "$(json_field "$tmp/avg$i.json" train_pairs) $(json_field "$tmp/avg$i.json" train_pairs_per_s)"
+    done | awk '{ p += $1; t = $1 / $2; if (t > m) m = t } END { printf "%.0f", p / m }')
+  echo "rate.w$n.s$k $total" >>"$tmp/avg.txt"
+  echo "round $r: $n worker(s), --sync-every $k: $total pairs/s"
+  if [ "$k" -gt 0 ]; then
+    sed -n 's/.*closed: .* waited \([0-9.]*\) s.*averaged in \([0-9.]*\) ms.*/\1 \2/p' "$tmp/server.log" |
+      awk -v n="$n" '{ print "wait.w" n " " $1 * 1000; print "avgms.w" n " " $2 }' >>"$tmp/avg.txt"
+    echo "rounds.w$n $(grep -c 'closed: ' "$tmp/server.log")" >>"$tmp/avg.txt"
+  fi
+}
+
+avg_part() {
+  echo "== $(date -u +%Y-%m-%dT%H:%MZ) avg: $(nproc) cores, workers with one OpenBLAS thread each, $rounds rounds"
+  : >"$tmp/avg.txt"
+  for r in $(seq "$rounds"); do
+    for n in 1 2 4; do
+      # which of the two goes first alternates between rounds
+      if [ $((r % 2)) -eq 1 ]; then avg_run "$n" 0; avg_run "$n" 50; else avg_run "$n" 50; avg_run "$n" 0; fi
+      echo "cost.w$n $(awk -v a="$(grep "^rate.w$n.s50 " "$tmp/avg.txt" | tail -n 1 | cut -d' ' -f2)" \
+        -v b="$(grep "^rate.w$n.s0 " "$tmp/avg.txt" | tail -n 1 | cut -d' ' -f2)" 'BEGIN { print 1 - a / b }')" >>"$tmp/avg.txt"
+    done
+  done
+  echo "== avg summary (medians of $rounds rounds; mlp batch 128, 1 epoch over 119,980 pairs)"
+  awk "$awk_median"'
+    { vals[$1] = vals[$1] " " $2 }
+    END {
+      printf "%-8s %16s %16s %12s %10s %8s %14s %14s
+", "workers", "sync 0 pairs/s", "sync 50 pairs/s",
+        "avg. cost", "per round", "rounds", "round wait ms", "averaging ms"
+      for (n = 1; n <= 4; n *= 2) {
+        a = median("rate.w" n ".s0"); b = median("rate.w" n ".s50"); c = median("cost.w" n)
+        printf "%-8d %16.0f %16.0f %11.1f%% %9.1f%% %8d %14.1f %14.2f   target <= 5%%: %s
+", n, a, b,
+          100 * (1 - b / a), 100 * c, median("rounds.w" n), median("wait.w" n), median("avgms.w" n),
+          c <= 0.05 ? "met" : "MISSED"
+      }
+    }' "$tmp/avg.txt"
+}
+
+case "$only" in
+  local) local_part ;;
+  rpc) rpc_part ;;
+  avg) avg_part ;;
+  all) local_part; rpc_part; avg_part ;;
+esac

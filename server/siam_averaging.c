@@ -217,6 +217,7 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
         return;
     }
     qsort(rep, k, sizeof *rep, by_id);
+    double t_avg = siam_now();
     uint64_t total = 0;
     for (size_t r = 0; r < k; r++)
         total += rep[r]->samples;
@@ -228,6 +229,7 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     }
     for (size_t j = 0; j < a->n; j++)
         params[j] = (float)(acc[j] / (double)total);
+    t_avg = siam_now() - t_avg;
     free(acc);
     s->params = params;
     s->refs = 1;
@@ -249,9 +251,10 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     }
     LOG_INFO(COMPONENT,
              "round %llu closed%s: %zu worker(s) (%s), %llu samples, waited %.2f s%s%s, "
-             "params_crc32=%08x",
+             "averaged in %.2f ms, params_crc32=%08x",
              (unsigned long long)a->round, timed_out ? " after the sync timeout" : "", k, names,
              (unsigned long long)total, now - a->opened, missing[0] ? "; missing: " : "", missing,
+             t_avg * 1e3,
              siam_params_crc32(params, a->n));
     for (size_t r = 0; r < k; r++) {
         worker *w = rep[r];
