@@ -217,13 +217,11 @@ avg_part() {
   awk "$awk_median"'
     { vals[$1] = vals[$1] " " $2 }
     END {
-      printf "%-8s %16s %16s %12s %10s %8s %14s %14s
-", "workers", "sync 0 pairs/s", "sync 50 pairs/s",
+      printf "%-8s %16s %16s %12s %10s %8s %14s %14s\n", "workers", "sync 0 pairs/s", "sync 50 pairs/s",
         "avg. cost", "per round", "rounds", "round wait ms", "averaging ms"
       for (n = 1; n <= 4; n *= 2) {
         a = median("rate.w" n ".s0"); b = median("rate.w" n ".s50"); c = median("cost.w" n)
-        printf "%-8d %16.0f %16.0f %11.1f%% %9.1f%% %8d %14.1f %14.2f   target <= 5%%: %s
-", n, a, b,
+        printf "%-8d %16.0f %16.0f %11.1f%% %9.1f%% %8d %14.1f %14.2f   target <= 5%%: %s\n", n, a, b,
           100 * (1 - b / a), 100 * c, median("rounds.w" n), median("wait.w" n), median("avgms.w" n),
           c <= 0.05 ? "met" : "MISSED"
       }
