@@ -396,31 +396,48 @@ int siam_service_start_averaging(
     return siam_averaging_create(&svc->avg, &cfg, err);
 }
 
-/* Builds the inference model for spec when there is none (model_lock held). */
-static int ensure_model(siam_service *svc, const char *spec, siam_error *err) {
-    if (svc->model)
-        return SIAM_OK;
-    return siam_model_create(&svc->model, spec, 0, err);
+/* Makes spec the global model with params (model_lock held): builds the inference model for it,
+ * checks the parameter count, and hands the parameters to the averaging. The inference model is
+ * kept only when the averaging took the model, so a refused spec leaves no trace. On failure st
+ * (code) or err explains. */
+static int adopt_model(siam_service *svc, const char *spec, const float *params, size_t n,
+                       uint64_t round, siam_rpc_status *st, siam_error *err) {
+    siam_model *m = NULL;
+    if (siam_model_create(&m, spec, 0, err))
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "model_spec '%.300s': %s", spec,
+                                   err->msg);
+    int rc = SIAM_RPC_OK;
+    if (siam_model_num_params(m) != n) {
+        rc = siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                 "params has %zu floats, expected %zu for model '%.300s'", n,
+                                 siam_model_num_params(m), spec);
+        siam_error_set(err, SIAM_ERR_MISMATCH, "%s", st->msg);
+    } else if (siam_averaging_set_model(svc->avg, siam_model_spec(m), params, n, round, err)) {
+        rc = siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", err->msg);
+    }
+    if (rc == SIAM_RPC_OK && !svc->model) {
+        svc->model = m; /* its parameters are copied in by the first image Similarity */
+        svc->model_version = 0;
+    } else {
+        siam_model_free(m);
+    }
+    return rc;
 }
 
 int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
                            uint64_t round, uint64_t global_step, siam_error *err) {
     if (!svc->avg)
         return siam_error_set(err, SIAM_ERR_ARG, "averaging is not started");
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
     pthread_mutex_lock(&svc->model_lock);
-    int rc = ensure_model(svc, spec, err);
-    if (!rc && siam_model_num_params(svc->model) != n)
-        rc = siam_error_set(err, SIAM_ERR_MISMATCH, "model '%s' has %zu parameters, not %zu", spec,
-                            siam_model_num_params(svc->model), n);
-    if (!rc)
-        rc = siam_averaging_set_model(svc->avg, siam_model_spec(svc->model), params, n, round, err);
+    int rc = adopt_model(svc, spec, params, n, round, &st, err);
     pthread_mutex_unlock(&svc->model_lock);
-    if (!rc) {
-        pthread_mutex_lock(&svc->lock);
-        svc->global_step = global_step;
-        pthread_mutex_unlock(&svc->lock);
-    }
-    return rc;
+    if (rc)
+        return err->code ? err->code : SIAM_ERR_MISMATCH;
+    pthread_mutex_lock(&svc->lock);
+    svc->global_step = global_step;
+    pthread_mutex_unlock(&svc->lock);
+    return SIAM_OK;
 }
 
 static void sync_fail(siam_service *svc, void *waiter, const siam_rpc_status *st) {
@@ -461,22 +478,8 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
         /* the first worker's model becomes the global model */
         siam_error err = {0};
         pthread_mutex_lock(&svc->model_lock);
-        int rc = ensure_model(svc, u->model_spec, &err);
-        if (rc)
-            siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "model_spec '%s': %s",
-                                u->model_spec, err.msg);
-        else if (strcmp(siam_model_spec(svc->model), u->model_spec) != 0)
-            siam_rpc_status_set(&st, SIAM_RPC_FAILED_PRECONDITION,
-                                "model spec mismatch: worker %s trains '%s' but the server's "
-                                "global model is '%s'",
-                                id, u->model_spec, siam_model_spec(svc->model));
-        else if (siam_model_num_params(svc->model) != u->n_params)
-            siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
-                                "params has %zu floats, expected %zu for model '%s'", u->n_params,
-                                siam_model_num_params(svc->model), u->model_spec);
-        else if (siam_averaging_set_model(svc->avg, u->model_spec, u->params, u->n_params, 0, &err))
-            siam_rpc_status_set(&st, SIAM_RPC_FAILED_PRECONDITION, "%s", err.msg);
-        else
+        if (!siam_averaging_has_model(svc->avg) &&
+            adopt_model(svc, u->model_spec, u->params, u->n_params, 0, &st, &err) == SIAM_RPC_OK)
             LOG_INFO("service", "global model from worker %s: %s (%zu parameters)", id,
                      u->model_spec, u->n_params);
         pthread_mutex_unlock(&svc->model_lock);
