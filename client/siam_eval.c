@@ -69,13 +69,13 @@ static int load_model(const char *path, siam_model **out, uint64_t *step, siam_e
     siam_model *m = NULL;
     siam_error e2 = {0};
     *out = NULL;
-    int rc = siam_checkpoint_load(&ck, path, err);
+    int rc = siam_checkpoint_load(&ck, path, &e2);
     if (rc == SIAM_ERR_IO)
-        return siam_error_set(err, rc, "%s (write one with: siam-train --checkpoint %s)", err->msg,
+        return siam_error_set(err, rc, "%s (write one with: siam-train --checkpoint %s)", e2.msg,
                               path);
     if (rc)
         return siam_error_set(err, rc, "%s (not a usable siam checkpoint; train a new one)",
-                              err->msg);
+                              e2.msg);
     if ((rc = siam_model_create(&m, ck.spec, 0, &e2))) {
         rc = siam_error_set(err, rc, "%s: its model spec cannot be built: %s", path, e2.msg);
     } else if ((rc = siam_checkpoint_check(&ck, path, siam_model_spec(m), siam_model_num_params(m),
