@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,12 +169,13 @@ static void mem_drop(mem_file *m) {
 }
 
 /* The pairs shown in predictions.png: up to PRED_PER_KIND of each kind in a seeded random order
- * (right "same", right "different", wrong "same", wrong "different"), then more right ones. */
+ * (right "same", right "different", wrong "same", wrong "different"), then more right ones.
+ * Returns how many it chose, SIZE_MAX when out of memory. */
 static size_t pick_predictions(const siam_pairs *p, const float *dist, float threshold,
                                uint64_t seed, uint32_t *out) {
-    uint32_t *perm = malloc(p->n * sizeof *perm);
+    uint32_t *perm = malloc((p->n ? p->n : 1) * sizeof *perm);
     if (!perm)
-        return 0;
+        return SIZE_MAX;
     for (size_t i = 0; i < p->n; i++)
         perm[i] = (uint32_t)i;
     siam_rng r;
@@ -224,6 +226,10 @@ static int write_plot_data(const eval_config *c, const eval_result *res, const s
     if ((rc = mem_commit(&m, c->plots_dir, "threshold.txt", err)) || (rc = mem_open(&m, err)))
         goto fail;
     size_t n = pick_predictions(tp, dist, half, c->seed, chosen);
+    if (n == SIZE_MAX) {
+        rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory choosing the example pairs");
+        goto fail;
+    }
     fprintf(m.f, "# slot\tpair\tleft\tright\tlabel\tdistance\tverdict\toutcome\tleft_class\t"
                  "right_class\n");
     for (size_t s = 0; s < n; s++) {
