@@ -37,7 +37,7 @@ t0=$(date +%s.%N)
 "$client" evaluate --checkpoint "$tmp/m.ckpt" "${limits[@]}" --data "$data" --json \
   --plots-dir "$tmp/plots" >"$tmp/eval.json" 2>"$tmp/eval.log"; rc=$?
 t1=$(date +%s.%N)
-echo "evaluate took $(echo "$t1 - $t0" | bc 2>/dev/null || echo '?') s"
+echo "evaluate took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
 check "evaluate --json exits 0" "[ $rc -eq 0 ]"
 check "evaluate logs progress to stderr" "grep -q 'kNN (k=5) in embedding space' '$tmp/eval.log'"
 $py - "$tmp/eval.json" "$tmp/train.json" "$tmp/m.csv" >"$tmp/json.out" 2>&1 <<'EOF'
