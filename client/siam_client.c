@@ -8,6 +8,7 @@
 
 #include "siam/v1/siam.pb-c.h"
 #include "siam_dataset.h"
+#include "siam_eval.h"
 #include "siam_log.h"
 #include "siam_model.h"
 #include "siam_options.h"
@@ -206,6 +207,10 @@ done:
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "evaluate") == 0)
+        return siam_eval_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "predict") == 0)
+        return siam_predict_main(argc - 1, argv + 1);
     config c = {.w = {.prog = PROG},
                 .server = "127.0.0.1:50051",
                 .log_level = "info",
@@ -256,7 +261,11 @@ int main(int argc, char **argv) {
         PROG, SIAM_VERSION,
         "Train the Siamese embedding network as one worker of split learning: this program owns\n"
         "the data, the network and the optimizer; siam-server computes the contrastive loss and\n"
-        "returns its gradients. The evaluation threshold is the server's margin / 2.",
+        "returns its gradients. The evaluation threshold is the server's margin / 2.\n\n"
+        "Subcommands (see their --help):\n"
+        "  siam-client evaluate --checkpoint PATH   pair metrics and kNN accuracy of a model\n"
+        "  siam-client predict --checkpoint PATH (--test-index I J | --image A.pgm B.pgm)\n"
+        "                                           distance, score and verdict of one pair",
         opts, n_opts, argc, argv);
     if (rc >= 0 || (rc = siam_worker_check_options(&c.w)) >= 0)
         return rc;

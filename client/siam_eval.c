@@ -1,0 +1,688 @@
+/* siam_eval: `siam-client evaluate` (pair metrics and kNN accuracy of a checkpoint, plot data)
+ * and `siam-client predict` (one pair of images: distance, score, verdict). */
+#include "siam_eval.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "siam_atomic.h"
+#include "siam_checkpoint.h"
+#include "siam_dataset.h"
+#include "siam_knn.h"
+#include "siam_log.h"
+#include "siam_loss.h"
+#include "siam_metrics.h"
+#include "siam_model.h"
+#include "siam_options.h"
+#include "siam_pairs.h"
+#include "siam_pgm.h"
+#include "siam_rng.h"
+#include "siam_tensor.h"
+
+#define COMPONENT    "eval"
+#define EVAL_PROG    "siam-client evaluate"
+#define PREDICT_PROG "siam-client predict"
+#define IMG_W        28
+#define IMG_H        28
+#define IMG_N        (IMG_W * IMG_H)
+/* predictions.tsv: up to this many pairs of each kind (right same, right different, wrong
+ * same, wrong different), topped up with right ones to PRED_MAX */
+#define PRED_PER_KIND 6
+#define PRED_MAX      24
+
+static const char *const class_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                            "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                            "Bag",         "Ankle boot"};
+
+static const char *class_name(int c) {
+    return c >= 0 && c < 10 ? class_names[c] : "?";
+}
+
+/* s as a JSON string literal */
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void set_log_level(const char *name) {
+    int level;
+    if (siam_log_parse_level(name, &level, NULL) == SIAM_OK)
+        siam_log_set_level(level);
+}
+
+/* The checkpoint's model with its parameters. Errors name the file and say what to do. */
+static int load_model(const char *path, siam_model **out, uint64_t *step, siam_error *err) {
+    siam_checkpoint ck;
+    siam_model *m = NULL;
+    siam_error e2 = {0};
+    *out = NULL;
+    int rc = siam_checkpoint_load(&ck, path, &e2);
+    if (rc == SIAM_ERR_IO)
+        return siam_error_set(err, rc, "%s (write one with: siam-train --checkpoint %s)", e2.msg,
+                              path);
+    if (rc)
+        return siam_error_set(err, rc, "%s (not a usable siam checkpoint; train a new one)",
+                              e2.msg);
+    if ((rc = siam_model_create(&m, ck.spec, 0, &e2))) {
+        rc = siam_error_set(err, rc, "%s: its model spec cannot be built: %s", path, e2.msg);
+    } else if ((rc = siam_checkpoint_check(&ck, path, siam_model_spec(m), siam_model_num_params(m),
+                                           err))) {
+    } else if (siam_model_input_size(m) != IMG_N) {
+        rc = siam_error_set(err, SIAM_ERR_MISMATCH,
+                            "%s: its model takes %d floats per image, expected %d (28x28x1 "
+                            "Fashion-MNIST)",
+                            path, siam_model_input_size(m), IMG_N);
+    } else {
+        memcpy(siam_model_params(m), ck.params, ck.n_params * sizeof(float));
+        *step = ck.step;
+        *out = m;
+        m = NULL;
+    }
+    siam_model_free(m);
+    siam_checkpoint_free(&ck);
+    return rc;
+}
+
+/* Creates dir if it does not exist (one level). */
+static int ensure_dir(const char *dir, siam_error *err) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return SIAM_OK;
+        return siam_error_set(err, SIAM_ERR_IO, "--plots-dir %s exists and is not a directory",
+                              dir);
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return siam_error_set(err, SIAM_ERR_IO, "cannot create --plots-dir %s (%s)", dir,
+                              strerror(errno));
+    return SIAM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* evaluate                                                                                    */
+
+typedef struct {
+    const char *checkpoint, *data, *plots_dir, *log_level;
+    float margin;
+    uint64_t test_limit, train_limit, seed;
+    int json, threads, no_pixel_knn;
+} eval_config;
+
+typedef struct {
+    uint64_t step;
+    size_t n_train, n_test, n_train_pairs;
+    siam_pair_report rep;
+    float train_best;
+    double train_best_acc, test_at_best, test_loss;
+    double knn, pixel_knn; /* pixel_knn < 0: skipped */
+    double t_load, t_embed, t_knn, t_pixel_knn, t_total;
+} eval_result;
+
+/* One memstream-built file written atomically to dir/name. */
+typedef struct {
+    FILE *f;
+    char *buf;
+    size_t len;
+} mem_file;
+
+static int mem_open(mem_file *m, siam_error *err) {
+    m->buf = NULL;
+    m->len = 0;
+    m->f = open_memstream(&m->buf, &m->len);
+    return m->f ? SIAM_OK : siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+}
+
+static int mem_commit(mem_file *m, const char *dir, const char *name, siam_error *err) {
+    char path[4096];
+    int rc;
+    fclose(m->f);
+    m->f = NULL;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+        rc = siam_error_set(err, SIAM_ERR_ARG, "--plots-dir %s: path too long", dir);
+    else
+        rc = siam_atomic_write(path, m->buf, m->len, err);
+    free(m->buf);
+    m->buf = NULL;
+    return rc;
+}
+
+static void mem_drop(mem_file *m) {
+    if (m->f)
+        fclose(m->f);
+    free(m->buf);
+    m->f = NULL;
+    m->buf = NULL;
+}
+
+/* The pairs shown in predictions.png: up to PRED_PER_KIND of each kind in a seeded random order
+ * (right "same", right "different", wrong "same", wrong "different"), then more right ones.
+ * Returns how many it chose, SIZE_MAX when out of memory. */
+static size_t pick_predictions(const siam_pairs *p, const float *dist, float threshold,
+                               uint64_t seed, uint32_t *out) {
+    uint32_t *perm = malloc((p->n ? p->n : 1) * sizeof *perm);
+    if (!perm)
+        return SIZE_MAX;
+    for (size_t i = 0; i < p->n; i++)
+        perm[i] = (uint32_t)i;
+    siam_rng r;
+    siam_rng_seed(&r, seed);
+    siam_rng_shuffle_u32(&r, perm, p->n);
+    size_t n = 0;
+    for (int kind = 0; kind < 4; kind++) {
+        int want_label = kind == 0 || kind == 3, want_same = kind == 0 || kind == 2, got = 0;
+        for (size_t i = 0; i < p->n && got < PRED_PER_KIND; i++) {
+            uint32_t k = perm[i];
+            if ((p->labels[k] != 0) == want_label && (dist[k] <= threshold) == want_same) {
+                out[n++] = k;
+                got++;
+            }
+        }
+    }
+    for (size_t i = 0; i < p->n && n < PRED_MAX; i++) {
+        uint32_t k = perm[i];
+        int right = (p->labels[k] != 0) == (dist[k] <= threshold), taken = 0;
+        for (size_t j = 0; j < n; j++)
+            taken |= out[j] == k;
+        if (right && !taken)
+            out[n++] = k;
+    }
+    free(perm);
+    return n;
+}
+
+static uint8_t to_byte(float x) {
+    return (uint8_t)lrintf(x * 255.0f);
+}
+
+static int write_plot_data(const eval_config *c, const eval_result *res, const siam_dataset *test,
+                           const siam_pairs *tp, const float *dist, siam_error *err) {
+    mem_file m = {0};
+    uint32_t chosen[PRED_MAX];
+    int rc;
+    float half = c->margin / 2;
+    if ((rc = ensure_dir(c->plots_dir, err)) || (rc = mem_open(&m, err)))
+        return rc;
+    fprintf(m.f, "# distance\tlabel (1 same class, 0 different) of every test pair\n");
+    for (size_t i = 0; i < tp->n; i++)
+        fprintf(m.f, "%.6f\t%d\n", (double)dist[i], tp->labels[i] != 0);
+    if ((rc = mem_commit(&m, c->plots_dir, "distances.tsv", err)) || (rc = mem_open(&m, err)))
+        goto fail;
+    fprintf(m.f, "half_margin %.6f\nbest_threshold_train %.6f\nval_threshold %.6f\n", (double)half,
+            (double)res->train_best, (double)res->rep.val_threshold);
+    if ((rc = mem_commit(&m, c->plots_dir, "threshold.txt", err)) || (rc = mem_open(&m, err)))
+        goto fail;
+    size_t n = pick_predictions(tp, dist, half, c->seed, chosen);
+    if (n == SIZE_MAX) {
+        rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory choosing the example pairs");
+        goto fail;
+    }
+    fprintf(m.f, "# slot\tpair\tleft\tright\tlabel\tdistance\tverdict\toutcome\tleft_class\t"
+                 "right_class\n");
+    for (size_t s = 0; s < n; s++) {
+        uint32_t k = chosen[s];
+        int same = dist[k] <= half, label = tp->labels[k] != 0;
+        fprintf(m.f, "%zu\t%u\t%u\t%u\t%d\t%.6f\t%s\t%s\t%s\t%s\n", s, k, tp->left[k], tp->right[k],
+                label, (double)dist[k], same ? "same" : "different",
+                same == label ? "right" : "wrong", class_name(test->labels[tp->left[k]]),
+                class_name(test->labels[tp->right[k]]));
+    }
+    if ((rc = mem_commit(&m, c->plots_dir, "predictions.tsv", err)) || (rc = mem_open(&m, err)))
+        goto fail;
+    /* one block per pair: 28 rows of 56 pixel values (left image, then right image), blocks
+     * separated by two blank lines (gnuplot: matrix index s) */
+    for (size_t s = 0; s < n; s++) {
+        const float *a = test->images + (size_t)tp->left[chosen[s]] * IMG_N;
+        const float *b = test->images + (size_t)tp->right[chosen[s]] * IMG_N;
+        for (int y = 0; y < IMG_H; y++) {
+            for (int x = 0; x < 2 * IMG_W; x++) {
+                const float *img = x < IMG_W ? a : b;
+                fprintf(m.f, x ? " %d" : "%d", to_byte(img[y * IMG_W + x % IMG_W]));
+            }
+            fputc('\n', m.f);
+        }
+        if (s + 1 < n)
+            fputs("\n\n", m.f);
+    }
+    if ((rc = mem_commit(&m, c->plots_dir, "predictions_images.dat", err)))
+        goto fail;
+    LOG_INFO(COMPONENT, "plot data written to %s (%zu pairs in predictions.tsv)", c->plots_dir, n);
+    return SIAM_OK;
+fail:
+    mem_drop(&m);
+    return rc;
+}
+
+static void print_eval(const eval_config *c, const siam_model *m, const eval_result *r) {
+    const siam_pair_report *p = &r->rep;
+    if (c->json) {
+        printf("{\"checkpoint\": ");
+        json_string(stdout, c->checkpoint);
+        printf(", \"spec\": ");
+        json_string(stdout, siam_model_spec(m));
+        printf(", \"step\": %llu, \"train_images\": %zu, \"test_images\": %zu, "
+               "\"train_pairs\": %zu, \"test_pairs\": %zu, \"margin\": %.6g, \"threshold\": "
+               "%.6g, \"accuracy\": %.6f, \"roc_auc\": %.6f, \"best_threshold_train\": %.6g, "
+               "\"accuracy_at_best_threshold\": %.6f, \"train_accuracy_at_best_threshold\": "
+               "%.6f, \"val_at_far_1e-3\": %.6f, \"val_threshold\": %.6g, \"far\": %.6g, "
+               "\"positive_distance_mean\": %.6f, \"positive_distance_std\": %.6f, "
+               "\"negative_distance_mean\": %.6f, \"negative_distance_std\": %.6f, "
+               "\"test_loss\": %.6f, \"knn_k\": %d, \"knn_accuracy\": %.6f, "
+               "\"pixel_knn_accuracy\": ",
+               (unsigned long long)r->step, r->n_train, r->n_test, r->n_train_pairs, p->n,
+               (double)c->margin, (double)p->threshold, p->accuracy, p->auc, (double)r->train_best,
+               r->test_at_best, r->train_best_acc, p->val, (double)p->val_threshold, p->far,
+               p->stats.pos_mean, p->stats.pos_std, p->stats.neg_mean, p->stats.neg_std,
+               r->test_loss, SIAM_KNN_K_DEFAULT, r->knn);
+        if (r->pixel_knn < 0)
+            printf("null");
+        else
+            printf("%.6f", r->pixel_knn);
+        printf(", \"seconds\": {\"load\": %.3f, \"embed\": %.3f, \"knn\": %.3f, \"pixel_knn\": "
+               "%.3f, \"total\": %.3f}}\n",
+               r->t_load, r->t_embed, r->t_knn, r->t_pixel_knn, r->t_total);
+        return;
+    }
+    printf("\n" EVAL_PROG ": %s (step %llu), %zu test / %zu training images\n", c->checkpoint,
+           (unsigned long long)r->step, r->n_test, r->n_train);
+    printf("  %-34s %s\n", "model", siam_model_spec(m));
+    printf("  %-34s %zu\n", "test pairs", p->n);
+    printf("  %-34s %.4f (threshold %.3f)\n", "accuracy (D <= m/2)", p->accuracy,
+           (double)p->threshold);
+    printf("  %-34s %.4f\n", "ROC AUC", p->auc);
+    printf("  %-34s %.4f (threshold %.3f, from %zu train pairs)\n", "accuracy at best threshold",
+           r->test_at_best, (double)r->train_best, r->n_train_pairs);
+    printf("  %-34s %.4f (threshold %.3f, FAR %.5f)\n", "VAL at FAR = 1e-3", p->val,
+           (double)p->val_threshold, p->far);
+    printf("  %-34s %.3f +- %.3f\n", "distance, positive pairs", p->stats.pos_mean,
+           p->stats.pos_std);
+    printf("  %-34s %.3f +- %.3f\n", "distance, negative pairs", p->stats.neg_mean,
+           p->stats.neg_std);
+    printf("  %-34s %.4f\n", "contrastive loss, test pairs", r->test_loss);
+    printf("  %-34s %.4f\n", "kNN accuracy (k=5), embeddings", r->knn);
+    if (r->pixel_knn < 0)
+        printf("  %-34s %s\n", "kNN accuracy (k=5), raw pixels", "skipped (--no-pixel-knn)");
+    else
+        printf("  %-34s %.4f\n", "kNN accuracy (k=5), raw pixels", r->pixel_knn);
+    printf("  %-34s %.1f s (embed %.1f, kNN %.1f, pixel kNN %.1f)\n", "time", r->t_total,
+           r->t_embed, r->t_knn, r->t_pixel_knn);
+}
+
+static int pair_distances(const float *emb, int dim, const siam_pairs *p, float **out,
+                          siam_error *err) {
+    float *d = malloc((p->n ? p->n : 1) * sizeof *d);
+    if (!d)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for %zu distances", p->n);
+    for (size_t i = 0; i < p->n; i++)
+        d[i] = siam_distance(emb + (size_t)p->left[i] * dim, emb + (size_t)p->right[i] * dim, dim);
+    *out = d;
+    return SIAM_OK;
+}
+
+static int evaluate(const eval_config *c, siam_error *err) {
+    siam_model *m = NULL;
+    siam_dataset train = {0}, test = {0};
+    siam_pairs tp = {0}, trp = {0};
+    float *train_emb = NULL, *test_emb = NULL, *dist = NULL, *train_dist = NULL;
+    eval_result r = {0};
+    double t0 = siam_now(), t;
+    int rc;
+    if ((rc = load_model(c->checkpoint, &m, &r.step, err)))
+        goto done;
+    LOG_INFO(COMPONENT, "checkpoint %s: step %llu, %s", c->checkpoint, (unsigned long long)r.step,
+             siam_model_spec(m));
+    if ((rc = siam_dataset_load(&train, c->data, SIAM_SPLIT_TRAIN, c->train_limit, err)) ||
+        (rc = siam_dataset_load(&test, c->data, SIAM_SPLIT_TEST, c->test_limit, err)))
+        goto done;
+    /* the pairs siam-train evaluates on: test pairs from seed + 1, training pairs from seed */
+    if ((rc = siam_pairs_make(&tp, test.labels, test.n, 10, c->seed + 1, err)) ||
+        (rc = siam_pairs_make(&trp, train.labels, train.n, 10, c->seed, err)))
+        goto done;
+    r.t_load = siam_now() - t0;
+    r.n_train = train.n;
+    r.n_test = test.n;
+    r.n_train_pairs = trp.n;
+    LOG_INFO(COMPONENT, "loaded %zu training and %zu test images (%zu and %zu pairs) in %.2f s",
+             train.n, test.n, trp.n, tp.n, r.t_load);
+
+    int dim = siam_model_output_size(m);
+    t = siam_now();
+    train_emb = siam_alloc_floats(train.n * (size_t)dim);
+    test_emb = siam_alloc_floats(test.n * (size_t)dim);
+    if (!train_emb || !test_emb) {
+        rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for %zu embeddings",
+                            train.n + test.n);
+        goto done;
+    }
+    if ((rc = siam_model_embed(m, train.images, train.n, train_emb, err)) ||
+        (rc = siam_model_embed(m, test.images, test.n, test_emb, err)))
+        goto done;
+    r.t_embed = siam_now() - t;
+    LOG_INFO(COMPONENT, "embedded %zu images in %.2f s", train.n + test.n, r.t_embed);
+
+    if ((rc = pair_distances(test_emb, dim, &tp, &dist, err)) ||
+        (rc = pair_distances(train_emb, dim, &trp, &train_dist, err)) ||
+        (rc = siam_metrics_report(dist, tp.labels, tp.n, c->margin / 2, &r.rep, err)) ||
+        (rc = siam_metrics_best_threshold(train_dist, trp.labels, trp.n, &r.train_best,
+                                          &r.train_best_acc, err)))
+        goto done;
+    r.test_at_best = siam_metrics_accuracy(dist, tp.labels, tp.n, r.train_best);
+    r.test_loss =
+        siam_contrastive_from_distances(dist, tp.labels, tp.n, c->margin, SIAM_LABELS_SIMILAR);
+
+    t = siam_now();
+    if ((rc = siam_knn_accuracy(test_emb, test.labels, test.n, train_emb, train.labels, train.n,
+                                dim, SIAM_KNN_K_DEFAULT, &r.knn, err)))
+        goto done;
+    r.t_knn = siam_now() - t;
+    LOG_INFO(COMPONENT, "kNN (k=%d) in embedding space: accuracy %.4f in %.2f s",
+             SIAM_KNN_K_DEFAULT, r.knn, r.t_knn);
+    r.pixel_knn = -1.0;
+    if (!c->no_pixel_knn) {
+        t = siam_now();
+        LOG_INFO(COMPONENT, "kNN (k=%d) on raw pixels: %zu x %zu x %d (--no-pixel-knn skips it)",
+                 SIAM_KNN_K_DEFAULT, test.n, train.n, IMG_N);
+        if ((rc = siam_knn_accuracy(test.images, test.labels, test.n, train.images, train.labels,
+                                    train.n, IMG_N, SIAM_KNN_K_DEFAULT, &r.pixel_knn, err)))
+            goto done;
+        r.t_pixel_knn = siam_now() - t;
+        LOG_INFO(COMPONENT, "kNN (k=%d) on raw pixels: accuracy %.4f in %.2f s", SIAM_KNN_K_DEFAULT,
+                 r.pixel_knn, r.t_pixel_knn);
+    }
+    if (c->plots_dir && (rc = write_plot_data(c, &r, &test, &tp, dist, err)))
+        goto done;
+    r.t_total = siam_now() - t0;
+    print_eval(c, m, &r);
+
+done:
+    free(dist);
+    free(train_dist);
+    siam_free(train_emb);
+    siam_free(test_emb);
+    siam_pairs_free(&tp);
+    siam_pairs_free(&trp);
+    siam_dataset_free(&train);
+    siam_dataset_free(&test);
+    siam_model_free(m);
+    return rc;
+}
+
+int siam_eval_main(int argc, char **argv) {
+    eval_config c = {
+        .data = SIAM_DATA_DIR_DEFAULT, .log_level = "info", .margin = 1.0f, .seed = 42};
+    const siam_option opts[] = {
+        {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
+         "model checkpoint to evaluate (required)"},
+        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "Fashion-MNIST IDX directory"},
+        {"margin", SIAM_OPT_FLOAT, &c.margin, 1e-6, 1e6, NULL, "M",
+         "contrastive margin the model was trained with; pairs count as same at D <= M/2"},
+        {"test-limit", SIAM_OPT_U64, &c.test_limit, 0, 1e9, NULL, "N",
+         "use only the first N test images (0 = all)"},
+        {"train-limit", SIAM_OPT_U64, &c.train_limit, 0, 1e9, NULL, "N",
+         "use only the first N training images (0 = all)"},
+        {"seed", SIAM_OPT_U64, &c.seed, 0, 9e18, NULL, "N",
+         "seed of the pairs, as in training (test pairs seed+1, training pairs seed)"},
+        {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL, "print the report as one JSON object"},
+        {"plots-dir", SIAM_OPT_STRING, &c.plots_dir, 0, 0, NULL, "DIR",
+         "also write the data scripts/plot.sh draws (distances, thresholds, example pairs)"},
+        {"no-pixel-knn", SIAM_OPT_FLAG, &c.no_pixel_knn, 0, 0, NULL, NULL,
+         "skip the raw-pixel kNN baseline (the slow part)"},
+        {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
+         "OpenBLAS threads (0 = library default)"},
+        {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
+         "stderr log level"},
+    };
+    int rc = siam_options_main(
+        EVAL_PROG, SIAM_VERSION,
+        "Evaluate a trained checkpoint on Fashion-MNIST: pair accuracy at m/2, the best threshold\n"
+        "(chosen on the training pairs, reported on the test pairs), ROC AUC, VAL at FAR 1e-3,\n"
+        "pair distance statistics, and k-nearest-neighbour (k=5) accuracy of the test images\n"
+        "against the training images in embedding space and on raw pixels.",
+        opts, (int)(sizeof opts / sizeof *opts), argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (!c.checkpoint) {
+        fprintf(stderr, EVAL_PROG ": --checkpoint PATH is required (see --help)\n");
+        return 2;
+    }
+    set_log_level(c.log_level);
+    siam_blas_set_threads(c.threads);
+    siam_error err = {0};
+    if (evaluate(&c, &err)) {
+        fprintf(stderr, EVAL_PROG ": error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* predict                                                                                     */
+
+typedef struct {
+    const char *checkpoint, *data, *log_level;
+    const char *idx[2];            /* --test-index I J */
+    const char *img[2];            /* --image A.pgm B.pgm */
+    const char *idx_one, *img_one; /* set only if the parser saw --test-index=V / --image=V */
+    float margin, threshold;
+    int json;
+} predict_config;
+
+/* A test-set index: digits only. */
+static int parse_index(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-' || *s == '+')
+        return -1;
+    long v = strtol(s, &end, 10);
+    if (*end || errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The two images as model input (pixel / 255 as siam_dataset does); names[] describe them. */
+static int predict_inputs(const predict_config *c, float *x, int *cls, char names[2][4200],
+                          siam_error *err) {
+    if (c->img[0]) {
+        uint8_t px[IMG_N];
+        for (int s = 0; s < 2; s++) {
+            int rc = siam_pgm_read(c->img[s], IMG_W, IMG_H, px, err);
+            if (rc)
+                return rc;
+            for (int i = 0; i < IMG_N; i++)
+                x[s * IMG_N + i] = (float)px[i] / 255.0f;
+            cls[s] = -1;
+            snprintf(names[s], 4200, "%s", c->img[s]);
+        }
+        return SIAM_OK;
+    }
+    long idx[2];
+    for (int s = 0; s < 2; s++)
+        if (parse_index(c->idx[s], &idx[s]) != 0)
+            return siam_error_set(err, SIAM_ERR_ARG, "--test-index '%s' is not an image index",
+                                  c->idx[s]);
+    siam_dataset test = {0};
+    int rc = siam_dataset_load(&test, c->data, SIAM_SPLIT_TEST, 0, err);
+    if (rc)
+        return rc;
+    for (int s = 0; s < 2 && rc == SIAM_OK; s++) {
+        if ((size_t)idx[s] >= test.n) {
+            rc = siam_error_set(err, SIAM_ERR_ARG,
+                                "--test-index %ld is out of range: the test set has %zu images "
+                                "(indices 0..%zu)",
+                                idx[s], test.n, test.n - 1);
+            break;
+        }
+        memcpy(x + s * IMG_N, test.images + (size_t)idx[s] * IMG_N, IMG_N * sizeof(float));
+        cls[s] = test.labels[idx[s]];
+        snprintf(names[s], 4200, "test image %ld", idx[s]);
+    }
+    siam_dataset_free(&test);
+    return rc;
+}
+
+static int predict(const predict_config *c, siam_error *err) {
+    siam_model *m = NULL;
+    uint64_t step = 0;
+    float *x = malloc(2 * IMG_N * sizeof *x), *emb = NULL;
+    int cls[2] = {-1, -1};
+    static char names[2][4200];
+    int rc;
+    if (!x)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    if ((rc = load_model(c->checkpoint, &m, &step, err)) ||
+        (rc = predict_inputs(c, x, cls, names, err)))
+        goto done;
+    int dim = siam_model_output_size(m);
+    emb = malloc(2 * (size_t)dim * sizeof *emb);
+    if (!emb) {
+        rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = siam_model_embed(m, x, 2, emb, err)))
+        goto done;
+    float d = siam_distance(emb, emb + dim, dim);
+    float threshold = c->threshold > 0 ? c->threshold : c->margin / 2;
+    float score = siam_score(d, threshold);
+    int same = d <= threshold;
+    if (c->json) {
+        printf("{\"checkpoint\": ");
+        json_string(stdout, c->checkpoint);
+        for (int s = 0; s < 2; s++) {
+            printf(s ? ", \"right\": " : ", \"left\": ");
+            json_string(stdout, names[s]);
+        }
+        if (cls[0] >= 0)
+            printf(", \"left_class\": %d, \"right_class\": %d, \"same_class\": %s", cls[0], cls[1],
+                   cls[0] == cls[1] ? "true" : "false");
+        printf(", \"distance\": %.9g, \"threshold\": %.6g, \"score\": %.6f, \"same\": %s, "
+               "\"verdict\": \"%s\"}\n",
+               (double)d, (double)threshold, (double)score, same ? "true" : "false",
+               same ? "same" : "different");
+    } else {
+        printf(PREDICT_PROG ": %s (step %llu)\n", c->checkpoint, (unsigned long long)step);
+        for (int s = 0; s < 2; s++) {
+            printf("  %-12s %s", s ? "right" : "left", names[s]);
+            if (cls[s] >= 0)
+                printf(" (class %d %s)", cls[s], class_name(cls[s]));
+            printf("\n");
+        }
+        printf("  %-12s %.9g\n", "distance", (double)d);
+        printf("  %-12s %g%s\n", "threshold", (double)threshold, c->threshold > 0 ? "" : " (m/2)");
+        printf("  %-12s %.4f\n", "score", (double)score);
+        printf("  %-12s %s\n", "verdict", same ? "same" : "different");
+        if (cls[0] >= 0)
+            printf("  %-12s %s class (%s)\n", "truth", cls[0] == cls[1] ? "same" : "different",
+                   (cls[0] == cls[1]) == same ? "right" : "wrong");
+    }
+done:
+    free(x);
+    free(emb);
+    siam_model_free(m);
+    return rc;
+}
+
+int siam_predict_main(int argc, char **argv) {
+    predict_config c = {.data = SIAM_DATA_DIR_DEFAULT, .log_level = "warn", .margin = 1.0f};
+    const siam_option opts[] = {
+        {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
+         "model checkpoint (required)"},
+        {"test-index", SIAM_OPT_STRING, &c.idx_one, 0, 0, NULL, "I J",
+         "compare test images I and J of the data set"},
+        {"image", SIAM_OPT_STRING, &c.img_one, 0, 0, NULL, "A.pgm B.pgm",
+         "compare two 28x28 grayscale PGM files (P5 or P2)"},
+        {"margin", SIAM_OPT_FLOAT, &c.margin, 1e-6, 1e6, NULL, "M",
+         "contrastive margin the model was trained with"},
+        {"threshold", SIAM_OPT_FLOAT, &c.threshold, 0, 1e6, NULL, "T",
+         "same/different distance threshold; 0 = M/2"},
+        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR",
+         "Fashion-MNIST IDX directory (for --test-index)"},
+        {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL, "print the result as one JSON object"},
+        {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
+         "stderr log level"},
+    };
+    /* --test-index and --image take two values, which the option table cannot express: take
+     * them out of argv first, hand the rest to the parser */
+    char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
+    if (!rest) {
+        fprintf(stderr, PREDICT_PROG ": out of memory\n");
+        return 1;
+    }
+    int n_rest = 0, rc = -1, seen_idx = 0, seen_img = 0;
+    for (int i = 0; i < argc; i++) {
+        int is_idx = i > 0 && strcmp(argv[i], "--test-index") == 0;
+        int is_img = i > 0 && strcmp(argv[i], "--image") == 0;
+        if (!is_idx && !is_img) {
+            rest[n_rest++] = argv[i];
+            continue;
+        }
+        if (i + 2 >= argc || strncmp(argv[i + 1], "--", 2) == 0 ||
+            strncmp(argv[i + 2], "--", 2) == 0) {
+            fprintf(stderr, PREDICT_PROG ": %s needs two values: %s\n", argv[i],
+                    is_idx ? "--test-index I J" : "--image A.pgm B.pgm");
+            rc = 2;
+            break;
+        }
+        const char **dst = is_idx ? c.idx : c.img;
+        dst[0] = argv[i + 1];
+        dst[1] = argv[i + 2];
+        seen_idx |= is_idx;
+        seen_img |= is_img;
+        i += 2;
+    }
+    rest[n_rest] = NULL;
+    if (rc < 0)
+        rc = siam_options_main(
+            PREDICT_PROG, SIAM_VERSION,
+            "Compare two images with a trained checkpoint: their embedding distance, the\n"
+            "similarity score 1 / (1 + (D/T)^2) (1 identical, 0.5 at the threshold T) and the\n"
+            "verdict \"same\" (D <= T) or \"different\". Images are test-set indices or 28x28 PGM\n"
+            "files, scaled to [0,1] as in training.",
+            opts, (int)(sizeof opts / sizeof *opts), n_rest, rest);
+    free(rest);
+    if (rc >= 0)
+        return rc;
+    if (c.idx_one || c.img_one) {
+        fprintf(stderr, PREDICT_PROG ": %s takes two values: %s\n",
+                c.idx_one ? "--test-index" : "--image",
+                c.idx_one ? "--test-index I J" : "--image A.pgm B.pgm");
+        return 2;
+    }
+    if (!c.checkpoint) {
+        fprintf(stderr, PREDICT_PROG ": --checkpoint PATH is required (see --help)\n");
+        return 2;
+    }
+    if (seen_idx == seen_img) {
+        fprintf(stderr, PREDICT_PROG ": give exactly one of --test-index I J or --image A.pgm "
+                                     "B.pgm\n");
+        return 2;
+    }
+    long unused;
+    for (int s = 0; seen_idx && s < 2; s++)
+        if (parse_index(c.idx[s], &unused) != 0) {
+            fprintf(stderr,
+                    PREDICT_PROG ": --test-index '%s' is not an image index (0, 1, 2, ...)\n",
+                    c.idx[s]);
+            return 2;
+        }
+    set_log_level(c.log_level);
+    siam_error err = {0};
+    if (predict(&c, &err)) {
+        fprintf(stderr, PREDICT_PROG ": error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}

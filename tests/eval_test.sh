@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# eval_test: `siam-client evaluate`, `siam-client predict` and scripts/plot.sh on a small model
+# trained here with siam-train (prefix of the real Fashion-MNIST):
+#   1. evaluate --json has every key, and the pair metrics equal siam-train's own report for the
+#      same checkpoint (same test pairs, same embeddings); its test loss equals the metrics CSV's
+#      last val_loss; the table shows the same figures; the plot data files agree with it;
+#   2. predict on test indices and on PGM files written here (by Python, independently of
+#      siam's PGM code) from the same test images gives identical distances; identical images
+#      give distance 0 and "same";
+#   3. errors (missing or corrupt checkpoint, index out of range, 27x28 or truncated PGM, bad
+#      command lines) exit non-zero with a message naming the problem;
+#   4. plot.sh writes three valid PNGs; without gnuplot it says how to install it;
+#   5. README documents every option of both subcommands.
+set -uo pipefail
+bin=${SIAM_BIN_DIR:?}
+data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
+root=$(cd "$(dirname "$0")/.." && pwd)
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 checks=0
+check() { # check DESCRIPTION COMMAND
+  checks=$((checks + 1))
+  if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi
+}
+client=$bin/siam-client
+limits=(--train-limit 6000 --test-limit 2000)
+
+# ---- a small model -----------------------------------------------------------------------------
+"$bin/siam-train" --epochs 1 --batch-size 128 "${limits[@]}" --data "$data" --json \
+  --checkpoint "$tmp/m.ckpt" --metrics "$tmp/m.csv" >"$tmp/train.json" 2>"$tmp/train.log"
+check "siam-train writes the checkpoint" "[ -s '$tmp/m.ckpt' ]" || true
+[ -s "$tmp/m.ckpt" ] || { cat "$tmp/train.log"; exit 1; }
+
+# ---- 1. evaluate ---------------------------------------------------------------------------------
+t0=$(date +%s.%N)
+"$client" evaluate --checkpoint "$tmp/m.ckpt" "${limits[@]}" --data "$data" --json \
+  --plots-dir "$tmp/plots" >"$tmp/eval.json" 2>"$tmp/eval.log"; rc=$?
+t1=$(date +%s.%N)
+echo "evaluate took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+check "evaluate --json exits 0" "[ $rc -eq 0 ]"
+check "evaluate logs progress to stderr" "grep -q 'kNN (k=5) in embedding space' '$tmp/eval.log'"
+$py - "$tmp/eval.json" "$tmp/train.json" "$tmp/m.csv" >"$tmp/json.out" 2>&1 <<'EOF'
+import csv, json, sys
+ev = json.load(open(sys.argv[1]))
+tr = json.load(open(sys.argv[2]))
+keys = ["checkpoint", "spec", "step", "train_images", "test_images", "train_pairs", "test_pairs",
+        "margin", "threshold", "accuracy", "roc_auc", "best_threshold_train",
+        "accuracy_at_best_threshold", "train_accuracy_at_best_threshold", "val_at_far_1e-3",
+        "val_threshold", "far", "positive_distance_mean", "positive_distance_std",
+        "negative_distance_mean", "negative_distance_std", "test_loss", "knn_k", "knn_accuracy",
+        "pixel_knn_accuracy", "seconds"]
+bad = [k for k in keys if k not in ev]
+extra = [k for k in ev if k not in keys]
+print("missing keys:", bad, "unknown keys:", extra)
+same = ["spec", "train_pairs", "test_pairs", "threshold", "accuracy", "roc_auc",
+        "best_threshold_train", "accuracy_at_best_threshold", "val_at_far_1e-3", "val_threshold",
+        "far", "positive_distance_mean", "positive_distance_std", "negative_distance_mean",
+        "negative_distance_std"]
+diff = [(k, ev.get(k), tr.get(k)) for k in same if ev.get(k) != tr.get(k)]
+print("differ from siam-train:", diff)
+rows = [r for r in csv.DictReader(open(sys.argv[3])) if r["kind"] == "epoch"]
+val_loss = float(rows[-1]["val_loss"])
+print("test_loss", ev.get("test_loss"), "csv val_loss", val_loss)
+ok = (not bad and not extra and not diff and abs(ev["test_loss"] - val_loss) < 2e-6
+      and ev["train_images"] == 6000 and ev["test_images"] == 2000 and ev["knn_k"] == 5
+      and 0.5 < ev["knn_accuracy"] <= 1 and 0.7 < ev["pixel_knn_accuracy"] <= 1
+      and ev["step"] > 0
+      and set(ev["seconds"]) == {"load", "embed", "knn", "pixel_knn", "total"})
+print("knn", ev.get("knn_accuracy"), "pixel_knn", ev.get("pixel_knn_accuracy"))
+sys.exit(0 if ok else 1)
+EOF
+rc=$?
+cat "$tmp/json.out"
+check "evaluate JSON: every key, metrics identical to siam-train's, test loss = CSV val_loss" "[ $rc -eq 0 ]"
+
+"$client" evaluate --checkpoint "$tmp/m.ckpt" "${limits[@]}" --data "$data" --no-pixel-knn \
+  >"$tmp/eval.txt" 2>/dev/null; rc=$?
+acc4=$($py -c "import json; print('%.4f' % json.load(open('$tmp/eval.json'))['accuracy'])")
+knn4=$($py -c "import json; print('%.4f' % json.load(open('$tmp/eval.json'))['knn_accuracy'])")
+check "evaluate table exits 0" "[ $rc -eq 0 ]"
+check "table shows the accuracy of the JSON report ($acc4)" \
+  "grep -Eq '^  accuracy \(D <= m/2\) +$acc4 ' '$tmp/eval.txt'"
+check "table shows the embedding kNN accuracy ($knn4)" \
+  "grep -Eq '^  kNN accuracy \(k=5\), embeddings +$knn4$' '$tmp/eval.txt'"
+check "table says the pixel kNN was skipped" "grep -q 'skipped (--no-pixel-knn)' '$tmp/eval.txt'"
+for label in "ROC AUC" "accuracy at best threshold" "VAL at FAR = 1e-3" "distance, positive pairs" \
+  "distance, negative pairs"; do
+  check "table has '$label'" "grep -q '^  $label' '$tmp/eval.txt'"
+done
+
+# plot data: consistent with the report
+p=$tmp/plots
+n_pairs=$($py -c "import json; print(json.load(open('$tmp/eval.json'))['test_pairs'])")
+check "distances.tsv has one row per test pair ($n_pairs)" \
+  "[ \$(grep -vc '^#' '$p/distances.tsv') -eq $n_pairs ]"
+check "accuracy recomputed from distances.tsv matches the report" \
+  "awk -v a=$acc4 '!/^#/ { n++; r += ((\$1 <= 0.5) == (\$2 == 1)) } END { exit !(n > 0 && (r / n - a)^2 < 1e-8) }' '$p/distances.tsv'"
+check "threshold.txt holds m/2 and the best threshold" \
+  "grep -q '^half_margin 0.500000$' '$p/threshold.txt' && grep -q '^best_threshold_train ' '$p/threshold.txt'"
+n_pred=$(grep -vc '^#' "$p/predictions.tsv")
+check "predictions.tsv has 16-24 pairs ($n_pred)" "[ $n_pred -ge 16 ] && [ $n_pred -le 24 ]"
+check "predictions.tsv has right and wrong, same and different verdicts" \
+  "awk -F'\t' '!/^#/ { k[\$7 \$8]++ } END { exit !(k[\"sameright\"] && k[\"differentright\"] && (k[\"samewrong\"] || k[\"differentwrong\"])) }' '$p/predictions.tsv'"
+check "predictions.tsv verdicts follow distance <= 0.5 and outcomes the labels" \
+  "awk -F'\t' '!/^#/ { s = (\$6 <= 0.5); if ((\$7 == \"same\") != s || ((s == (\$5 == 1)) ? \"right\" : \"wrong\") != \$8) bad++ } END { exit bad > 0 }' '$p/predictions.tsv'"
+check "predictions_images.dat: 28 rows of 56 values in 0..255 per pair" \
+  "awk 'NF { rows++; if (NF != 56) bad++; for (i = 1; i <= NF; i++) if (\$i < 0 || \$i > 255) bad++ } END { exit !(bad == 0 && rows == 28 * $n_pred) }' '$p/predictions_images.dat'"
+check "no temp files left in the plots dir" "[ -z \"\$(ls '$p' | grep '\.tmp\.')\" ]"
+
+# ---- 2. predict ----------------------------------------------------------------------------------
+# a "wrong" pair from predictions.tsv if there is one, else the first
+read -r left right tsv_d <<<"$(awk -F'\t' '!/^#/ { if (!f) { f = $3 " " $4 " " $6 } if ($8 == "wrong") { print $3, $4, $6; done = 1; exit } } END { if (!done) print f }' "$p/predictions.tsv")"
+"$client" predict --checkpoint "$tmp/m.ckpt" --data "$data" --test-index "$left" "$right" --json \
+  >"$tmp/pi.json" 2>"$tmp/pi.err"; rc=$?
+check "predict --test-index $left $right exits 0" "[ $rc -eq 0 ]"
+$py - "$data" "$left" "$right" "$tmp" <<'EOF'
+import gzip, os, sys
+data, a, b, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+path = os.path.join(data, "t10k-images-idx3-ubyte.gz")
+raw = gzip.open(path).read() if os.path.exists(path) else open(path[:-3], "rb").read()
+img = lambda i: raw[16 + 784 * i: 16 + 784 * (i + 1)]
+# left as binary P5, right as ASCII P2 with a comment and maxval 255
+open(os.path.join(out, "a.pgm"), "wb").write(b"P5\n28 28\n255\n" + img(a))
+rows = [" ".join(str(v) for v in img(b)[r * 28:(r + 1) * 28]) for r in range(28)]
+open(os.path.join(out, "b.pgm"), "w").write("P2\n# test image %d\n28 28\n255\n%s\n" % (b, "\n".join(rows)))
+# the same right image at maxval 65535 (16-bit P5): scaled back to the same bytes
+open(os.path.join(out, "b16.pgm"), "wb").write(b"P5 28 28 65535\n" + b"".join(bytes([v, v]) for v in img(b)))
+# damaged ones
+open(os.path.join(out, "w27.pgm"), "wb").write(b"P5\n27 28\n255\n" + img(a)[:27 * 28])
+open(os.path.join(out, "trunc.pgm"), "wb").write((b"P5\n28 28\n255\n" + img(a))[:500])
+EOF
+"$client" predict --checkpoint "$tmp/m.ckpt" --image "$tmp/a.pgm" "$tmp/b.pgm" --json \
+  >"$tmp/pp.json" 2>"$tmp/pp.err"; rc=$?
+check "predict --image exits 0" "[ $rc -eq 0 ]"
+"$client" predict --checkpoint "$tmp/m.ckpt" --image "$tmp/a.pgm" "$tmp/b16.pgm" --json \
+  >"$tmp/pp16.json" 2>/dev/null
+dist_of() { $py -c "import json, sys; print(json.load(open(sys.argv[1]))['distance'])" "$1"; }
+di=$(dist_of "$tmp/pi.json") dp=$(dist_of "$tmp/pp.json") dp16=$(dist_of "$tmp/pp16.json")
+echo "distance: test indices $di, PGM files $dp, 16-bit PGM $dp16, evaluate's $tsv_d"
+check "test indices and PGM files give identical distances" "[ -n '$di' ] && [ '$di' = '$dp' ] && [ '$dp' = '$dp16' ]"
+check "predict's distance matches evaluate's for the same pair" \
+  "awk 'BEGIN { exit !(($di - $tsv_d)^2 < 1e-8) }'"
+$py - "$tmp/pi.json" <<'EOF' >"$tmp/pi.check" 2>&1
+import json, sys
+r = json.load(open(sys.argv[1]))
+d, t = r["distance"], r["threshold"]
+score = 1 / (1 + (d / t) ** 2)   # siam_score, DESIGN.md
+ok = (t == 0.5 and abs(r["score"] - score) < 1e-6 and r["same"] == (d <= t)
+      and r["verdict"] == ("same" if d <= t else "different"))
+print(r, score)
+sys.exit(0 if ok else 1)
+EOF
+check "predict: score = 1/(1+(D/T)^2), verdict = D <= m/2" "[ $? -eq 0 ]"
+"$client" predict --checkpoint "$tmp/m.ckpt" --data "$data" --test-index 7 7 >"$tmp/same.txt" 2>&1
+check "identical test images: distance 0, score 1, same" \
+  "grep -Eq '^  distance +0$' '$tmp/same.txt' && grep -Eq '^  score +1.0000$' '$tmp/same.txt' && grep -Eq '^  verdict +same$' '$tmp/same.txt'"
+"$client" predict --checkpoint "$tmp/m.ckpt" --image "$tmp/b.pgm" "$tmp/b16.pgm" --json >"$tmp/same.json" 2>&1
+check "identical PGM images: distance 0 and same" \
+  "grep -q '\"distance\": 0,' '$tmp/same.json' && grep -q '\"verdict\": \"same\"' '$tmp/same.json'"
+"$client" predict --checkpoint "$tmp/m.ckpt" --image "$tmp/a.pgm" "$tmp/b.pgm" --threshold 1e-6 \
+  >"$tmp/thr.txt" 2>&1
+check "--threshold sets the verdict's threshold" "grep -Eq '^  threshold +1e-06$' '$tmp/thr.txt'"
+
+# ---- 3. errors -----------------------------------------------------------------------------------
+expect_error() { # expect_error DESCRIPTION CODE PATTERN COMMAND...
+  local what=$1 code=$2 pattern=$3
+  shift 3
+  "$@" >"$tmp/err.out" 2>&1
+  local rc=$?
+  check "$what: exit $code, message has '$pattern'" \
+    "[ $rc -eq $code ] && grep -qF -- '$pattern' '$tmp/err.out'" ||
+    true
+  [ $rc -eq "$code" ] && grep -qF -- "$pattern" "$tmp/err.out" || cat "$tmp/err.out"
+}
+cp "$tmp/m.ckpt" "$tmp/bad.ckpt"
+printf '\x55\x55\x55\x55' | dd of="$tmp/bad.ckpt" bs=1 seek=5000 conv=notrunc 2>/dev/null
+expect_error "evaluate, missing checkpoint" 1 "$tmp/none.ckpt" \
+  "$client" evaluate --checkpoint "$tmp/none.ckpt" --data "$data"
+expect_error "evaluate, corrupt checkpoint" 1 "CRC" \
+  "$client" evaluate --checkpoint "$tmp/bad.ckpt" --data "$data"
+expect_error "predict, missing checkpoint" 1 "siam-train --checkpoint" \
+  "$client" predict --checkpoint "$tmp/none.ckpt" --test-index 1 2
+expect_error "predict, corrupt checkpoint" 1 "$tmp/bad.ckpt" \
+  "$client" predict --checkpoint "$tmp/bad.ckpt" --test-index 1 2
+expect_error "predict, index out of range" 1 "--test-index 10000 is out of range" \
+  "$client" predict --checkpoint "$tmp/m.ckpt" --data "$data" --test-index 3 10000
+expect_error "predict, 27x28 PGM" 1 "w27.pgm: image is 27x28, expected 28x28" \
+  "$client" predict --checkpoint "$tmp/m.ckpt" --image "$tmp/a.pgm" "$tmp/w27.pgm"
+expect_error "predict, truncated PGM" 1 "trunc.pgm: truncated" \
+  "$client" predict --checkpoint "$tmp/m.ckpt" --image "$tmp/trunc.pgm" "$tmp/a.pgm"
+expect_error "predict, missing PGM" 1 "$tmp/none.pgm: cannot open" \
+  "$client" predict --checkpoint "$tmp/m.ckpt" --image "$tmp/a.pgm" "$tmp/none.pgm"
+expect_error "predict, one value for --test-index" 2 "--test-index needs two values" \
+  "$client" predict --checkpoint "$tmp/m.ckpt" --test-index 3
+expect_error "predict, both inputs" 2 "exactly one of" \
+  "$client" predict --checkpoint "$tmp/m.ckpt" --test-index 1 2 --image "$tmp/a.pgm" "$tmp/b.pgm"
+expect_error "predict, no checkpoint" 2 "--checkpoint PATH is required" \
+  "$client" predict --test-index 1 2
+expect_error "predict, negative index" 2 "is not an image index" \
+  "$client" predict --checkpoint "$tmp/m.ckpt" --test-index -1 2
+expect_error "evaluate, no checkpoint" 2 "--checkpoint PATH is required" "$client" evaluate
+expect_error "evaluate, unknown option" 2 "unknown option" \
+  "$client" evaluate --checkpoint "$tmp/m.ckpt" --frobnicate
+expect_error "evaluate, plots dir is a file" 1 "is not a directory" \
+  "$client" evaluate --checkpoint "$tmp/m.ckpt" "${limits[@]}" --data "$data" --no-pixel-knn \
+  --plots-dir "$tmp/m.csv"
+for sub in evaluate predict; do
+  "$client" "$sub" --help >"$tmp/$sub.help" 2>&1; rc=$?
+  check "siam-client $sub --help exits 0" "[ $rc -eq 0 ] && grep -q '^Usage: siam-client $sub' '$tmp/$sub.help'"
+done
+check "siam-client --help mentions both subcommands" \
+  "'$client' --help | grep -q 'siam-client evaluate' && '$client' --help | grep -q 'siam-client predict'"
+
+# ---- 4. pictures ---------------------------------------------------------------------------------
+if command -v gnuplot >/dev/null 2>&1; then
+  bash "$root/scripts/plot.sh" --metrics "$tmp/m.csv" --eval-dir "$p" --out "$tmp/png" \
+    >"$tmp/plot.log" 2>&1; rc=$?
+  check "plot.sh exits 0" "[ $rc -eq 0 ]" || true
+  [ $rc -eq 0 ] || cat "$tmp/plot.log"
+  for f in loss distances predictions; do
+    check "$f.png is a PNG of more than 5 KB" \
+      "[ \"\$(head -c 8 '$tmp/png/$f.png' | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] && [ \$(stat -c %s '$tmp/png/$f.png') -gt 5000 ]"
+  done
+  check "no temp files left by plot.sh" "[ -z \"\$(ls -A '$tmp/png' | grep tmp)\" ]"
+else
+  echo "skip plot.sh: gnuplot is not installed (apt-get install gnuplot-nox)"
+fi
+PATH=/nonexistent /bin/bash "$root/scripts/plot.sh" --eval-dir "$p" --out "$tmp/png2" >"$tmp/nognu.out" 2>&1; rc=$?
+check "plot.sh without gnuplot: exit 1 and how to install it" \
+  "[ $rc -eq 1 ] && grep -q 'apt-get install gnuplot-nox' '$tmp/nognu.out'"
+bash "$root/scripts/plot.sh" --eval-dir "$tmp/nothing" --out "$tmp/png3" >"$tmp/noeval.out" 2>&1; rc=$?
+check "plot.sh with a missing eval dir names the file and the command" \
+  "[ $rc -eq 1 ] && grep -q 'distances.tsv is missing' '$tmp/noeval.out' && grep -q 'plots-dir' '$tmp/noeval.out'"
+
+# ---- 5. README -----------------------------------------------------------------------------------
+for sub in evaluate predict; do
+  sed -n "/^## siam-client $sub\$/,/^## /p" "$root/README.md" >"$tmp/section"
+  check "README has a section '## siam-client $sub'" "[ -s '$tmp/section' ]"
+  for opt in $(grep -oE '^  --[a-z-]+' "$tmp/$sub.help" | sed 's/^ *//'); do
+    check "README documents siam-client $sub $opt" "grep -q -- '$opt' '$tmp/section'"
+  done
+done
+check "README documents scripts/plot.sh" "grep -q 'scripts/plot.sh --metrics' '$root/README.md'"
+
+echo "$((checks - fails)) passed, $fails failed"
+[ $fails -eq 0 ]
