@@ -398,13 +398,21 @@ PYEOF
     "! grep -q 'not installed here: \\($(paste -sd'|' "$tmp/runtime.pkgs" | sed 's/|/\\\\|/g')\\)\$' '$tmp/closure.err'"
   for prog in siam-server siam-client; do
     ldd "$bindir/$prog" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u >"$tmp/$prog.libs"
+    # every spelling of each path dpkg may know it by (/lib vs /usr/lib, symlink vs target), in
+    # one dpkg -S call: "package[:arch]: path" lines
+    while read -r lib; do
+      real=$(readlink -f "$lib")
+      printf '%s\n' "$lib" "$real" "${lib/#\/lib\//\/usr\/lib\/}" "${real/#\/usr\/lib\//\/lib\/}" \
+        "${lib/#\/usr\/lib\//\/lib\/}" "${real/#\/lib\//\/usr\/lib\/}"
+    done <"$tmp/$prog.libs" | sort -u >"$tmp/$prog.paths"
+    mapfile -t paths <"$tmp/$prog.paths"
+    dpkg -S "${paths[@]}" 2>/dev/null | sed -nE 's/^([^:,]+)(:[a-z0-9]+)?: (.*)$/\3 \1/p' >"$tmp/$prog.owners"
     missing=""
     while read -r lib; do
       real=$(readlink -f "$lib")
-      pkg=""
-      for cand in "$lib" "$real" "${lib/#\/lib\//\/usr\/lib\/}" "${real/#\/usr\/lib\//\/lib\/}"; do
-        pkg=$(dpkg -S "$cand" 2>/dev/null | head -n 1 | cut -d: -f1) && [ -n "$pkg" ] && break
-      done
+      pkg=$(awk -v a="$lib" -v b="$real" '{ p = $1; sub(/^\/usr/, "", p) }
+        { x = a; sub(/^\/usr/, "", x); y = b; sub(/^\/usr/, "", y) }
+        p == x || p == y { print $2; exit }' "$tmp/$prog.owners")
       [ -n "$pkg" ] || { missing="$missing no-package-for-$(basename "$lib")"; continue; }
       # libasan etc. only in sanitizer builds; they are not runtime dependencies of the image
       case "$pkg" in libasan* | libubsan*) continue ;; esac
