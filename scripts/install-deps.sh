@@ -7,7 +7,8 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config clang-format gnuplot-nox
           libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist
-          python3-grpcio python3-protobuf protobuf-compiler iproute2)
+          python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml
+          nodejs npm)
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch python3-numpy) ;;
@@ -18,6 +19,12 @@ done
 
 missing=()
 for p in "${packages[@]}"; do
+  # a node and npm from elsewhere (e.g. a nodejs package that bundles npm and conflicts with
+  # Debian's npm) serve as well: do not replace them
+  case "$p" in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
