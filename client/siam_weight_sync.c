@@ -69,7 +69,8 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
     }
     free(buf);
     double waited = siam_now() - t0;
-    s->wait_seconds += waited;
+    if (samples > 0) /* the join's wait for the other workers is not averaging's cost */
+        s->wait_seconds += waited;
     if (code != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);
         return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: SyncWeights: %s: %s", server,

@@ -18,7 +18,7 @@ typedef struct {
     double timeout;        /* longest wait for a round to close (beyond the server's timeout) */
     uint64_t round;        /* round of the global parameters last adopted */
     uint64_t syncs, late;  /* rounds taken part in; updates that came too late */
-    double wait_seconds;   /* total time spent in SyncWeights */
+    double wait_seconds;   /* total time spent in SyncWeights reports (not the join) */
 } siam_weight_sync;
 
 /* A siam_sync_fn (ctx is a siam_weight_sync). Replaces m's parameters with the global ones.
