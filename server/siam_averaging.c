@@ -254,8 +254,7 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
              "averaged in %.2f ms, params_crc32=%08x",
              (unsigned long long)a->round, timed_out ? " after the sync timeout" : "", k, names,
              (unsigned long long)total, now - a->opened, missing[0] ? "; missing: " : "", missing,
-             t_avg * 1e3,
-             siam_params_crc32(params, a->n));
+             t_avg * 1e3, siam_params_crc32(params, a->n));
     for (size_t r = 0; r < k; r++) {
         worker *w = rep[r];
         queue(a, o, w->waiter, SIAM_RPC_OK, NULL, 0, (uint32_t)k, total);
