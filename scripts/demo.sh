@@ -4,7 +4,7 @@
 # stops the server (which writes the global model), evaluates that model, draws the pictures and
 # says where everything is.
 #   scripts/demo.sh [--epochs N] [--workers N] [--model mlp|cnn] [--sync-every K] [--out DIR]
-# Defaults: 10 epochs, 2 workers, mlp at batch 128, averaging every 50 steps, out/ (about a minute
+# Defaults: 10 epochs, 2 workers, mlp at batch 128, averaging every 50 steps, out/ (about 20 s
 # of training on 2 cores). SIAM_DATA (default /usr/share/datasets/fashion-mnist) is the data.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
