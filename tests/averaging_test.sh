@@ -26,28 +26,8 @@ cleanup() {
 trap cleanup EXIT
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY grpc_proxy no_grpc_proxy
 fails=0 checks=0
-check() { # check DESCRIPTION COMMAND
-  checks=$((checks + 1))
-  if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi
-}
-json_field() { # json_field FILE KEY -> number
-  sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1"
-}
-start_server() { # start_server LOGNAME ARGS... -> sets port, server_pid
-  local name=$1; shift
-  "$bin/siam-server" --listen 127.0.0.1:0 --grace 2 "$@" >"$tmp/$name.out" 2>"$tmp/$name.log" &
-  server_pid=$!
-  pids+=("$server_pid")
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$name.out")
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "FAIL server did not start:"; cat "$tmp/$name.log"; exit 1; }
-}
+source "$(dirname "$0")/e2e_lib.sh"
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid"; }
-no_sanitizer_reports() { ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$@"; }
 # the parameter bytes of a checkpoint (common/siam_checkpoint.h layout)
 params_of() {
   "$py" - "$1" <<'EOF'

@@ -20,29 +20,10 @@ cleanup() {
 }
 trap cleanup EXIT
 fails=0 checks=0
-check() { # check DESCRIPTION COMMAND
-  checks=$((checks + 1))
-  if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi
-}
-json_field() { # json_field FILE KEY -> number
-  sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1"
-}
-start_server() { # start_server NAME -> sets port, server_pid
-  "$bin/siam-server" --listen 127.0.0.1:0 --grace 2 "$@" >"$tmp/server.out" 2>"$tmp/server.log" &
-  server_pid=$!
-  pids+=("$server_pid")
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/server.out")
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "FAIL server did not start:"; cat "$tmp/server.log"; exit 1; }
-}
-no_sanitizer_reports() { ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$@"; }
+source "$(dirname "$0")/e2e_lib.sh"
 
 # ---- 1. two workers + one killed mid-stream --------------------------------------------------
-start_server
+start_server server
 echo "server on port $port"
 common=(--server "127.0.0.1:$port" --model mlp --epochs 1 --batch-size 128 --workers 2
         --data "$data" --json)

@@ -19,10 +19,7 @@ py=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0 checks=0
-check() { # check DESCRIPTION COMMAND
-  checks=$((checks + 1))
-  if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi
-}
+source "$(dirname "$0")/e2e_lib.sh"
 client=$bin/siam-client
 limits=(--train-limit 6000 --test-limit 2000)
 

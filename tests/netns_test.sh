@@ -95,14 +95,7 @@ attach "${ns_w[1]}" "${worker_ip[1]}" p-w1
 echo "namespaces ${all_ns[*]}: server $server_ip, workers ${worker_ip[*]} on bridge br0"
 
 fails=0 checks=0
-check() { # check DESCRIPTION COMMAND
-  checks=$((checks + 1))
-  if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi
-}
-json_field() { # json_field FILE KEY -> number
-  sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1"
-}
-no_sanitizer_reports() { ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$@"; }
+source "$(dirname "$0")/e2e_lib.sh"
 in_ns() { # in_ns NS PROGRAM ARGS...: become a siam program inside NS (ip and env exec it, so
           # `in_ns ... &` leaves its pid in $!); call it in the foreground as `( in_ns ... )`
   local ns=$1 prog=$2

@@ -1,0 +1,29 @@
+# Shared by the shell tests that run siam's programs (source it after setting bin and tmp, and
+# `fails=0 checks=0 pids=()`):
+#   check DESCRIPTION COMMAND   runs COMMAND quietly, prints "ok" or "FAIL", counts
+#   json_field FILE KEY         the number after "KEY": in a JSON report
+#   no_sanitizer_reports FILES  true when no ASan/LSan/UBSan report is in FILES
+#   start_server NAME ARGS...   siam-server on a free 127.0.0.1 port, stdout/stderr in
+#                               $tmp/NAME.out and $tmp/NAME.log; sets port and server_pid, adds
+#                               the pid to pids (for the caller's cleanup)
+check() {
+  checks=$((checks + 1))
+  if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi
+}
+json_field() {
+  sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1"
+}
+no_sanitizer_reports() { ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$@"; }
+start_server() {
+  local name=$1; shift
+  "$bin/siam-server" --listen 127.0.0.1:0 --grace 2 "$@" >"$tmp/$name.out" 2>"$tmp/$name.log" &
+  server_pid=$!
+  pids+=("$server_pid")
+  port=""
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$name.out")
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "FAIL server did not start:"; cat "$tmp/$name.log"; exit 1; }
+}
