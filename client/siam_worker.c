@@ -88,6 +88,11 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     if (rc)
         goto done;
 
+    /* an output path that cannot be written fails now, not after the training it would keep */
+    if ((c->checkpoint && (rc = siam_atomic_check_writable(c->checkpoint, err))) ||
+        (c->metrics && (rc = siam_atomic_check_writable(c->metrics, err))))
+        goto done;
+
     double t0 = siam_now();
     if ((rc = siam_dataset_load(&train, c->data, SIAM_SPLIT_TRAIN, c->train_limit, err)) ||
         (rc = siam_dataset_load(&test, c->data, SIAM_SPLIT_TEST, c->test_limit, err)))

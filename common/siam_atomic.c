@@ -17,9 +17,32 @@ int siam_atomic_open(siam_atomic_file *a, const char *path, siam_error *err) {
      * write through something that appears under that name meanwhile ("x": O_EXCL). */
     unlink(a->tmp);
     a->f = fopen(a->tmp, "wbx");
-    if (!a->f)
-        return siam_error_set(err, SIAM_ERR_IO, "%s: cannot create temporary file %s: %s", path,
-                              a->tmp, strerror(errno));
+    if (!a->f) {
+        int e = errno;
+        siam_error_set(err, SIAM_ERR_IO, "%s: cannot create temporary file %s: %s", path, a->tmp,
+                       strerror(e));
+        errno = e; /* for siam_atomic_check_writable's message */
+        return SIAM_ERR_IO;
+    }
+    return SIAM_OK;
+}
+
+int siam_atomic_check_writable(const char *path, siam_error *err) {
+    siam_atomic_file a;
+    if (!path || !*path)
+        return siam_error_set(err, SIAM_ERR_ARG, "empty output path");
+    int rc = siam_atomic_open(&a, path, err);
+    if (rc == SIAM_ERR_IO) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        return siam_error_set(err, SIAM_ERR_IO,
+                              "%s cannot be written: %s (create the directory %s or choose "
+                              "another path)",
+                              path, strerror(errno), dirname(dir));
+    }
+    if (rc)
+        return rc;
+    siam_atomic_abort(&a);
     return SIAM_OK;
 }
 

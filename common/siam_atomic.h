@@ -22,6 +22,11 @@ int siam_atomic_commit(siam_atomic_file *a, siam_error *err);
 /* Drops the temp file (after a failed write); safe to call after commit. */
 void siam_atomic_abort(siam_atomic_file *a);
 
+/* Checks, before long work, that path can be written atomically later: creates and removes the
+ * temp file next to it. path itself is not touched. SIAM_ERR_IO names the path, the reason and
+ * the fix (e.g. a directory that does not exist). */
+int siam_atomic_check_writable(const char *path, siam_error *err);
+
 /* open + fwrite + commit of one buffer. */
 int siam_atomic_write(const char *path, const void *data, size_t len, siam_error *err);
 

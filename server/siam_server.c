@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siam_atomic.h"
 #include "siam_checkpoint.h"
 #include "siam_log.h"
 #include "siam_model.h"
@@ -228,6 +229,12 @@ static int serve(const config *c, siam_error *err) {
     pthread_mutex_init(&ck.lock, NULL);
     int rc = siam_service_init(svc, c->margin, conv, c->threshold, SIAM_VERSION, err);
     if (rc) {
+        free(svc);
+        return rc;
+    }
+    /* a checkpoint path that cannot be written fails at start, not at the first round */
+    if (c->checkpoint && (rc = siam_atomic_check_writable(c->checkpoint, err))) {
+        siam_service_free(svc);
         free(svc);
         return rc;
     }

@@ -44,6 +44,26 @@ done
 check "truncated data file refused with its name" \
   "[ $rc -eq 1 ] && grep -q 'train-images-idx3-ubyte.gz' '$tmp/out' && grep -qi 'truncated' '$tmp/out'"
 
+# output paths that cannot be written are refused before the training they would keep
+"$bin" --epochs 1 --train-limit 1000 --test-limit 500 --checkpoint "$tmp/no/such/dir/m.ckpt" \
+  >"$tmp/out" 2>&1; rc=$?
+check "unwritable --checkpoint refused at start, naming the directory" \
+  "[ $rc -eq 1 ] && grep -q 'create the directory $tmp/no/such/dir' '$tmp/out' && ! grep -q 'epoch 1/1' '$tmp/out'"
+"$bin" --epochs 1 --train-limit 1000 --test-limit 500 --metrics "$tmp/no/m.csv" >"$tmp/out" 2>&1; rc=$?
+check "unwritable --metrics refused at start" "[ $rc -eq 1 ] && grep -q '$tmp/no/m.csv cannot be written' '$tmp/out'"
+"$(dirname "$bin")/siam-server" --listen 127.0.0.1:0 --checkpoint "$tmp/no/g.ckpt" >"$tmp/out" 2>&1; rc=$?
+check "siam-server: unwritable --checkpoint refused at start" \
+  "[ $rc -eq 1 ] && grep -q '$tmp/no/g.ckpt cannot be written' '$tmp/out'"
+head -c 100 /dev/urandom >"$tmp/garbage.ckpt"
+"$(dirname "$bin")/siam-server" --listen 127.0.0.1:0 --resume "$tmp/garbage.ckpt" >"$tmp/out" 2>&1; rc=$?
+check "siam-server: --resume of a corrupt file refused naming it" \
+  "[ $rc -eq 1 ] && grep -q '$tmp/garbage.ckpt: not a siam checkpoint' '$tmp/out'"
+: >"$tmp/empty.ckpt"
+"$(dirname "$bin")/siam-server" --listen 127.0.0.1:0 --resume "$tmp/empty.ckpt" >"$tmp/out" 2>&1; rc=$?
+check "siam-server: --resume of an empty file refused" "[ $rc -eq 1 ] && grep -q 'truncated' '$tmp/out'"
+"$(dirname "$bin")/siam-server" --listen 127.0.0.1:0 --model 'mlp:784-x-128' >"$tmp/out" 2>&1; rc=$?
+check "siam-server: unknown --model spec refused" "[ $rc -eq 1 ] && grep -q \"model spec 'mlp:784-x-128'\" '$tmp/out'"
+
 # a short real run: 1 epoch on a prefix of the data, JSON report, checkpoint and metrics
 echo "old" >"$tmp/model.ckpt"
 "$bin" --epochs 1 --batch-size 64 --train-limit 3000 --test-limit 1000 --json \
