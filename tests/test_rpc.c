@@ -112,7 +112,8 @@ int main(void) {
     stream_counts counts = {.lock = PTHREAD_MUTEX_INITIALIZER};
     siam_rpc_stream_handler h = {s_open, s_message, s_close};
     siam_rpc_server *srv = NULL;
-    siam_rpc_server_config cfg = {"127.0.0.1:0", 2, 64 * 1024};
+    siam_rpc_server_config cfg = {
+        .listen = "127.0.0.1:0", .threads = 2, .max_message_bytes = 64 * 1024};
     int port = 0;
     CHECK(siam_rpc_server_create(&srv, &cfg, &err) == 0, "%s", err.msg);
     CHECK(siam_rpc_server_add_unary(srv, "/t.Svc/Echo", echo, NULL, &err) == 0, "%s", err.msg);
@@ -128,7 +129,7 @@ int main(void) {
         siam_rpc_server *s2 = NULL;
         char addr[64];
         snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-        siam_rpc_server_config c2 = {addr, 1, 0};
+        siam_rpc_server_config c2 = {.listen = addr, .threads = 1};
         CHECK(siam_rpc_server_create(&s2, &c2, &err) == 0, "%s", err.msg);
         CHECK(siam_rpc_server_start(s2, NULL, &err) == SIAM_ERR_IO && strstr(err.msg, addr),
               "port in use: %s", err.msg);
