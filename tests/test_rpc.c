@@ -1,7 +1,8 @@
 /* test_rpc: common/rpc over real sockets on 127.0.0.1, in one process: unary and streaming
  * calls, statuses with messages, UNIMPLEMENTED for unknown methods within a second, message
  * size limits, an unreachable server, a server that does not answer in time, many concurrent
- * streams, and stopping with streams open. */
+ * streams, stopping with streams open, and a bearer token (missing, wrong, a prefix, longer,
+ * right) on unary calls, streams and unknown methods; which statuses are permanent. */
 #include "test_util.h"
 
 #include <pthread.h>
@@ -238,6 +239,70 @@ int main(void) {
           counts.closed_ok, counts.closed_other);
     CHECK(counts.closed_ok >= 9, "OK closes %d", counts.closed_ok);
     pthread_mutex_unlock(&counts.lock);
+
+    /* ---- bearer token: checked before any handler runs ---- */
+    {
+        stream_counts tc = {.lock = PTHREAD_MUTEX_INITIALIZER};
+        siam_rpc_server *ts = NULL;
+        siam_rpc_server_config tcfg = {
+            .listen = "127.0.0.1:0", .threads = 2, .auth_token = "tok-123/+="};
+        int tport = 0;
+        CHECK(siam_rpc_server_create(&ts, &tcfg, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_add_unary(ts, "/t.Svc/Echo", echo, NULL, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_add_stream(ts, "/t.Svc/Stream", &h, &tc, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_start(ts, &tport, &err) == 0, "%s", err.msg);
+        char taddr[64];
+        snprintf(taddr, sizeof taddr, "127.0.0.1:%d", tport);
+        const char *tokens[] = {NULL, "tok-12", "tok-123/+=x", "tok-123/+="};
+        for (int k = 0; k < 4; k++) {
+            siam_rpc_channel_config cc = {.target = taddr, .auth_token = tokens[k]};
+            siam_rpc_channel *tch = NULL;
+            CHECK(siam_rpc_channel_create_ex(&tch, &cc, &err) == 0, "%s", err.msg);
+            int want = k == 3 ? SIAM_RPC_OK : SIAM_RPC_UNAUTHENTICATED;
+            int trc = siam_rpc_call(tch, "/t.Svc/Echo", (const uint8_t *)"abc", 3, 5, &r, &st);
+            CHECK(trc == want, "token %d: unary %s %s", k, siam_rpc_code_name(trc), st.msg);
+            CHECK(trc != SIAM_RPC_OK || (r.len == 3 && memcmp(r.data, "cba", 3) == 0),
+                  "token %d: answer", k);
+            siam_rpc_buf_free(&r);
+            if (trc == SIAM_RPC_UNAUTHENTICATED) {
+                CHECK(siam_rpc_status_is_permanent(&st), "UNAUTHENTICATED is permanent");
+                CHECK(!strstr(st.msg, "tok-12"), "the message holds no token: %s", st.msg);
+                CHECK(strstr(st.msg, k == 0 ? "requires a bearer token" : "not this server's"),
+                      "token %d: %s", k, st.msg);
+            }
+            trc = siam_rpc_stream_open(tch, "/t.Svc/Stream", 5, &s, &st);
+            CHECK(trc == want, "token %d: stream %s %s", k, siam_rpc_code_name(trc), st.msg);
+            if (trc == SIAM_RPC_OK) {
+                CHECK(exchange_str(s, "xy", got, sizeof got, &st) == 0 && strcmp(got, "yx") == 0,
+                      "authenticated stream");
+                CHECK(siam_rpc_stream_close(s, &st) == 0, "%s", st.msg);
+            }
+            siam_rpc_stream_free(s);
+            s = NULL;
+            trc = siam_rpc_call(tch, "/t.Svc/Nope", (const uint8_t *)"", 0, 5, &r, &st);
+            CHECK(trc == (k == 3 ? SIAM_RPC_UNIMPLEMENTED : SIAM_RPC_UNAUTHENTICATED),
+                  "token %d: unknown method %s", k, siam_rpc_code_name(trc));
+            siam_rpc_channel_free(tch);
+        }
+        siam_rpc_server_free(ts);
+        pthread_mutex_lock(&tc.lock);
+        CHECK(tc.opened == 1 && tc.messages == 1 && tc.closed_ok == 1,
+              "only the authenticated stream reached the handler: %d opened, %d messages",
+              tc.opened, tc.messages);
+        pthread_mutex_unlock(&tc.lock);
+        siam_rpc_status perm = {SIAM_RPC_UNAVAILABLE, ""};
+        CHECK(!siam_rpc_status_is_permanent(&perm), "UNAVAILABLE may be transient");
+        perm.code = SIAM_RPC_DEADLINE_EXCEEDED;
+        CHECK(!siam_rpc_status_is_permanent(&perm), "DEADLINE_EXCEEDED may be transient");
+        int permanent[] = {SIAM_RPC_UNAUTHENTICATED, SIAM_RPC_PERMISSION_DENIED,
+                           SIAM_RPC_INVALID_ARGUMENT, SIAM_RPC_FAILED_PRECONDITION,
+                           SIAM_RPC_UNIMPLEMENTED};
+        for (int k = 0; k < 5; k++) {
+            perm.code = permanent[k];
+            CHECK(siam_rpc_status_is_permanent(&perm), "%s is permanent",
+                  siam_rpc_code_name(permanent[k]));
+        }
+    }
 
     /* nobody listening: UNAVAILABLE quickly */
     t0 = siam_now();
