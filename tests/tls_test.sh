@@ -12,10 +12,10 @@
 #      with an expired one, it is refused, and the server logs what it refused;
 #   4. unusable files: missing, empty, not PEM, a CSR, swapped, a key that does not match the
 #      certificate: exit 2 naming the file, for siam-server and siam-client;
-#   5. bearer token (with TLS, server and workers at --log-level debug): the right token trains,
-#      none or a wrong one is UNAUTHENTICATED at once, the health check included; Python with and
-#      without it; token files that are empty, missing, have a control character, or are open to
-#      others; the token appears in no log of any program.
+#   5. bearer token (with TLS, server and workers at --log-level debug, gRPC's http trace on): the
+#      right token trains, none or a wrong one is UNAUTHENTICATED at once, the health check
+#      included; Python with and without it; token files that are empty, missing, have a control
+#      character, or are open to others; the token appears in no log of any program.
 # In the sanitizer build every process runs under ASan/UBSan, so leaks or errors fail it.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
@@ -209,12 +209,17 @@ printf '  %s  \n' "$token" >"$tmp/token"
 chmod 600 "$tmp/token"
 echo "wrong-$token" >"$tmp/wrong-token"
 chmod 600 "$tmp/wrong-token"
+# gRPC's own http trace dumps every header (as text and hex): the token must not show there either
+export GRPC_TRACE=http
 start_server token --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" \
   --auth-token-file "$tmp/token" --log-level debug
 check "server says every call needs the token" \
   "grep -q 'every call needs the bearer token (the health check too)' '$tmp/token.log'"
 trains token_ok --server "127.0.0.1:$port" --tls-ca "$pki/ca.pem" --auth-token-file "$tmp/token" \
   --log-level debug
+unset GRPC_TRACE
+check "gRPC's trace showed the authorization header, with the token scrubbed" \
+  "grep -q 'authorization.*Bearer \[token\]' '$tmp/token_ok.log'"
 refused token_missing 1 "UNAUTHENTICATED: this server requires a bearer token" -- \
   --server "127.0.0.1:$port" --tls-ca "$pki/ca.pem" --log-level debug
 refused token_wrong 1 "UNAUTHENTICATED: the bearer token sent is not this server's" -- \

@@ -85,7 +85,9 @@ static char tls_lines[TLS_LINES][512]; /* ring of the last TLS lines */
 static int tls_next, tls_count;
 static int tls_server;          /* this process serves TLS */
 static char tls_client_ca[300]; /* its --tls-client-ca ("" without mutual TLS) */
-static char *secrets[MAX_SECRETS];
+/* each secret as sent and as gRPC's traces dump bytes ("73 33 63", lower and upper case) */
+#define SECRET_FORMS 3
+static char *secrets[MAX_SECRETS][SECRET_FORMS];
 
 void siam_rpc_tls_log_reset(void) {
     pthread_mutex_lock(&log_lock);
@@ -113,49 +115,75 @@ void siam_rpc_tls_server_role(int on, const char *client_ca) {
     pthread_mutex_unlock(&log_lock);
 }
 
+static char *hex_form(const char *secret, size_t len, const char *digits) {
+    char *h = malloc(len * 3);
+    if (!h)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)secret[i];
+        h[3 * i] = digits[c >> 4];
+        h[3 * i + 1] = digits[c & 15];
+        h[3 * i + 2] = i + 1 < len ? ' ' : '\0';
+    }
+    return h;
+}
+
+static void free_forms(char **forms) {
+    for (int f = 0; f < SECRET_FORMS; f++)
+        if (forms[f]) {
+            siam_auth_wipe(forms[f], strlen(forms[f]));
+            free(forms[f]);
+            forms[f] = NULL;
+        }
+}
+
 int siam_rpc_secret_add(const char *secret, size_t len) {
+    if (!len)
+        return -1;
+    char *forms[SECRET_FORMS] = {malloc(len + 1), hex_form(secret, len, "0123456789abcdef"),
+                                 hex_form(secret, len, "0123456789ABCDEF")};
+    if (!forms[0] || !forms[1] || !forms[2]) {
+        free(forms[0]);
+        forms[0] = NULL;
+        free_forms(forms);
+        return -1;
+    }
+    memcpy(forms[0], secret, len);
+    forms[0][len] = '\0';
     int slot = -1;
-    char *copy = malloc(len + 1);
-    if (!copy || !len)
-        goto out;
-    memcpy(copy, secret, len);
-    copy[len] = '\0';
     pthread_mutex_lock(&log_lock);
     for (int i = 0; i < MAX_SECRETS && slot < 0; i++)
-        if (!secrets[i]) {
-            secrets[i] = copy;
+        if (!secrets[i][0]) {
+            memcpy(secrets[i], forms, sizeof forms);
             slot = i;
         }
     pthread_mutex_unlock(&log_lock);
-out:
-    if (slot < 0 && copy) {
-        siam_auth_wipe(copy, len);
-        free(copy);
-    }
+    if (slot < 0)
+        free_forms(forms);
     return slot;
 }
 
 void siam_rpc_secret_remove(int slot) {
     if (slot < 0 || slot >= MAX_SECRETS)
         return;
+    char *forms[SECRET_FORMS];
     pthread_mutex_lock(&log_lock);
-    char *p = secrets[slot];
-    secrets[slot] = NULL;
+    memcpy(forms, secrets[slot], sizeof forms);
+    memset(secrets[slot], 0, sizeof secrets[slot]);
     pthread_mutex_unlock(&log_lock);
-    if (p) {
-        siam_auth_wipe(p, strlen(p));
-        free(p);
-    }
+    free_forms(forms);
 }
 
-/* Copies msg to out with every registered secret replaced by "[token]". Called with log_lock. */
+/* Copies msg to out with every registered secret (in any of its forms) replaced by "[token]".
+ * Called with log_lock. */
 static void scrub(const char *msg, char *out, size_t n) {
     size_t o = 0;
     while (*msg && o + 1 < n) {
         size_t hit = 0;
         for (int i = 0; i < MAX_SECRETS && !hit; i++)
-            if (secrets[i] && *secrets[i] && strncmp(msg, secrets[i], strlen(secrets[i])) == 0)
-                hit = strlen(secrets[i]);
+            for (int f = 0; f < SECRET_FORMS && !hit && secrets[i][0]; f++)
+                if (strncmp(msg, secrets[i][f], strlen(secrets[i][f])) == 0)
+                    hit = strlen(secrets[i][f]);
         if (hit) {
             o += (size_t)snprintf(out + o, n - o, "[token]");
             msg += hit;
@@ -276,7 +304,9 @@ static void grpc_log_to_siam(gpr_log_func_args *a) {
     pthread_mutex_lock(&log_lock);
     scrub(a->message, msg, sizeof msg);
     if (tls) {
-        snprintf(tls_lines[tls_next], sizeof tls_lines[0], "%s", msg);
+        size_t l = strlen(msg) < sizeof tls_lines[0] - 1 ? strlen(msg) : sizeof tls_lines[0] - 1;
+        memcpy(tls_lines[tls_next], msg, l);
+        tls_lines[tls_next][l] = '\0';
         tls_next = (tls_next + 1) % TLS_LINES;
         if (tls_count < TLS_LINES)
             tls_count++;
