@@ -1,5 +1,5 @@
 /* test_x509: the PEM/DER reader behind the TLS flags' checks and the explanations of TLS
- * failures. Certificates made once with openssl (an EC CA and a localhost certificate with
+ * failures. The certificates of test_certs.h (an EC CA and a localhost certificate with
  * alternative names, valid until 2081) are parsed field by field; base64 edge cases; every
  * truncation and thousands of corrupted copies of a certificate are refused without reading out
  * of bounds (run under ASan in the sanitizer build); siam_pem_load on the files people get wrong
@@ -12,39 +12,7 @@
 
 #include "siam_rng.h"
 #include "siam_x509.h"
-
-static const char CA_PEM[] = "-----BEGIN CERTIFICATE-----\n"
-                             "MIIBrzCCAVWgAwIBAgIUSF3PAll/CGf7066KXUrEQJeS6vgwCgYIKoZIzj0EAwIw\n"
-                             "LDETMBEGA1UECgwKc2lhbSB0ZXN0czEVMBMGA1UEAwwMc2lhbSB1bml0IENBMCAX\n"
-                             "DTI2MTEyNTAwMzk1MloYDzIxMjYxMTAxMDAzOTUyWjAsMRMwEQYDVQQKDApzaWFt\n"
-                             "IHRlc3RzMRUwEwYDVQQDDAxzaWFtIHVuaXQgQ0EwWTATBgcqhkjOPQIBBggqhkjO\n"
-                             "PQMBBwNCAAQBrOJ+ODUzfg0U7C9a/78pa5QeVyYHnt29L6at0VbCNFwjNoGtETP0\n"
-                             "CVOpLNXU3AHi2GnLMZMMuAhpD0kBB7mJo1MwUTAdBgNVHQ4EFgQUTzFM9iLiKiuJ\n"
-                             "2vKHHHvX5G72PI4wHwYDVR0jBBgwFoAUTzFM9iLiKiuJ2vKHHHvX5G72PI4wDwYD\n"
-                             "VR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAs2o/90wi3B+hhtso8sdw\n"
-                             "MB8XGUoHh6Lb4BsyfGEwbjQCIFU40axdRI1c6Is7lW5KCg5wHJm4aoik8bAghvsB\n"
-                             "n519\n"
-                             "-----END CERTIFICATE-----\n";
-
-static const char LEAF_PEM[] = "-----BEGIN CERTIFICATE-----\n"
-                               "MIIB6jCCAZCgAwIBAgIUA75CeUW3fWvCvhkjfXU1ctHY/rkwCgYIKoZIzj0EAwIw\n"
-                               "LDETMBEGA1UECgwKc2lhbSB0ZXN0czEVMBMGA1UEAwwMc2lhbSB1bml0IENBMCAX\n"
-                               "DTI2MTEyNTAwMzk1MloYDzIwODEwODI4MDAzOTUyWjAwMQswCQYDVQQGEwJERTEN\n"
-                               "MAsGA1UECgwEc2lhbTESMBAGA1UEAwwJbG9jYWxob3N0MFkwEwYHKoZIzj0CAQYI\n"
-                               "KoZIzj0DAQcDQgAE4xOAFzYLMDqHxlDfjwtaC8altezZyHs+NzBMLa+GBnjXOgxu\n"
-                               "aeHn+R/oxEruUwJCxPsE+mtwZAdIlo693wWGf6OBiTCBhjA5BgNVHREEMjAwggls\n"
-                               "b2NhbGhvc3SCC3NpYW0tc2VydmVyhwR/AAABhxAAAAAAAAAAAAAAAAAAAAABMAkG\n"
-                               "A1UdEwQCMAAwHQYDVR0OBBYEFKjjRyUqey3vlnIJo07Uih7b9eixMB8GA1UdIwQY\n"
-                               "MBaAFE8xTPYi4ioridryhxx71+Ru9jyOMAoGCCqGSM49BAMCA0gAMEUCIQDRmgS0\n"
-                               "QnsuUoV6nAkuD+aP02Yt/TOk8GN+gQc5Xf8VnwIgRNGEsOFOfMDvGP+7G2SZHF2G\n"
-                               "65nkVZSO2kKDXaoUfao=\n"
-                               "-----END CERTIFICATE-----\n";
-
-static const char LEAF_KEY[] = "-----BEGIN PRIVATE KEY-----\n"
-                               "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgdyUUZx3I0r3X2mMc\n"
-                               "dCZvX5BqFPaOofwU1SSPRBVy+H2hRANCAATjE4AXNgswOofGUN+PC1oLxqW17NnI\n"
-                               "ez43MEwtr4YGeNc6DG5p4ef5H+jESu5TAkLE+wT6a3BkB0iWjr3fBYZ/\n"
-                               "-----END PRIVATE KEY-----\n";
+#include "test_certs.h"
 
 static char tmpdir[] = "/tmp/test_x509.XXXXXX";
 
