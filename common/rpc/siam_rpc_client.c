@@ -200,12 +200,15 @@ int siam_rpc_channel_create_ex(siam_rpc_channel **out, const siam_rpc_channel_co
     ch->secret_slot = -1;
     if (cfg->auth_token) {
         size_t len = strlen(cfg->auth_token);
-        char *value = len && len <= SIAM_AUTH_TOKEN_MAX ? malloc(len + 8) : NULL;
+        if (len == 0 || len > SIAM_AUTH_TOKEN_MAX) {
+            siam_rpc_channel_free(ch);
+            return siam_error_set(err, SIAM_ERR_ARG, "the bearer token must be 1 to %d characters",
+                                  SIAM_AUTH_TOKEN_MAX);
+        }
+        char *value = malloc(len + 8);
         if (!value) {
             siam_rpc_channel_free(ch);
-            return siam_error_set(err, len ? SIAM_ERR_NOMEM : SIAM_ERR_ARG,
-                                  len ? "out of memory"
-                                      : "the bearer token must be 1 to 4096 characters");
+            return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
         }
         memcpy(value, "Bearer ", 7);
         memcpy(value + 7, cfg->auth_token, len + 1);

@@ -88,6 +88,7 @@ static char tls_client_ca[300]; /* its --tls-client-ca ("" without mutual TLS) *
 /* each secret as sent and as gRPC's traces dump bytes ("73 33 63", lower and upper case) */
 #define SECRET_FORMS 3
 static char *secrets[MAX_SECRETS][SECRET_FORMS];
+static int secret_refs[MAX_SECRETS]; /* channels and servers with that token */
 
 void siam_rpc_tls_log_reset(void) {
     pthread_mutex_lock(&log_lock);
@@ -150,26 +151,40 @@ int siam_rpc_secret_add(const char *secret, size_t len) {
     }
     memcpy(forms[0], secret, len);
     forms[0][len] = '\0';
-    int slot = -1;
+    int slot = -1, shared = 0;
     pthread_mutex_lock(&log_lock);
+    for (int i = 0; i < MAX_SECRETS && slot < 0; i++) /* the same token again: share its slot */
+        if (secrets[i][0] && strcmp(secrets[i][0], forms[0]) == 0) {
+            secret_refs[i]++;
+            slot = i;
+            shared = 1;
+        }
     for (int i = 0; i < MAX_SECRETS && slot < 0; i++)
         if (!secrets[i][0]) {
             memcpy(secrets[i], forms, sizeof forms);
+            secret_refs[i] = 1;
             slot = i;
         }
     pthread_mutex_unlock(&log_lock);
-    if (slot < 0)
+    if (slot < 0 || shared)
         free_forms(forms);
+    if (slot < 0)
+        LOG_WARN("rpc",
+                 "more than %d different tokens in one process: gRPC's log lines are not "
+                 "scrubbed of the newest",
+                 MAX_SECRETS);
     return slot;
 }
 
 void siam_rpc_secret_remove(int slot) {
     if (slot < 0 || slot >= MAX_SECRETS)
         return;
-    char *forms[SECRET_FORMS];
+    char *forms[SECRET_FORMS] = {NULL, NULL, NULL};
     pthread_mutex_lock(&log_lock);
-    memcpy(forms, secrets[slot], sizeof forms);
-    memset(secrets[slot], 0, sizeof secrets[slot]);
+    if (secret_refs[slot] > 0 && --secret_refs[slot] == 0) {
+        memcpy(forms, secrets[slot], sizeof forms);
+        memset(secrets[slot], 0, sizeof secrets[slot]);
+    }
     pthread_mutex_unlock(&log_lock);
     free_forms(forms);
 }

@@ -31,7 +31,8 @@ void siam_rpc_tls_log_get(char *buf, size_t n);
 void siam_rpc_tls_server_role(int on, const char *client_ca);
 /* A secret (the bearer token, len bytes) that must never reach a log line: gRPC's log lines are
  * scrubbed of it, as sent and as the hex dump of GRPC_TRACE=http ("73 33 63 ..."). add returns a
- * slot for remove, or -1 when out of slots or memory. */
+ * slot for remove (channels with the same token share one, counted), or -1 when out of slots (4
+ * different tokens) or memory. */
 int siam_rpc_secret_add(const char *secret, size_t len);
 void siam_rpc_secret_remove(int slot);
 
