@@ -2,6 +2,7 @@
 #include "siam_auth.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,18 +30,24 @@ void siam_auth_secret_clear(siam_auth_secret *s) {
 int siam_auth_secret_equal(const siam_auth_secret *s, const char *given, size_t glen) {
     if (glen > SIAM_AUTH_TOKEN_MAX) /* public bound: says nothing about the secret */
         return 0;
-    /* lengths: nonzero difference -> 1, computed without a branch */
+    /* what was sent, zero-padded like the secret: then every comparison walks the same
+     * SIAM_AUTH_TOKEN_MAX bytes (copying depends on glen only, which the caller chose) */
+    unsigned char g[SIAM_AUTH_TOKEN_MAX];
+    memset(g, 0, sizeof g);
+    memcpy(g, given, glen);
+    /* lengths: a nonzero difference sets the top bit, without a branch */
     size_t dl = s->len ^ glen;
-    unsigned acc = (unsigned)((dl | (0 - dl)) >> (sizeof dl * 8 - 1));
-    volatile unsigned char diff = 0;
-    for (size_t i = 0; i < SIAM_AUTH_TOKEN_MAX; i++) {
-        /* past the end of what was sent, compare with 0 (the secret's padding is 0 too, and
-         * the length difference above already counts); the branch depends on glen only */
-        unsigned char g = i < glen ? (unsigned char)given[i] : 0;
-        diff = (unsigned char)(diff | (s->bytes[i] ^ g));
+    uint64_t acc = (uint64_t)((dl | (0 - dl)) >> (sizeof dl * 8 - 1));
+    /* OR of the XORs of all words: no early exit */
+    for (size_t i = 0; i < SIAM_AUTH_TOKEN_MAX; i += sizeof(uint64_t)) {
+        uint64_t a, b;
+        memcpy(&a, s->bytes + i, sizeof a);
+        memcpy(&b, g + i, sizeof b);
+        acc |= a ^ b;
     }
-    acc |= diff;
-    return acc == 0;
+    siam_auth_wipe(g, glen);
+    volatile uint64_t result = acc; /* the decision is taken on the whole reduction */
+    return result == 0;
 }
 
 siam_auth_result siam_auth_check_bearer(const siam_auth_secret *s, const char *value, size_t vlen) {

@@ -556,7 +556,7 @@ static void explain_failure(siam_rpc_channel *ch, siam_rpc_status *st, double ti
                 "gRPC cannot load --tls-cert %s with its --tls-key (the key does not match "
                 "the certificate?)",
                 ch->tls_cert ? ch->tls_cert : "?");
-    } else if (strstr(m, "Ssl handshake failed")) {
+    } else if (strstr(m, "Ssl handshake failed") && strstr(m, "SSL_ERROR_SSL")) {
         const char *r = strstr(m, "SSL routines::");
         say(why, sizeof why, "the TLS handshake with the server at %s failed: %s", ch->target,
             r ? r + strlen("SSL routines::") : m);
