@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "siam/v1/siam.pb-c.h"
+#include "siam_auth.h"
 #include "siam_dataset.h"
 #include "siam_eval.h"
 #include "siam_log.h"
@@ -27,6 +28,8 @@
 typedef struct {
     siam_worker_config w; /* the options shared with siam-train */
     const char *server, *worker_id, *log_level;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name, *auth_token_file;
+    const char *auth_token; /* read from auth_token_file */
     int threads, max_message_mb, sync_every;
     float timeout;
 } config;
@@ -67,6 +70,12 @@ static void print_unreachable(const char *server, const siam_rpc_status *st) {
             server, siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message", server);
 }
 
+/* A failure no retry can fix (TLS refused, token refused, ...): what, and which server. */
+static void print_refused(const char *server, const siam_rpc_status *st) {
+    fprintf(stderr, PROG ": error: siam-server at %s: %s: %s\n", server,
+            siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message");
+}
+
 /* Status: the server's margin and label convention (the evaluation threshold is margin/2). Returns
  * 0, or 1 after printing why not (one line). */
 static int query_status(siam_rpc_channel *ch, const config *c, server_settings *out) {
@@ -75,6 +84,11 @@ static int query_status(siam_rpc_channel *ch, const config *c, server_settings *
     siam_rpc_status st = {0};
     double timeout = c->timeout < STATUS_TIMEOUT_S ? c->timeout : STATUS_TIMEOUT_S;
     int code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st);
+    if (siam_rpc_status_is_permanent(&st)) {
+        siam_rpc_buf_free(&resp);
+        print_refused(c->server, &st);
+        return 1;
+    }
     if (code == SIAM_RPC_UNAVAILABLE || code == SIAM_RPC_DEADLINE_EXCEEDED) {
         siam_rpc_buf_free(&resp);
         print_unreachable(c->server, &st);
@@ -130,7 +144,8 @@ static int query_status(siam_rpc_channel *ch, const config *c, server_settings *
     return rc;
 }
 
-/* The whole session on an rpc layer already initialised. Returns the exit code. */
+/* The whole session on an rpc layer already initialised. Returns the exit code (2 when the TLS
+ * files are unusable, as for a bad command line). */
 static int session(const config *c) {
     siam_rpc_channel *ch = NULL;
     siam_rpc_stream *stream = NULL;
@@ -139,15 +154,26 @@ static int session(const config *c) {
     server_settings srv = {0};
     int rc = 1;
 
-    if (siam_rpc_channel_create(&ch, c->server, (size_t)c->max_message_mb * 1024u * 1024u, &err) !=
-        SIAM_OK) {
-        fprintf(stderr, PROG ": error: %s\n", err.msg);
+    siam_rpc_channel_config cc = {.target = c->server,
+                                  .max_message_bytes = (size_t)c->max_message_mb * 1024u * 1024u,
+                                  .tls_ca = c->tls_ca,
+                                  .tls_cert = c->tls_cert,
+                                  .tls_key = c->tls_key,
+                                  .tls_server_name = c->tls_server_name,
+                                  .auth_token = c->auth_token};
+    if (siam_rpc_channel_create_ex(&ch, &cc, &err) != SIAM_OK) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        rc = 2;
         goto done;
     }
     if (query_status(ch, c, &srv) != 0)
         goto done;
 
     int code = siam_rpc_stream_open(ch, METHOD_TRAIN, (double)c->timeout, &stream, &st);
+    if (siam_rpc_status_is_permanent(&st)) {
+        print_refused(c->server, &st);
+        goto done;
+    }
     if (code == SIAM_RPC_UNAVAILABLE) {
         print_unreachable(c->server, &st);
         goto done;
@@ -217,7 +243,7 @@ int main(int argc, char **argv) {
                 .max_message_mb = 16,
                 .sync_every = 50,
                 .timeout = 60.0f};
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 6];
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 11];
     int n_opts = 0;
     opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
                                    &c.server, 0,
@@ -254,6 +280,43 @@ int main(int argc, char **argv) {
                                    NULL,
                                    "MB",
                                    "largest gRPC message sent or received"};
+    opts[n_opts++] = (siam_option){"tls-ca",
+                                   SIAM_OPT_STRING,
+                                   &c.tls_ca,
+                                   0,
+                                   0,
+                                   NULL,
+                                   "PEM",
+                                   "connect with TLS; the server's certificate must be signed by a "
+                                   "CA in this file"};
+    opts[n_opts++] =
+        (siam_option){"tls-cert",  SIAM_OPT_STRING,
+                      &c.tls_cert, 0,
+                      0,           NULL,
+                      "PEM",       "mutual TLS: this worker's certificate (with --tls-key)"};
+    opts[n_opts++] =
+        (siam_option){"tls-key",  SIAM_OPT_STRING,
+                      &c.tls_key, 0,
+                      0,          NULL,
+                      "PEM",      "mutual TLS: the certificate's private key (unencrypted)"};
+    opts[n_opts++] = (siam_option){"tls-server-name",
+                                   SIAM_OPT_STRING,
+                                   &c.tls_server_name,
+                                   0,
+                                   0,
+                                   NULL,
+                                   "NAME",
+                                   "the name the server's certificate must hold (default: the "
+                                   "host of --server)"};
+    opts[n_opts++] = (siam_option){"auth-token-file",
+                                   SIAM_OPT_STRING,
+                                   &c.auth_token_file,
+                                   0,
+                                   0,
+                                   NULL,
+                                   "PATH",
+                                   "send 'authorization: Bearer <token>' on every call, the token "
+                                   "on the file's first line"};
     opts[n_opts++] =
         (siam_option){"log-level", SIAM_OPT_CHOICE,         &c.log_level, 0,
                       0,           "debug|info|warn|error", NULL,         "stderr log level"};
@@ -283,9 +346,35 @@ int main(int argc, char **argv) {
         c.worker_id = worker_id;
     }
     siam_blas_set_threads(c.threads);
+    if (!c.tls_ca && (c.tls_cert || c.tls_key || c.tls_server_name)) {
+        fprintf(stderr, PROG ": --tls-cert, --tls-key and --tls-server-name need --tls-ca (the CA "
+                             "certificate that signed the server's certificate)\n");
+        return 2;
+    }
+    if (!c.tls_cert != !c.tls_key) {
+        fprintf(stderr, PROG ": mutual TLS needs both --tls-cert and --tls-key\n");
+        return 2;
+    }
+    static char token[SIAM_AUTH_TOKEN_MAX + 64];
+    if (c.auth_token_file) {
+        char warning[SIAM_ERROR_MSG_MAX];
+        siam_error err = {0};
+        if (siam_auth_token_load("--auth-token-file", c.auth_token_file, token, sizeof token,
+                                 warning, sizeof warning, &err)) {
+            fprintf(stderr, PROG ": %s\n", err.msg);
+            return 2;
+        }
+        if (warning[0])
+            LOG_WARN(COMPONENT, "%s", warning);
+        if (!c.tls_ca)
+            LOG_WARN(COMPONENT, "--auth-token-file without --tls-ca: the token is sent in clear "
+                                "text, readable by anyone on the network path; use TLS");
+        c.auth_token = token;
+    }
 
     siam_rpc_init();
     rc = session(&c);
     siam_rpc_shutdown();
+    siam_auth_wipe(token, sizeof token);
     return rc;
 }

@@ -19,6 +19,10 @@
 #   SIAM_MARGIN            --margin
 #   SIAM_THREADS           --threads
 #   SIAM_LOG_LEVEL         --log-level
+#   SIAM_TLS_CERT          --tls-cert          (TLS: the server's certificate, PEM)
+#   SIAM_TLS_KEY           --tls-key           (its private key)
+#   SIAM_TLS_CLIENT_CA     --tls-client-ca     (mutual TLS: the CA of the workers' certificates)
+#   SIAM_AUTH_TOKEN_FILE   --auth-token-file   (bearer token required on every call)
 # worker:
 #   SIAM_SERVER            --server            (default here siam-server:50051)
 #   SIAM_WORKER_INDEX      --worker-index      (else JOB_COMPLETION_INDEX, set by a Kubernetes
@@ -35,6 +39,11 @@
 #   SIAM_METRICS           --metrics           (a literal {i} becomes the worker index)
 #   SIAM_THREADS           --threads
 #   SIAM_LOG_LEVEL         --log-level
+#   SIAM_TLS_CA            --tls-ca            (TLS: the CA of the server's certificate)
+#   SIAM_TLS_CERT          --tls-cert          (mutual TLS: the worker's certificate)
+#   SIAM_TLS_KEY           --tls-key           (its private key)
+#   SIAM_TLS_SERVER_NAME   --tls-server-name   (the name the server's certificate must hold)
+#   SIAM_AUTH_TOKEN_FILE   --auth-token-file   (bearer token sent on every call)
 #   SIAM_WAIT_SECONDS      how long to wait for the server's TCP port before starting (default
 #                          120; 0 = do not wait). The worker itself gives up at once when the
 #                          server cannot be reached, and in compose and Kubernetes the server
@@ -65,6 +74,10 @@ case "$role" in
     flag SIAM_MARGIN --margin
     flag SIAM_THREADS --threads
     flag SIAM_LOG_LEVEL --log-level
+    flag SIAM_TLS_CERT --tls-cert
+    flag SIAM_TLS_KEY --tls-key
+    flag SIAM_TLS_CLIENT_CA --tls-client-ca
+    flag SIAM_AUTH_TOKEN_FILE --auth-token-file
     exec siam-server "${args[@]}" "$@"
     ;;
 
@@ -90,6 +103,11 @@ case "$role" in
     [ -z "${SIAM_METRICS:-}" ] || args+=(--metrics "${SIAM_METRICS//\{i\}/$index}")
     flag SIAM_THREADS --threads
     flag SIAM_LOG_LEVEL --log-level
+    flag SIAM_TLS_CA --tls-ca
+    flag SIAM_TLS_CERT --tls-cert
+    flag SIAM_TLS_KEY --tls-key
+    flag SIAM_TLS_SERVER_NAME --tls-server-name
+    flag SIAM_AUTH_TOKEN_FILE --auth-token-file
 
     # wait until the server accepts TCP connections (bash's /dev/tcp; host:port, [v6]:port)
     wait_s=${SIAM_WAIT_SECONDS:-120}

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config clang-format gnuplot-nox
           libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist
-          python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml
+          python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml openssl
           nodejs npm)
 for arg in "$@"; do
   case "$arg" in

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "siam_atomic.h"
+#include "siam_auth.h"
 #include "siam_checkpoint.h"
 #include "siam_log.h"
 #include "siam_model.h"
@@ -21,6 +22,8 @@
 typedef struct {
     const char *listen, *labels, *log_level;
     const char *checkpoint, *resume, *model;
+    const char *tls_cert, *tls_key, *tls_client_ca, *auth_token_file;
+    const char *auth_token; /* read from auth_token_file */
     float margin, threshold, grace, sync_timeout;
     int threads, max_message_mb, min_workers, checkpoint_every;
     uint64_t seed;
@@ -219,7 +222,9 @@ static void bound_address(char *out, size_t n, const char *listen, int port) {
         snprintf(out, n, "%s", listen);
 }
 
-static int serve(const config *c, siam_error *err) {
+/* Returns SIAM_OK, or an error in *err with *usage set when it is the configuration's (TLS files,
+ * exit 2) rather than the run's (exit 1). */
+static int serve(const config *c, siam_error *err, int *usage) {
     siam_label_convention conv =
         strcmp(c->labels, "dissimilar") == 0 ? SIAM_LABELS_DISSIMILAR : SIAM_LABELS_SIMILAR;
     siam_service *svc = calloc(1, sizeof *svc); /* the worker table is large for a stack */
@@ -257,16 +262,25 @@ static int serve(const config *c, siam_error *err) {
 
     static const siam_rpc_stream_handler train = {train_open, train_message, train_close};
     siam_rpc_server *srv = NULL;
-    siam_rpc_server_config sc = {c->listen, c->threads, (size_t)c->max_message_mb << 20};
+    siam_rpc_server_config sc = {.listen = c->listen,
+                                 .threads = c->threads,
+                                 .max_message_bytes = (size_t)c->max_message_mb << 20,
+                                 .tls_cert = c->tls_cert,
+                                 .tls_key = c->tls_key,
+                                 .tls_client_ca = c->tls_client_ca,
+                                 .auth_token = c->auth_token};
     int port = 0;
-    if ((rc = siam_rpc_server_create(&srv, &sc, err)) ||
-        (rc = siam_rpc_server_add_stream(srv, SIAM_METHOD_TRAIN, &train, svc, err)) ||
+    if ((rc = siam_rpc_server_create(&srv, &sc, err)) != SIAM_OK)
+        *usage = 1; /* the TLS files or the token */
+    if (rc || (rc = siam_rpc_server_add_stream(srv, SIAM_METHOD_TRAIN, &train, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_SIMILARITY, similarity, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_STATUS, status, svc, err)) ||
         (rc =
              siam_rpc_server_add_deferred(srv, SIAM_METHOD_SYNC_WEIGHTS, sync_weights, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_HEALTH_CHECK, health, svc, err)) ||
         (rc = siam_rpc_server_start(srv, &port, err))) {
+        if (rc == SIAM_ERR_FORMAT) /* gRPC refused the TLS certificate and key */
+            *usage = 1;
         siam_rpc_server_free(srv);
         siam_rpc_shutdown();
         siam_service_free(svc);
@@ -347,6 +361,14 @@ int main(int argc, char **argv) {
         {"model", SIAM_OPT_STRING, &c.model, 0, 0, NULL, "mlp|cnn|SPEC",
          "create the global model at start (default: the first worker's)"},
         {"seed", SIAM_OPT_U64, &c.seed, 0, 9e18, NULL, "N", "initialisation seed for --model"},
+        {"tls-cert", SIAM_OPT_STRING, &c.tls_cert, 0, 0, NULL, "PEM",
+         "serve TLS with this certificate (chain), server's first; needs --tls-key"},
+        {"tls-key", SIAM_OPT_STRING, &c.tls_key, 0, 0, NULL, "PEM",
+         "the certificate's private key (unencrypted; keep it chmod 600)"},
+        {"tls-client-ca", SIAM_OPT_STRING, &c.tls_client_ca, 0, 0, NULL, "PEM",
+         "mutual TLS: clients must present a certificate signed by a CA in this file"},
+        {"auth-token-file", SIAM_OPT_STRING, &c.auth_token_file, 0, 0, NULL, "PATH",
+         "every call needs 'authorization: Bearer <token>', the token on the file's first line"},
         {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
          "stderr log level"},
     };
@@ -368,10 +390,38 @@ int main(int argc, char **argv) {
     }
     if (c.resume && !c.checkpoint)
         c.checkpoint = c.resume; /* go on saving where it was resumed from */
+    if ((c.tls_key || c.tls_client_ca) && !c.tls_cert) {
+        fprintf(stderr, "siam-server: --tls-key and --tls-client-ca need --tls-cert (TLS is on "
+                        "with --tls-cert and --tls-key)\n");
+        return 2;
+    }
+    if (c.tls_cert && !c.tls_key) {
+        fprintf(stderr, "siam-server: --tls-cert needs --tls-key (the certificate's private "
+                        "key)\n");
+        return 2;
+    }
     siam_error err = {0};
-    if (serve(&c, &err)) {
+    static char token[SIAM_AUTH_TOKEN_MAX + 64];
+    if (c.auth_token_file) {
+        char warning[SIAM_ERROR_MSG_MAX];
+        if (siam_auth_token_load("--auth-token-file", c.auth_token_file, token, sizeof token,
+                                 warning, sizeof warning, &err)) {
+            fprintf(stderr, "siam-server: %s\n", err.msg);
+            return 2;
+        }
+        if (warning[0])
+            LOG_WARN(COMPONENT, "%s", warning);
+        if (!c.tls_cert)
+            LOG_WARN(COMPONENT, "--auth-token-file without --tls-cert: the token travels in clear "
+                                "text, readable by anyone on the network path; add TLS");
+        c.auth_token = token;
+    }
+    int usage = 0;
+    rc = serve(&c, &err, &usage);
+    siam_auth_wipe(token, sizeof token);
+    if (rc) {
         fprintf(stderr, "siam-server: error: %s\n", err.msg);
-        return 1;
+        return usage ? 2 : 1;
     }
     return 0;
 }

@@ -1,15 +1,20 @@
 /* test_rpc: common/rpc over real sockets on 127.0.0.1, in one process: unary and streaming
  * calls, statuses with messages, UNIMPLEMENTED for unknown methods within a second, message
  * size limits, an unreachable server, a server that does not answer in time, many concurrent
- * streams, and stopping with streams open. */
+ * streams, stopping with streams open, a bearer token (missing, wrong, a prefix, longer, right)
+ * on unary calls, streams and unknown methods, which statuses are permanent, and TLS (a call
+ * and a stream over TLS; an unknown CA, a name mismatch and a plaintext client explained as
+ * permanent UNAUTHENTICATED for calls and for a stream's start). */
 #include "test_util.h"
 
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "siam_log.h"
 #include "siam_rpc.h"
+#include "test_certs.h"
 
 /* Echo: answers the request bytes reversed; "bad" -> INVALID_ARGUMENT; "slow" sleeps 1.5 s. */
 static int echo(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
@@ -112,7 +117,8 @@ int main(void) {
     stream_counts counts = {.lock = PTHREAD_MUTEX_INITIALIZER};
     siam_rpc_stream_handler h = {s_open, s_message, s_close};
     siam_rpc_server *srv = NULL;
-    siam_rpc_server_config cfg = {"127.0.0.1:0", 2, 64 * 1024};
+    siam_rpc_server_config cfg = {
+        .listen = "127.0.0.1:0", .threads = 2, .max_message_bytes = 64 * 1024};
     int port = 0;
     CHECK(siam_rpc_server_create(&srv, &cfg, &err) == 0, "%s", err.msg);
     CHECK(siam_rpc_server_add_unary(srv, "/t.Svc/Echo", echo, NULL, &err) == 0, "%s", err.msg);
@@ -128,7 +134,7 @@ int main(void) {
         siam_rpc_server *s2 = NULL;
         char addr[64];
         snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-        siam_rpc_server_config c2 = {addr, 1, 0};
+        siam_rpc_server_config c2 = {.listen = addr, .threads = 1};
         CHECK(siam_rpc_server_create(&s2, &c2, &err) == 0, "%s", err.msg);
         CHECK(siam_rpc_server_start(s2, NULL, &err) == SIAM_ERR_IO && strstr(err.msg, addr),
               "port in use: %s", err.msg);
@@ -237,6 +243,150 @@ int main(void) {
           counts.closed_ok, counts.closed_other);
     CHECK(counts.closed_ok >= 9, "OK closes %d", counts.closed_ok);
     pthread_mutex_unlock(&counts.lock);
+
+    /* ---- bearer token: checked before any handler runs ---- */
+    {
+        stream_counts tc = {.lock = PTHREAD_MUTEX_INITIALIZER};
+        siam_rpc_server *ts = NULL;
+        siam_rpc_server_config tcfg = {
+            .listen = "127.0.0.1:0", .threads = 2, .auth_token = "tok-123/+="};
+        int tport = 0;
+        CHECK(siam_rpc_server_create(&ts, &tcfg, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_add_unary(ts, "/t.Svc/Echo", echo, NULL, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_add_stream(ts, "/t.Svc/Stream", &h, &tc, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_start(ts, &tport, &err) == 0, "%s", err.msg);
+        char taddr[64];
+        snprintf(taddr, sizeof taddr, "127.0.0.1:%d", tport);
+        const char *tokens[] = {NULL, "tok-12", "tok-123/+=x", "tok-123/+="};
+        for (int k = 0; k < 4; k++) {
+            siam_rpc_channel_config cc = {.target = taddr, .auth_token = tokens[k]};
+            siam_rpc_channel *tch = NULL;
+            CHECK(siam_rpc_channel_create_ex(&tch, &cc, &err) == 0, "%s", err.msg);
+            int want = k == 3 ? SIAM_RPC_OK : SIAM_RPC_UNAUTHENTICATED;
+            int trc = siam_rpc_call(tch, "/t.Svc/Echo", (const uint8_t *)"abc", 3, 5, &r, &st);
+            CHECK(trc == want, "token %d: unary %s %s", k, siam_rpc_code_name(trc), st.msg);
+            CHECK(trc != SIAM_RPC_OK || (r.len == 3 && memcmp(r.data, "cba", 3) == 0),
+                  "token %d: answer", k);
+            siam_rpc_buf_free(&r);
+            if (trc == SIAM_RPC_UNAUTHENTICATED) {
+                CHECK(siam_rpc_status_is_permanent(&st), "UNAUTHENTICATED is permanent");
+                CHECK(!strstr(st.msg, "tok-12"), "the message holds no token: %s", st.msg);
+                CHECK(strstr(st.msg, k == 0 ? "requires a bearer token" : "not this server's"),
+                      "token %d: %s", k, st.msg);
+            }
+            trc = siam_rpc_stream_open(tch, "/t.Svc/Stream", 5, &s, &st);
+            CHECK(trc == want, "token %d: stream %s %s", k, siam_rpc_code_name(trc), st.msg);
+            if (trc == SIAM_RPC_OK) {
+                CHECK(exchange_str(s, "xy", got, sizeof got, &st) == 0 && strcmp(got, "yx") == 0,
+                      "authenticated stream");
+                CHECK(siam_rpc_stream_close(s, &st) == 0, "%s", st.msg);
+            }
+            siam_rpc_stream_free(s);
+            s = NULL;
+            trc = siam_rpc_call(tch, "/t.Svc/Nope", (const uint8_t *)"", 0, 5, &r, &st);
+            CHECK(trc == (k == 3 ? SIAM_RPC_UNIMPLEMENTED : SIAM_RPC_UNAUTHENTICATED),
+                  "token %d: unknown method %s", k, siam_rpc_code_name(trc));
+            siam_rpc_channel_free(tch);
+        }
+        siam_rpc_server_free(ts);
+        pthread_mutex_lock(&tc.lock);
+        CHECK(tc.opened == 1 && tc.messages == 1 && tc.closed_ok == 1,
+              "only the authenticated stream reached the handler: %d opened, %d messages",
+              tc.opened, tc.messages);
+        pthread_mutex_unlock(&tc.lock);
+        siam_rpc_status perm = {SIAM_RPC_UNAVAILABLE, ""};
+        CHECK(!siam_rpc_status_is_permanent(&perm), "UNAVAILABLE may be transient");
+        perm.code = SIAM_RPC_DEADLINE_EXCEEDED;
+        CHECK(!siam_rpc_status_is_permanent(&perm), "DEADLINE_EXCEEDED may be transient");
+        int permanent[] = {SIAM_RPC_UNAUTHENTICATED, SIAM_RPC_PERMISSION_DENIED,
+                           SIAM_RPC_INVALID_ARGUMENT, SIAM_RPC_FAILED_PRECONDITION,
+                           SIAM_RPC_UNIMPLEMENTED};
+        for (int k = 0; k < 5; k++) {
+            perm.code = permanent[k];
+            CHECK(siam_rpc_status_is_permanent(&perm), "%s is permanent",
+                  siam_rpc_code_name(permanent[k]));
+        }
+    }
+
+    /* ---- TLS in one process: the certificates of test_certs.h; the failures explained, also
+     * for a stream's start, and permanent ---- */
+    {
+        char dir[] = "/tmp/test_rpc_tls.XXXXXX", ca[96], cert[96], key[96], other[96];
+        CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+        const char *files[][2] = {
+            {ca, CA_PEM}, {cert, LEAF_PEM}, {key, LEAF_KEY}, {other, OTHER_CA_PEM}};
+        snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+        snprintf(other, sizeof other, "%s/other.pem", dir);
+        snprintf(cert, sizeof cert, "%s/server.pem", dir);
+        snprintf(key, sizeof key, "%s/server.key", dir);
+        for (int k = 0; k < 4; k++) {
+            FILE *f = fopen(files[k][0], "w");
+            if (f) {
+                fputs(files[k][1], f);
+                fclose(f);
+            }
+            chmod(files[k][0], 0600);
+        }
+        siam_rpc_server *ts = NULL;
+        siam_rpc_server_config bad = {.listen = "127.0.0.1:0", .threads = 1, .tls_cert = cert};
+        CHECK(siam_rpc_server_create(&ts, &bad, &err) == SIAM_ERR_ARG &&
+                  strstr(err.msg, "--tls-key"),
+              "a certificate without its key: %s", err.msg);
+        siam_rpc_server_config tcfg = {
+            .listen = "127.0.0.1:0", .threads = 2, .tls_cert = cert, .tls_key = key};
+        int tport = 0;
+        CHECK(siam_rpc_server_create(&ts, &tcfg, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_add_unary(ts, "/t.Svc/Echo", echo, NULL, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_server_add_stream(ts, "/t.Svc/Stream", &h, &counts, &err) == 0, "%s",
+              err.msg);
+        CHECK(siam_rpc_server_start(ts, &tport, &err) == 0, "%s", err.msg);
+        char taddr[64];
+        snprintf(taddr, sizeof taddr, "127.0.0.1:%d", tport);
+        struct {
+            const char *tls_ca, *server_name, *words;
+        } cases[] = {
+            {ca, NULL, NULL},
+            {other, NULL,
+             "TLS: the client rejected the server's certificate: unknown CA: 'C=DE, O=siam, "
+             "CN=localhost' is issued by 'O=siam tests, CN=siam unit CA', not by --tls-ca"},
+            {cert, NULL, NULL}, /* the server's own certificate as the CA: gRPC accepts it */
+            {ca, "foo.example",
+             "TLS: the client rejected the server's certificate: name mismatch: the certificate "
+             "is for 'DNS:localhost, DNS:siam-server, IP:127.0.0.1, IP:::1', connected to "
+             "'foo.example'"},
+            {NULL, NULL, "TLS: the server at 127.0.0.1:"},
+        };
+        for (int k = 0; k < (int)(sizeof cases / sizeof cases[0]); k++) {
+            siam_rpc_channel_config cc = {.target = taddr,
+                                          .tls_ca = cases[k].tls_ca,
+                                          .tls_server_name = cases[k].server_name};
+            siam_rpc_channel *tch = NULL;
+            CHECK(siam_rpc_channel_create_ex(&tch, &cc, &err) == 0, "%s", err.msg);
+            int want = cases[k].words ? SIAM_RPC_UNAUTHENTICATED : SIAM_RPC_OK;
+            int trc = siam_rpc_call(tch, "/t.Svc/Echo", (const uint8_t *)"abc", 3, 5, &r, &st);
+            CHECK(trc == want && (!cases[k].words || strstr(st.msg, cases[k].words)),
+                  "TLS case %d: unary %s %s", k, siam_rpc_code_name(trc), st.msg);
+            CHECK(trc != SIAM_RPC_OK || siam_rpc_status_is_permanent(&st) == 0, "OK");
+            CHECK(trc == SIAM_RPC_OK || siam_rpc_status_is_permanent(&st),
+                  "TLS refusals are permanent");
+            siam_rpc_buf_free(&r);
+            trc = siam_rpc_stream_open(tch, "/t.Svc/Stream", 5, &s, &st);
+            CHECK(trc == want && (!cases[k].words || strstr(st.msg, cases[k].words)),
+                  "TLS case %d: stream %s %s", k, siam_rpc_code_name(trc), st.msg);
+            if (trc == SIAM_RPC_OK) {
+                CHECK(exchange_str(s, "tls", got, sizeof got, &st) == 0 && strcmp(got, "slt") == 0,
+                      "a stream over TLS");
+                CHECK(siam_rpc_stream_close(s, &st) == 0, "%s", st.msg);
+            }
+            siam_rpc_stream_free(s);
+            s = NULL;
+            siam_rpc_channel_free(tch);
+        }
+        siam_rpc_server_free(ts);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0, "cleanup");
+    }
 
     /* nobody listening: UNAVAILABLE quickly */
     t0 = siam_now();

@@ -47,6 +47,15 @@ typedef struct {
 int siam_rpc_status_set(siam_rpc_status *st, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* 1 when trying the same call again cannot help, so a caller that retries must not:
+ * UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, FAILED_PRECONDITION, UNIMPLEMENTED.
+ * TLS failures are among them: gRPC reports a refused certificate (by either side), a name
+ * mismatch, or TLS on one side only as UNAVAILABLE "failed to connect", which looks transient;
+ * the client side of this layer recognises those (see siam_rpc_channel_create_ex) and returns
+ * UNAUTHENTICATED with a message starting "TLS: " that says which side refused what. Everything
+ * else (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ...) may be transient; OK is 0. */
+int siam_rpc_status_is_permanent(const siam_rpc_status *st);
+
 /* A message owned by whoever holds it: data is malloc'd (free() it), len bytes. */
 typedef struct {
     uint8_t *data;
@@ -114,9 +123,26 @@ typedef struct {
     const char *listen;       /* "127.0.0.1:50051", "0.0.0.0:50051", "[::]:0" (0 = any port) */
     int threads;              /* completion-queue threads (>= 1) */
     size_t max_message_bytes; /* limit on received messages; 0 = SIAM_RPC_DEFAULT_MAX_MESSAGE */
+    /* TLS: paths of PEM files; all NULL = plaintext. tls_cert (the server's certificate, or its
+     * chain: the server's first) and tls_key (its unencrypted private key) turn TLS on;
+     * tls_client_ca (the CA certificates that sign clients' certificates) also makes every client
+     * present a certificate signed by one of them (mutual TLS: required and verified). */
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    /* Bearer token: the token itself (see siam_auth_token_load), NULL = none. When set, every
+     * call (every method, Train streams, the health check and unknown methods too) that lacks
+     * the metadata "authorization: Bearer <token>", or carries another token, is answered
+     * UNAUTHENTICATED before any handler runs; the message never holds a token. The health check
+     * is not exempt: Kubernetes' gRPC probes send no metadata (and speak no TLS), so with a token
+     * or TLS use a tcpSocket probe. The token is compared in constant time and never logged. */
+    const char *auth_token;
 } siam_rpc_server_config;
 
-/* Creates a server; nothing listens before siam_rpc_server_start. */
+/* Creates a server; nothing listens before siam_rpc_server_start. With TLS, the files are read
+ * and checked here: missing, unreadable, empty, not PEM, not a certificate or a private key, an
+ * encrypted key: SIAM_ERR_IO or SIAM_ERR_FORMAT naming the file the way siam-server's flags do
+ * (--tls-cert, --tls-key, --tls-client-ca) and what is wrong. A key that does not match the
+ * certificate is found by siam_rpc_server_start (gRPC loads the pair when binding). Warnings
+ * (an expired certificate, a key readable by others) go to the log. */
 int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *cfg,
                            siam_error *err);
 /* Registers methods by full path ("/siam.v1.Siamese/Similarity"); before start. fn/handler and
@@ -128,7 +154,11 @@ int siam_rpc_server_add_stream(siam_rpc_server *s, const char *method,
 int siam_rpc_server_add_deferred(siam_rpc_server *s, const char *method, siam_rpc_deferred_fn fn,
                                  void *ctx, siam_error *err);
 /* Binds the address and starts the threads. *port (may be NULL) gets the bound port.
- * SIAM_ERR_IO naming the address when it cannot be bound. */
+ * SIAM_ERR_IO naming the address when it cannot be bound; SIAM_ERR_FORMAT naming the files when
+ * gRPC refuses the TLS certificate and key (e.g. the key does not match the certificate). A TLS
+ * server logs the handshakes it refuses as warnings (a client without a certificate, with one
+ * that does not verify, or not speaking TLS; gRPC 1.51 does not say which peer) and, at info
+ * level, clients that hung up during the handshake (with their address). */
 int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err);
 /* Stops accepting new calls, lets calls in flight finish for up to grace_s seconds, cancels the
  * rest, and joins the threads. Returns the number of calls that had to be cancelled. */
@@ -142,9 +172,39 @@ void siam_rpc_server_free(siam_rpc_server *s);
 typedef struct siam_rpc_channel siam_rpc_channel;
 typedef struct siam_rpc_stream siam_rpc_stream;
 
-/* A channel to target ("127.0.0.1:50051", "host:port", "ipv4:10.0.0.1:50051"). Connects lazily:
- * an unreachable server shows up as UNAVAILABLE on the first call. max_message_bytes 0 =
- * SIAM_RPC_DEFAULT_MAX_MESSAGE. Keepalive pings detect a server that vanished. */
+typedef struct {
+    const char *target;       /* "127.0.0.1:50051", "host:port", "ipv4:10.0.0.1:50051" */
+    size_t max_message_bytes; /* 0 = SIAM_RPC_DEFAULT_MAX_MESSAGE */
+    /* TLS: paths of PEM files; tls_ca NULL = plaintext. tls_ca holds the CA certificate(s) the
+     * server's certificate must be signed by; tls_cert and tls_key (both or neither) are this
+     * client's certificate and key for a server that requires them (mutual TLS). */
+    const char *tls_ca, *tls_cert, *tls_key;
+    /* The name the server's certificate must hold, instead of the target's host (e.g. connect to
+     * an IP address and check for "siam-server"); NULL = the target's host. */
+    const char *tls_server_name;
+    /* Sent as "authorization: Bearer <token>" with every call and stream; NULL = none. */
+    const char *auth_token;
+} siam_rpc_channel_config;
+
+/* A channel. Connects lazily: an unreachable server shows up as UNAVAILABLE on the first call.
+ * Keepalive pings detect a server that vanished. With TLS the files are read and checked here
+ * (as siam_rpc_server_create does, naming them --tls-ca, --tls-cert, --tls-key), including
+ * whether the key matches the certificate (gRPC loads the pair into a server that is bound to
+ * 127.0.0.1:0 and never started, since the client side would only find out when connecting).
+ *
+ * TLS failures: when a call or a stream's start fails because the TLS handshake failed, the
+ * status becomes UNAUTHENTICATED "TLS: ..." saying which side refused what, e.g. "the client
+ * rejected the server's certificate: unknown CA: ...", "...: expired: ...", "...: name
+ * mismatch: ...", "the server rejected this client's certificate (mutual TLS: ...)", "the
+ * server requires a client certificate ...", "the server at ADDR does not speak TLS ...", "the
+ * server at ADDR requires TLS ...". gRPC 1.51 says only "certificate verify failed" or "Socket
+ * closed" for most of these, so to tell them apart this layer connects once more with a TLS
+ * check that accepts any certificate, records the server's certificate and hangs up before any
+ * byte of a call is sent; the certificate is then compared with tls_ca and the clock. */
+int siam_rpc_channel_create_ex(siam_rpc_channel **out, const siam_rpc_channel_config *cfg,
+                               siam_error *err);
+/* A plaintext channel without a token: siam_rpc_channel_create_ex with only target and
+ * max_message_bytes. */
 int siam_rpc_channel_create(siam_rpc_channel **out, const char *target, size_t max_message_bytes,
                             siam_error *err);
 void siam_rpc_channel_free(siam_rpc_channel *ch);

@@ -17,4 +17,40 @@ grpc_byte_buffer *siam_rpc_take_payload(siam_rpc_buf *b);
 /* An integer channel argument. */
 grpc_arg siam_rpc_int_arg(const char *key, int value);
 
+/* ---- gRPC's own log lines about TLS ----
+ * gRPC 1.51 says what went wrong in a TLS handshake or with a certificate or key only in its log
+ * (gpr_log), not in a status: siam_rpc_common keeps the last few such lines. */
+
+/* Forgets the lines kept so far. */
+void siam_rpc_tls_log_reset(void);
+/* The TLS lines seen since the last reset, joined with " | " ("" if none). */
+void siam_rpc_tls_log_get(char *buf, size_t n);
+/* on: this process serves TLS, so gRPC's handshake errors are the server's refusals of clients,
+ * logged as warnings in siam's words. client_ca names the --tls-client-ca file (NULL without
+ * mutual TLS). The server calls it at start (on = 1) and stop (on = 0). */
+void siam_rpc_tls_server_role(int on, const char *client_ca);
+/* A secret (the bearer token, len bytes) that must never reach a log line: gRPC's log lines are
+ * scrubbed of it, as sent and as the hex dump of GRPC_TRACE=http ("73 33 63 ..."). add returns a
+ * slot for remove (channels with the same token share one, counted), or -1 when out of slots (4
+ * different tokens) or memory. */
+int siam_rpc_secret_add(const char *secret, size_t len);
+void siam_rpc_secret_remove(int slot);
+
+/* A warning that may come once per connection or call (a refused token, a refused certificate):
+ * logged at most once per 10 s per kind, with the count of those left out. */
+typedef enum {
+    SIAM_RPC_WARN_AUTH_MISSING,
+    SIAM_RPC_WARN_AUTH_MALFORMED,
+    SIAM_RPC_WARN_AUTH_WRONG,
+    SIAM_RPC_WARN_TLS_CLIENT_CERT,
+    SIAM_RPC_WARN_TLS_NO_CLIENT_CERT,
+    SIAM_RPC_WARN_TLS_NOT_TLS,
+    SIAM_RPC_WARN_TLS_OTHER,
+    SIAM_RPC_WARN_TLS_CLOSED,
+    SIAM_RPC_WARN_TLS_SNI,
+    SIAM_RPC_WARN_KINDS
+} siam_rpc_warn_kind;
+void siam_rpc_warn_limited(siam_rpc_warn_kind kind, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -20,9 +20,11 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "siam_auth.h"
 #include "siam_log.h"
 #include "siam_rpc.h"
 #include "siam_rpc_internal.h"
+#include "siam_x509.h"
 
 #define COMPONENT   "rpc"
 #define MAX_METHODS 16
@@ -72,6 +74,14 @@ struct siam_rpc_server {
     pthread_cond_t cond;
     int shutting_down, shutdown_done, live_calls;
     struct tag shutdown_tag;
+
+    /* TLS (tls_cert_pem NULL: plaintext): the files' contents and their paths for messages */
+    char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
+    char *tls_cert_path, *tls_key_path, *tls_client_ca_path;
+    int tls_role; /* siam_rpc_tls_server_role is on */
+    /* bearer token */
+    int has_token, secret_slot;
+    siam_auth_secret secret;
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -93,6 +103,51 @@ static void call_ended(siam_rpc_server *s) {
     pthread_mutex_lock(&s->lock);
     s->live_calls--;
     pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- bearer token ----------------------------------------------------------------------- */
+
+/* SIAM_RPC_OK when the call may go on (no token configured, or the right one sent); otherwise
+ * UNAUTHENTICATED in *st with a message that holds neither the token nor what was sent, and a
+ * (rate-limited) warning naming the method and the peer. */
+static int check_auth(siam_rpc_server *s, const grpc_metadata_array *md, const char *path,
+                      grpc_call *call, siam_rpc_status *st) {
+    if (!s->has_token)
+        return SIAM_RPC_OK;
+    const grpc_metadata *found = NULL;
+    int count = 0;
+    for (size_t i = 0; i < md->count; i++)
+        if (grpc_slice_str_cmp(md->metadata[i].key, "authorization") == 0) {
+            found = &md->metadata[i];
+            count++;
+        }
+    siam_auth_result r =
+        count == 0 ? SIAM_AUTH_MISSING
+        : count > 1
+            ? SIAM_AUTH_MALFORMED
+            : siam_auth_check_bearer(&s->secret, (const char *)GRPC_SLICE_START_PTR(found->value),
+                                     GRPC_SLICE_LENGTH(found->value));
+    if (r == SIAM_AUTH_OK)
+        return SIAM_RPC_OK;
+    const char *why =
+        r == SIAM_AUTH_MISSING
+            ? "this server requires a bearer token: send the metadata 'authorization: Bearer "
+              "<token>' (siam-client --auth-token-file FILE)"
+        : r == SIAM_AUTH_MALFORMED
+            ? (count > 1 ? "more than one 'authorization' metadata sent; send one, 'Bearer <token>'"
+                         : "the 'authorization' metadata is not 'Bearer <token>'")
+            : "the bearer token sent is not this server's (client and server must use the same "
+              "--auth-token-file)";
+    char *peer = grpc_call_get_peer(call);
+    siam_rpc_warn_limited(r == SIAM_AUTH_MISSING ? SIAM_RPC_WARN_AUTH_MISSING
+                          : r == SIAM_AUTH_WRONG ? SIAM_RPC_WARN_AUTH_WRONG
+                                                 : SIAM_RPC_WARN_AUTH_MALFORMED,
+                          SIAM_LOG_WARN, "UNAUTHENTICATED %s from %s: %s", path, peer ? peer : "?",
+                          r == SIAM_AUTH_MISSING ? "no token"
+                          : r == SIAM_AUTH_WRONG ? "wrong token"
+                                                 : "malformed authorization metadata");
+    gpr_free(peer);
+    return siam_rpc_status_set(st, SIAM_RPC_UNAUTHENTICATED, "%s", why);
 }
 
 /* ---- unary calls ------------------------------------------------------------------------ */
@@ -164,7 +219,9 @@ static void unary_new(unary_call *c, int success) {
     char *peer = grpc_call_get_peer(c->call);
     siam_rpc_call_info info = {c->m->path, peer};
     siam_rpc_buf req = {0};
-    if (!c->payload)
+    if (check_auth(s, &c->md, c->m->path, c->call, &st) != SIAM_RPC_OK)
+        ; /* answered below with st */
+    else if (!c->payload)
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "%s: the request has no message",
                             c->m->path);
     else if (siam_rpc_flatten(c->payload, &req))
@@ -234,6 +291,7 @@ typedef struct {
 } stream_call;
 
 static void arm_stream(siam_rpc_server *s, method *m);
+static void reject_call(siam_rpc_server *s, grpc_call *call, const siam_rpc_status *st);
 
 static void stream_destroy(stream_call *c) {
     if (c->opened) {
@@ -308,6 +366,13 @@ static void stream_event(stream_call *c, enum tag_kind kind, int success) {
         }
         call_started(s);
         arm_stream(s, c->m);
+        siam_rpc_status st = {SIAM_RPC_OK, ""};
+        if (check_auth(s, &c->md, c->m->path, c->call, &st) != SIAM_RPC_OK) {
+            reject_call(s, c->call, &st); /* takes the call (and its live-call count) */
+            c->call = NULL;
+            stream_destroy(c);
+            return;
+        }
         char *peer = grpc_call_get_peer(c->call);
         siam_rpc_call_info info = {c->m->path, peer};
         c->state = c->m->handler->open(c->m->ctx, &info);
@@ -442,25 +507,14 @@ static void generic_free(generic_call *c) {
     free(c);
 }
 
-static void generic_new(generic_call *c, int success) {
-    if (!success) {
-        generic_free(c);
-        return;
-    }
-    siam_rpc_server *s = c->srv;
-    call_started(s);
-    arm_generic(s);
-    char *path = grpc_slice_to_c_string(c->details.method);
-    char msg[1024];
-    snprintf(msg, sizeof msg, "unknown method %s; %s", path, s->unknown_msg);
-    LOG_DEBUG(COMPONENT, "UNIMPLEMENTED %s", path);
-    gpr_free(path);
-    grpc_slice details = grpc_slice_from_copied_string(msg);
+/* Answers a call with st's status and nothing else; the answer's tag (T_GENERIC_DONE) ends it. */
+static void answer_status(siam_rpc_server *s, generic_call *c, const siam_rpc_status *st) {
+    grpc_slice details = grpc_slice_from_copied_string(st->msg);
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[1].data.send_status_from_server.status = (grpc_status_code)st->code;
     ops[1].data.send_status_from_server.status_details = &details;
     ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[2].data.recv_close_on_server.cancelled = &c->cancelled;
@@ -470,6 +524,42 @@ static void generic_new(generic_call *c, int success) {
         call_ended(s);
         generic_free(c);
     }
+}
+
+static void reject_call(siam_rpc_server *s, grpc_call *call, const siam_rpc_status *st) {
+    generic_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        grpc_call_cancel_with_status(call, (grpc_status_code)st->code, st->msg, NULL);
+        grpc_call_unref(call);
+        call_ended(s);
+        return;
+    }
+    c->t_new = (struct tag){T_GENERIC_NEW, c};
+    c->t_done = (struct tag){T_GENERIC_DONE, c};
+    c->srv = s;
+    c->call = call;
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    answer_status(s, c, st);
+}
+
+static void generic_new(generic_call *c, int success) {
+    if (!success) {
+        generic_free(c);
+        return;
+    }
+    siam_rpc_server *s = c->srv;
+    call_started(s);
+    arm_generic(s);
+    char *path = grpc_slice_to_c_string(c->details.method);
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
+    if (check_auth(s, &c->md, path, c->call, &st) == SIAM_RPC_OK) {
+        siam_rpc_status_set(&st, SIAM_RPC_UNIMPLEMENTED, "unknown method %s; %s", path,
+                            s->unknown_msg);
+        LOG_DEBUG(COMPONENT, "UNIMPLEMENTED %s", path);
+    }
+    gpr_free(path);
+    answer_status(s, c, &st);
 }
 
 static void arm_generic(siam_rpc_server *s) {
@@ -537,6 +627,126 @@ static void *cq_thread(void *arg) {
     return NULL;
 }
 
+/* ---- TLS and token ---------------------------------------------------------------------- */
+
+static char *dup_or_null(const char *p, int *oom) {
+    char *d = p ? strdup(p) : NULL;
+    if (p && !d)
+        *oom = 1;
+    return d;
+}
+
+/* Reads and checks the TLS files and takes the token (siam_rpc_server_create). */
+static int load_security(siam_rpc_server *s, const siam_rpc_server_config *cfg, siam_error *err) {
+    if (cfg->auth_token) {
+        size_t len = strlen(cfg->auth_token);
+        if (siam_auth_secret_set(&s->secret, cfg->auth_token, len) != SIAM_OK)
+            return siam_error_set(err, SIAM_ERR_ARG, "the bearer token must be 1 to %d characters",
+                                  SIAM_AUTH_TOKEN_MAX);
+        s->has_token = 1;
+        s->secret_slot = siam_rpc_secret_add(cfg->auth_token, len);
+    }
+    if (!cfg->tls_cert && !cfg->tls_key && !cfg->tls_client_ca)
+        return SIAM_OK;
+    if (!cfg->tls_cert || !cfg->tls_key)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "TLS needs both --tls-cert and --tls-key (the server's certificate "
+                              "and its private key)%s",
+                              cfg->tls_client_ca && !cfg->tls_cert && !cfg->tls_key
+                                  ? "; --tls-client-ca only adds client certificates to them"
+                                  : "");
+    int oom = 0;
+    s->tls_cert_path = dup_or_null(cfg->tls_cert, &oom);
+    s->tls_key_path = dup_or_null(cfg->tls_key, &oom);
+    s->tls_client_ca_path = dup_or_null(cfg->tls_client_ca, &oom);
+    if (oom)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    char warning[SIAM_ERROR_MSG_MAX];
+    int rc = siam_pem_load("--tls-cert", cfg->tls_cert, SIAM_PEM_CERTIFICATES, &s->tls_cert_pem,
+                           NULL, 0, err);
+    if (!rc)
+        rc = siam_pem_load("--tls-key", cfg->tls_key, SIAM_PEM_PRIVATE_KEY, &s->tls_key_pem,
+                           warning, sizeof warning, err);
+    if (!rc && warning[0])
+        LOG_WARN(COMPONENT, "%s", warning);
+    if (!rc && cfg->tls_client_ca)
+        rc = siam_pem_load("--tls-client-ca", cfg->tls_client_ca, SIAM_PEM_CERTIFICATES,
+                           &s->tls_client_ca_pem, NULL, 0, err);
+    return rc;
+}
+
+/* After binding: what the server presents and asks for, and what will go wrong with it. */
+static void log_security(const siam_rpc_server *s) {
+    if (s->tls_cert_pem) {
+        siam_x509_cert c;
+        siam_error e = {0};
+        if (siam_x509_parse_pem(s->tls_cert_pem, 0, &c, &e) == SIAM_OK) {
+            char until[64], from[64];
+            siam_x509_format_time(c.not_after, until, sizeof until);
+            siam_x509_format_time(c.not_before, from, sizeof from);
+            LOG_INFO(COMPONENT,
+                     "TLS: certificate '%s' (%s) issued by '%s', valid until %s, from %s",
+                     c.subject, c.names[0] ? c.names : "no subjectAltName", c.issuer, until,
+                     s->tls_cert_path);
+            time_t now = time(NULL);
+            if ((int64_t)now > c.not_after)
+                LOG_WARN(COMPONENT,
+                         "TLS: --tls-cert %s expired on %s: every client will refuse it; renew "
+                         "the certificate",
+                         s->tls_cert_path, until);
+            else if ((int64_t)now < c.not_before)
+                LOG_WARN(COMPONENT,
+                         "TLS: --tls-cert %s is valid only from %s: clients will refuse it until "
+                         "then (check the clocks)",
+                         s->tls_cert_path, from);
+            else if (c.not_after - (int64_t)now < 14 * 86400)
+                LOG_WARN(COMPONENT, "TLS: --tls-cert %s expires soon, on %s: renew it",
+                         s->tls_cert_path, until);
+        }
+        if (s->tls_client_ca_pem) {
+            siam_x509_cert ca;
+            char names[SIAM_X509_TEXT_MAX * 2] = "";
+            for (int i = 0; siam_x509_parse_pem(s->tls_client_ca_pem, i, &ca, &e) == SIAM_OK; i++)
+                if (strlen(names) + strlen(ca.subject) + 8 < sizeof names)
+                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'",
+                             i ? ", " : "", ca.subject);
+            LOG_INFO(COMPONENT,
+                     "TLS: mutual TLS: every client must present a certificate signed by %s "
+                     "(--tls-client-ca %s)",
+                     names, s->tls_client_ca_path);
+        } else {
+            LOG_INFO(COMPONENT, "TLS: clients are not asked for certificates (no --tls-client-ca)");
+        }
+    }
+    if (s->has_token)
+        LOG_INFO(COMPONENT, "every call needs the bearer token (the health check too)%s",
+                 s->tls_cert_pem ? "" : "; without TLS it travels in clear text");
+}
+
+/* gRPC refused the TLS files while binding: say which, in terms of the files. */
+static int tls_bind_error(siam_rpc_server *s, siam_error *err) {
+    char lines[1024];
+    siam_rpc_tls_log_get(lines, sizeof lines);
+    if (strstr(lines, "Invalid private key"))
+        return siam_error_set(err, SIAM_ERR_FORMAT,
+                              "--tls-key %s does not match the certificate in --tls-cert %s (or "
+                              "is damaged): give the key the certificate was made for",
+                              s->tls_key_path, s->tls_cert_path);
+    if (strstr(lines, "cert chain"))
+        return siam_error_set(err, SIAM_ERR_FORMAT,
+                              "--tls-cert %s: gRPC cannot load the certificate chain (%s)",
+                              s->tls_cert_path, lines);
+    if (strstr(lines, "root certificate") || strstr(lines, "verification certs"))
+        return siam_error_set(err, SIAM_ERR_FORMAT,
+                              "--tls-client-ca %s: gRPC cannot load CA certificates from it (%s)",
+                              s->tls_client_ca_path ? s->tls_client_ca_path : "?", lines);
+    if (strstr(lines, "secure server") || strstr(lines, "andshaker factory"))
+        return siam_error_set(err, SIAM_ERR_FORMAT,
+                              "gRPC refuses the TLS files --tls-cert %s / --tls-key %s: %s",
+                              s->tls_cert_path, s->tls_key_path, lines);
+    return 0;
+}
+
 /* ---- public API ------------------------------------------------------------------------- */
 
 int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *cfg,
@@ -560,6 +770,13 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->shutdown_tag = (struct tag){T_SHUTDOWN, s};
+
+    s->secret_slot = -1;
+    int rc = load_security(s, cfg, err);
+    if (rc) {
+        siam_rpc_server_free(s);
+        return rc;
+    }
 
     grpc_arg args[] = {
         siam_rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->max_message),
@@ -639,9 +856,24 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
         off += (size_t)snprintf(s->unknown_msg + off, sizeof s->unknown_msg - off, "%s %s",
                                 i ? "," : "", s->methods[i].path);
 
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds;
+    if (s->tls_cert_pem) {
+        grpc_ssl_pem_key_cert_pair pair = {s->tls_key_pem, s->tls_cert_pem};
+        creds = grpc_ssl_server_credentials_create_ex(
+            s->tls_client_ca_pem, &pair, 1,
+            s->tls_client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                 : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
+    if (!creds)
+        return siam_error_set(err, SIAM_ERR_ARG, "gRPC refuses the server credentials");
+    siam_rpc_tls_log_reset();
     int bound = grpc_server_add_http2_port(s->server, s->listen, creds);
     grpc_server_credentials_release(creds);
+    if (bound <= 0 && s->tls_cert_pem && tls_bind_error(s, err))
+        return err ? err->code : SIAM_ERR_FORMAT;
     if (bound <= 0)
         return siam_error_set(err, SIAM_ERR_IO,
                               "cannot listen on %s: the address is in use, not local to this "
@@ -649,6 +881,11 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
                               s->listen);
     grpc_server_start(s->server);
     s->started = 1;
+    if (s->tls_cert_pem) {
+        siam_rpc_tls_server_role(1, s->tls_client_ca_path);
+        s->tls_role = 1;
+    }
+    log_security(s);
     s->threads = calloc((size_t)s->n_threads, sizeof *s->threads);
     if (!s->threads)
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
@@ -732,6 +969,19 @@ void siam_rpc_server_free(siam_rpc_server *s) {
     for (int i = 0; i < s->n_methods; i++)
         free(s->methods[i].path);
     free(s->threads);
+    if (s->tls_role)
+        siam_rpc_tls_server_role(0, NULL);
+    if (s->tls_key_pem) {
+        siam_auth_wipe(s->tls_key_pem, strlen(s->tls_key_pem));
+        free(s->tls_key_pem);
+    }
+    free(s->tls_cert_pem);
+    free(s->tls_client_ca_pem);
+    free(s->tls_cert_path);
+    free(s->tls_key_path);
+    free(s->tls_client_ca_path);
+    siam_auth_secret_clear(&s->secret);
+    siam_rpc_secret_remove(s->secret_slot);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);

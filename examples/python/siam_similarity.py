@@ -38,10 +38,19 @@ Usage:
         (a worker has joined with siam-client --sync-every, or siam-server --model/--resume);
         until then it answers FAILED_PRECONDITION.
 
+TLS and tokens (siam-server --tls-cert/--tls-key [--tls-client-ca], --auth-token-file):
+
+    siam_similarity.py --server localhost:50051 --tls-ca ca.pem [--tls-cert client.pem
+        --tls-key client.key] [--tls-server-name NAME] [--auth-token-file token.txt] ...
+        connects with TLS (the server's certificate must be signed by a CA in ca.pem and hold the
+        host of --server, or NAME), with a client certificate for mutual TLS, and sends the
+        metadata "authorization: Bearer <token>" (the token file's first line) on every call.
+
 Exit status: 0 on success, 1 on a failed check or a failed call, 2 on bad usage.
 """
 
 import argparse
+import collections
 import gzip
 import importlib.util
 import json
@@ -129,14 +138,77 @@ class Siam:
         return self.health_pb.HealthCheckResponse.ServingStatus.Name(status)
 
 
-def connect(address, timeout=5.0):
-    """An insecure channel to address, once it is ready; exits with a message if it never is."""
-    channel = grpc.insecure_channel(address)
+class _CallDetails(collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready",
+                         "compression")), grpc.ClientCallDetails):
+    pass
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds "authorization: Bearer <token>" to every call (siam-server --auth-token-file).
+
+    An interceptor rather than grpc.access_token_call_credentials, which gRPC only allows on
+    TLS channels: a server may take a token without TLS (it then travels in clear text)."""
+
+    def __init__(self, token):
+        self._md = ("authorization", "Bearer " + token)
+
+    def _details(self, d):
+        return _CallDetails(d.method, d.timeout, list(d.metadata or []) + [self._md],
+                            d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+def read_file(path, what):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        sys.exit(f"siam_similarity.py: {what} {path}: {e.strerror}")
+
+
+def read_token(path):
+    """The token: the file's first line, surrounding whitespace trimmed, printable ASCII (as
+    siam-server and siam-client read it). Never printed."""
+    data = read_file(path, "--auth-token-file")
+    line = data.split(b"\n", 1)[0].strip(b" \t\r")
+    if not line:
+        sys.exit(f"siam_similarity.py: --auth-token-file {path}: "
+                 f"{'the file is empty' if not data else 'its first line is empty'}")
+    if any(c < 0x21 or c > 0x7e for c in line):
+        sys.exit(f"siam_similarity.py: --auth-token-file {path}: the token has a character that "
+                 "is not printable ASCII (or a space)")
+    return line.decode("ascii")
+
+
+def connect(address, timeout=5.0, tls_ca=None, tls_cert=None, tls_key=None, server_name=None,
+            token=None):
+    """A channel to address (TLS when tls_ca is given), once it is ready; exits with a message
+    if it never is. With a token, every call carries it."""
+    if tls_ca:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=read_file(tls_ca, "--tls-ca"),
+            private_key=read_file(tls_key, "--tls-key") if tls_key else None,
+            certificate_chain=read_file(tls_cert, "--tls-cert") if tls_cert else None)
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        channel = grpc.secure_channel(address, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(address)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
+        hint = (" or its TLS handshake failed: check --tls-ca, --tls-cert/--tls-key and the name"
+                " in the server's certificate" if tls_ca else "")
         sys.exit(f"siam_similarity.py: cannot reach siam-server at {address} within "
-                 f"{timeout:g} s (is it running? start it with: siam-server --listen {address})")
+                 f"{timeout:g} s (is it running? start it with: siam-server --listen {address}"
+                 f"){hint}")
+    if token:
+        channel = grpc.intercept_channel(channel, BearerToken(token))
     return channel
 
 
@@ -552,12 +624,29 @@ def main():
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist", metavar="DIR",
                    help="Fashion-MNIST directory for --images (default %(default)s)")
     p.add_argument("--json", action="store_true", help="--images: print JSON")
+    p.add_argument("--tls-ca", metavar="PEM",
+                   help="connect with TLS; the server's certificate must be signed by a CA in "
+                        "this file")
+    p.add_argument("--tls-cert", metavar="PEM", help="mutual TLS: this client's certificate")
+    p.add_argument("--tls-key", metavar="PEM", help="mutual TLS: its private key")
+    p.add_argument("--tls-server-name", metavar="NAME",
+                   help="the name the server's certificate must hold (default: the host of "
+                        "--server)")
+    p.add_argument("--auth-token-file", metavar="PATH",
+                   help="send 'authorization: Bearer <token>' (the file's first line) on every "
+                        "call")
     args = p.parse_args()
     if not 1 <= args.dim <= 4096:
         p.error(f"--dim {args.dim} is out of range 1..4096")
+    if (args.tls_cert or args.tls_key or args.tls_server_name) and not args.tls_ca:
+        p.error("--tls-cert, --tls-key and --tls-server-name need --tls-ca")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("mutual TLS needs both --tls-cert and --tls-key")
 
     pb, health_pb = load_stubs(args.stubs)
-    channel = connect(args.server)
+    token = read_token(args.auth_token_file) if args.auth_token_file else None
+    channel = connect(args.server, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                      tls_key=args.tls_key, server_name=args.tls_server_name, token=token)
     siam = Siam(channel, pb, health_pb)
     try:
         if args.images:
