@@ -13,6 +13,7 @@
 #include "siam_model.h"
 #include "siam_options.h"
 #include "siam_remote_head.h"
+#include "siam_retry.h"
 #include "siam_rpc.h"
 #include "siam_tensor.h"
 #include "siam_weight_sync.h"
@@ -20,7 +21,6 @@
 
 #define COMPONENT        "client"
 #define PROG             "siam-client"
-#define METHOD_TRAIN     "/siam.v1.Siamese/Train"
 #define METHOD_STATUS    "/siam.v1.Siamese/Status"
 #define STATUS_TIMEOUT_S 10.0
 
@@ -28,7 +28,7 @@ typedef struct {
     siam_worker_config w; /* the options shared with siam-train */
     const char *server, *worker_id, *log_level;
     int threads, max_message_mb, sync_every;
-    float timeout;
+    float timeout, retry_for;
 } config;
 
 /* What the server said about itself. */
@@ -60,24 +60,32 @@ static int timed_head_fn(void *ctx, const float *left, const float *right, const
     return rc;
 }
 
-static void print_unreachable(const char *server, const siam_rpc_status *st) {
+static void print_unreachable(const char *server, const siam_rpc_status *st, const char *why) {
     fprintf(stderr,
-            PROG ": cannot reach siam-server at %s (%s: %s). Is it running? Start it with: "
+            PROG ": cannot reach siam-server at %s (%s: %s%s). Is it running? Start it with: "
                  "siam-server --listen %s\n",
-            server, siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message", server);
+            server, siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message", why, server);
 }
 
 /* Status: the server's margin and label convention (the evaluation threshold is margin/2). Returns
  * 0, or 1 after printing why not (one line). */
-static int query_status(siam_rpc_channel *ch, const config *c, server_settings *out) {
+static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry,
+                        server_settings *out) {
     static const uint8_t empty[1];
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
     double timeout = c->timeout < STATUS_TIMEOUT_S ? c->timeout : STATUS_TIMEOUT_S;
-    int code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st);
+    int code;
+    char why[160] = "";
+    /* a worker may be started before its server: the first call retries like any other */
+    while ((code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st)) !=
+               SIAM_RPC_OK &&
+           siam_retry_again(retry, ch, c->server, "Status", &st, why, sizeof why))
+        siam_rpc_buf_free(&resp);
+    siam_retry_success(retry, siam_now());
     if (code == SIAM_RPC_UNAVAILABLE || code == SIAM_RPC_DEADLINE_EXCEEDED) {
         siam_rpc_buf_free(&resp);
-        print_unreachable(c->server, &st);
+        print_unreachable(c->server, &st, why);
         return 1;
     }
     if (code != SIAM_RPC_OK) {
@@ -133,41 +141,36 @@ static int query_status(siam_rpc_channel *ch, const config *c, server_settings *
 /* The whole session on an rpc layer already initialised. Returns the exit code. */
 static int session(const config *c) {
     siam_rpc_channel *ch = NULL;
-    siam_rpc_stream *stream = NULL;
     siam_error err = {0};
     siam_rpc_status st = {0};
     server_settings srv = {0};
     int rc = 1;
+    siam_retry retry; /* one budget per outage, shared by every call to the server */
+    siam_retry_init(&retry, (double)c->retry_for,
+                    (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(siam_now() * 1e6));
+    siam_remote_head remote = {.timeout = (double)c->timeout,
+                               .retry = &retry,
+                               .server = c->server,
+                               .worker_id = c->worker_id};
 
     if (siam_rpc_channel_create(&ch, c->server, (size_t)c->max_message_mb * 1024u * 1024u, &err) !=
         SIAM_OK) {
         fprintf(stderr, PROG ": error: %s\n", err.msg);
         goto done;
     }
-    if (query_status(ch, c, &srv) != 0)
+    if (query_status(ch, c, &retry, &srv) != 0)
         goto done;
-
-    int code = siam_rpc_stream_open(ch, METHOD_TRAIN, (double)c->timeout, &stream, &st);
-    if (code == SIAM_RPC_UNAVAILABLE) {
-        print_unreachable(c->server, &st);
-        goto done;
-    }
-    if (code != SIAM_RPC_OK) {
-        fprintf(stderr, PROG ": error: siam-server at %s: cannot open the Train stream: %s: %s\n",
-                c->server, siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
-        goto done;
-    }
     LOG_INFO(COMPONENT, "worker %s (%d of %d) training on siam-server at %s", c->worker_id,
              c->w.worker_index, c->w.workers, c->server);
 
-    siam_remote_head remote = {
-        .stream = stream, .server = c->server, .worker_id = c->worker_id, .step = 0};
+    remote.ch = ch; /* the head opens the Train stream with the first batch */
     timed_head timed = {.remote = &remote};
     siam_worker_config wc = c->w;
     wc.margin = srv.margin;
     wc.conv = srv.conv;
     /* a round may wait the server's sync timeout for the slowest worker, then answer */
     siam_weight_sync sync = {.ch = ch,
+                             .retry = &retry,
                              .server = c->server,
                              .worker_id = c->worker_id,
                              .timeout = (double)c->timeout > srv.sync_timeout + 30.0
@@ -184,8 +187,12 @@ static int session(const config *c) {
         goto done;
     }
     double run_s = siam_now() - t0;
-    code = siam_rpc_stream_close(stream, &st);
-    if (code != SIAM_RPC_OK) {
+    int code = remote.stream ? siam_rpc_stream_close(remote.stream, &st) : SIAM_RPC_OK;
+    if (code != SIAM_RPC_OK && siam_retry_code_is_transient(code) && c->retry_for > 0) {
+        /* every batch was answered: a server gone since then costs nothing */
+        LOG_WARN(COMPONENT, "the Train stream ended with %s after the last answer: %s",
+                 siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+    } else if (code != SIAM_RPC_OK) {
         fprintf(stderr, PROG ": error: siam-server at %s: the Train stream ended with %s: %s\n",
                 c->server, siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
         goto done;
@@ -194,14 +201,17 @@ static int session(const config *c) {
     LOG_INFO(COMPONENT,
              "done: %llu batches; rpc_seconds=%.2f of train_seconds=%.2f (%.0f%% waiting for the "
              "server; first batch to last answer); %llu averaging round(s) (%llu late), "
-             "sync_seconds=%.2f; total %.2f s; peak_rss_mb=%.1f",
+             "sync_seconds=%.2f; total %.2f s; peak_rss_mb=%.1f; reconnects=%llu (%.1f s "
+             "without the server), resent_batches=%llu",
              (unsigned long long)timed.batches, remote.rpc_seconds, span,
              span > 0 ? 100.0 * remote.rpc_seconds / span : 0.0, (unsigned long long)sync.syncs,
-             (unsigned long long)sync.late, sync.wait_seconds, run_s, siam_peak_rss_mb());
+             (unsigned long long)sync.late, sync.wait_seconds, run_s, siam_peak_rss_mb(),
+             (unsigned long long)retry.reconnects, retry.outage_seconds,
+             (unsigned long long)remote.resent);
     rc = 0;
 
 done:
-    siam_rpc_stream_free(stream);
+    siam_rpc_stream_free(remote.stream);
     siam_rpc_channel_free(ch);
     return rc;
 }
@@ -216,8 +226,9 @@ int main(int argc, char **argv) {
                 .log_level = "info",
                 .max_message_mb = 16,
                 .sync_every = 50,
-                .timeout = 60.0f};
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 6];
+                .timeout = 60.0f,
+                .retry_for = 60.0f};
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 7];
     int n_opts = 0;
     opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
                                    &c.server, 0,
@@ -246,6 +257,15 @@ int main(int argc, char **argv) {
     opts[n_opts++] = (siam_option){
         "timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1,
         86400,     NULL,           "SECONDS",  "longest wait for the server on any call or answer"};
+    opts[n_opts++] = (siam_option){"retry-for",
+                                   SIAM_OPT_FLOAT,
+                                   &c.retry_for,
+                                   0,
+                                   86400,
+                                   NULL,
+                                   "SECONDS",
+                                   "keep retrying a server that is down or restarting this long "
+                                   "per outage, with backoff (0 = fail at once)"};
     opts[n_opts++] = (siam_option){"max-message-mb",
                                    SIAM_OPT_INT,
                                    &c.max_message_mb,

@@ -57,24 +57,39 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
     int code;
+    char why[160] = "";
     for (;;) {
         double timeout = samples == 0 ? JOIN_POLL_S : s->timeout;
         code = siam_rpc_call(s->ch, METHOD_SYNC, buf, len, timeout, &resp, &st);
-        if (!(samples == 0 && code == SIAM_RPC_DEADLINE_EXCEEDED))
+        if (code == SIAM_RPC_OK)
             break;
-        char waiting[160];
-        server_waiting(s, waiting, sizeof waiting);
-        LOG_INFO(COMPONENT, "not started yet: siam-server at %s is %s", server,
-                 waiting[0] ? waiting : "not answering the join");
+        siam_rpc_buf_free(&resp);
+        if (samples == 0 && code == SIAM_RPC_DEADLINE_EXCEEDED) { /* waiting for min_workers */
+            char waiting[160];
+            server_waiting(s, waiting, sizeof waiting);
+            LOG_INFO(COMPONENT, "not started yet: siam-server at %s is %s", server,
+                     waiting[0] ? waiting : "not answering the join");
+            continue;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "SyncWeights at step %llu", (unsigned long long)step);
+        if (!siam_retry_again(s->retry, s->ch, server, what, &st, why, sizeof why))
+            break;
     }
     free(buf);
+    double outage = code == SIAM_RPC_OK ? siam_retry_success(s->retry, siam_now()) : -1.0;
+    if (outage >= 0)
+        LOG_INFO(COMPONENT,
+                 "siam-server at %s answered again after %.1f s: the %s of step %llu was sent "
+                 "again",
+                 server, outage, samples == 0 ? "join" : "update", (unsigned long long)step);
     double waited = siam_now() - t0;
     if (samples > 0) /* the join's wait for the other workers is not averaging's cost */
         s->wait_seconds += waited;
     if (code != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);
-        return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: SyncWeights: %s: %s", server,
-                              siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+        return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: SyncWeights: %s: %s%s", server,
+                              siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message", why);
     }
     Siam__V1__GlobalWeights *g = siam__v1__global_weights__unpack(NULL, resp.len, resp.data);
     siam_rpc_buf_free(&resp);
