@@ -82,7 +82,9 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
                SIAM_RPC_OK &&
            siam_retry_again(retry, ch, c->server, "Status", &st, why, sizeof why))
         siam_rpc_buf_free(&resp);
-    siam_retry_success(retry, siam_now());
+    double outage = code == SIAM_RPC_OK ? siam_retry_success(retry, siam_now()) : -1.0;
+    if (outage >= 0)
+        LOG_INFO(COMPONENT, "siam-server at %s answered after %.1f s", c->server, outage);
     if (code == SIAM_RPC_UNAVAILABLE || code == SIAM_RPC_DEADLINE_EXCEEDED) {
         siam_rpc_buf_free(&resp);
         print_unreachable(c->server, &st, why);

@@ -222,6 +222,7 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
             w->report = NULL;
         }
         a->reports = 0;
+        a->max_base = 0;
         return;
     }
     qsort(rep, k, sizeof *rep, by_id);
@@ -430,6 +431,7 @@ void siam_averaging_shutdown(siam_averaging *a) {
         }
     }
     a->reports = 0;
+    a->max_base = 0;
     for (size_t i = 0; i < a->n_join_waiters; i++) {
         queue(a, &o, a->join_waiters[i].waiter, SIAM_RPC_UNAVAILABLE, msg, 0, 0, 0);
         a->w[a->join_waiters[i].worker].pending--;

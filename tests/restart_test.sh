@@ -11,7 +11,10 @@
 #      shard; the done line, the metrics CSV and the worker's checkpoint all say so), never see
 #      a round number go backwards, and end with a sane accuracy; the server's final model is the
 #      last worker's; every restart loaded the checkpoint, and no temp file is left;
-#   3. permanent errors are not retried (--retry-for 60): a model mismatch (FAILED_PRECONDITION)
+#   3. a worker started before its server waits for it, joins, waits for the second worker
+#      (--min-workers 2), rides out a SIGKILL of the server during that wait, and both workers
+#      train once the second one starts;
+#   4. permanent errors are not retried (--retry-for 60): a model mismatch (FAILED_PRECONDITION)
 #      and a batch above the message limit (RESOURCE_EXHAUSTED) exit 1 within seconds; a
 #      truncated checkpoint stops --resume with a message naming the file.
 set -uo pipefail
@@ -99,8 +102,7 @@ rounds_in() { grep -c 'averaging: round [0-9]* closed' "$1" 2>/dev/null; }
 
 # SIGKILL after 20 rounds (about one a few ms: the checkpoint is being rewritten all the time)
 wait_for "$tmp/s1.log" 'round 20 closed' 60 || echo "     (no round 20 on s1)"
-kill -9 "$server_pid"
-wait "$server_pid" 2>/dev/null
+{ kill -9 "$server_pid"; wait "$server_pid"; } 2>/dev/null
 temps_after_kill=$(ls "$tmp" | grep -c '\.tmp\.')
 killed_round=$(ckpt_field "$tmp/global.ckpt" | cut -d' ' -f1)
 echo "     SIGKILL: checkpoint at round $killed_round, $temps_after_kill temp file(s) left"
@@ -109,14 +111,13 @@ check "restart 1 (after SIGKILL) resumed from the checkpoint (round $killed_roun
   "grep -q 'resumed from $tmp/global.ckpt: round $killed_round' '$tmp/s2.log'"
 # and SIGKILL again as soon as a round closed: the restart's first checkpoint writes
 wait_for "$tmp/s2.log" 'averaging: round [0-9]* closed' 60
-kill -9 "$server_pid"
-wait "$server_pid" 2>/dev/null
+{ kill -9 "$server_pid"; wait "$server_pid"; } 2>/dev/null
 killed_round2=$(ckpt_field "$tmp/global.ckpt" | cut -d' ' -f1)
 restart s3
 check "restart 2 (SIGKILL right after its first round) resumed (round $killed_round2)" \
   "grep -q 'resumed from $tmp/global.ckpt: round $killed_round2' '$tmp/s3.log'"
 check "the restarted server took the workers back with their updates" \
-  "grep -q 'joined at round [0-9]* with an update' '$tmp/s3.log'"
+  "wait_for '$tmp/s3.log' 'joined at round [0-9]* with an update' 60"
 
 # SIGTERM after 30 more rounds: waiting updates are answered UNAVAILABLE, streams cancelled
 for _ in $(seq 600); do [ "$(rounds_in "$tmp/s3.log")" -ge 30 ] && break; sleep 0.05; done
@@ -166,7 +167,33 @@ check "the server's final model is the last worker's, bit for bit" \
 check "no temp file left next to the checkpoints ($temps_after_kill after the first SIGKILL)" \
   "[ \$(ls '$tmp' | grep -c '\.tmp\.') -eq 0 ]"
 
-# ---- 3. permanent errors: not retried ---------------------------------------------------------
+# ---- 3. a worker before its server, a kill while it waits for --min-workers --------------------
+port=$free_port
+small=(--server "127.0.0.1:$port" --model mlp --batch-size 64 --workers 2 --train-limit 3000
+       --test-limit 200 --epochs 1 --sync-every 10 --retry-for 60 --data "$data")
+"$bin/siam-client" "${small[@]}" --worker-index 0 --worker-id early >/dev/null 2>"$tmp/early.log" &
+early=$!
+pids+=("$early")
+wait_for "$tmp/early.log" 'retrying in' 30
+start_server j1 --listen "127.0.0.1:$port" --min-workers 2
+wait_for "$tmp/j1.log" 'worker early joined' 30
+check "the early worker joined once the server was up" "grep -q 'worker early joined' '$tmp/j1.log'"
+{ kill -9 "$server_pid"; wait "$server_pid"; } 2>/dev/null
+start_server j2 --listen "127.0.0.1:$port" --min-workers 2
+"$bin/siam-client" "${small[@]}" --worker-index 1 --worker-id late >/dev/null 2>"$tmp/late.log"
+lrc=$?
+wait "$early"
+erc=$?
+check "both workers finish (exit $erc and $lrc)" "[ $erc -eq 0 ] && [ $lrc -eq 0 ]"
+check "the early worker waited for the server, then joined the restarted one" \
+  "grep -q 'answered after' '$tmp/early.log' && grep -q 'answered again after .*: the join of step 0 was sent again' '$tmp/early.log'"
+check "the restarted server waited for both workers" \
+  "grep -q 'worker early joined at round 0 ([12] of 2 needed)' '$tmp/j2.log' && grep -q 'worker late joined at round 0 ([12] of 2 needed)' '$tmp/j2.log' && grep -q 'waiting for 1 more worker (1 of 2)' '$tmp/j2.log'"
+check "same step count for both ($(sed -n 's/.*done: \([0-9]*\) batches.*/\1/p' "$tmp/early.log"))" \
+  "[ \"\$(sed -n 's/.*done: \([0-9]*\) batches.*/\1/p' '$tmp/early.log')\" = \"\$(sed -n 's/.*done: \([0-9]*\) batches.*/\1/p' '$tmp/late.log')\" ]"
+kill -TERM "$server_pid"; wait "$server_pid"
+
+# ---- 4. permanent errors: not retried ---------------------------------------------------------
 start_server perm --model mlp
 t0=$(now)
 "$bin/siam-client" --server "127.0.0.1:$port" --model cnn --epochs 1 --train-limit 500 \
@@ -196,6 +223,6 @@ check "--resume from a truncated checkpoint exits 1 naming the file (rc $crc)" \
 check "no sanitizer reports" "no_sanitizer_reports '$tmp'/*.log"
 echo "$((checks - fails)) passed, $fails failed"
 if [ $fails -ne 0 ]; then
-  for f in s1 s2 s3 s4 w0 w1 none wrong big; do echo "---- $f.log"; tail -n 6 "$tmp/$f.log" 2>/dev/null | cut -c1-300; done
+  for f in s1 s2 s3 s4 w0 w1 none j1 j2 early late wrong big; do echo "---- $f.log"; tail -n 6 "$tmp/$f.log" 2>/dev/null | cut -c1-300; done
   exit 1
 fi
