@@ -76,7 +76,7 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
     siam_rpc_status st = {0};
     double timeout = c->timeout < STATUS_TIMEOUT_S ? c->timeout : STATUS_TIMEOUT_S;
     int code;
-    char why[160] = "";
+    char why[256] = "";
     /* a worker may be started before its server: the first call retries like any other */
     while ((code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st)) !=
                SIAM_RPC_OK &&
@@ -140,6 +140,40 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
     return rc;
 }
 
+/* siam_retry's check before every attempt of an outage: a server that answers Status must still
+ * have the margin and label convention this worker trains with (restarted with other flags, it
+ * would change the loss under the worker). */
+typedef struct {
+    siam_rpc_channel *ch;
+    const config *c;
+    const server_settings *srv;
+} settings_check;
+
+static int same_settings(void *ctx, char *why, size_t cap) {
+    static const uint8_t empty[1];
+    const settings_check *k = ctx;
+    siam_rpc_buf resp = {0};
+    siam_rpc_status st = {0};
+    double timeout = k->c->timeout < STATUS_TIMEOUT_S ? k->c->timeout : STATUS_TIMEOUT_S;
+    if (siam_rpc_call(k->ch, METHOD_STATUS, empty, 0, timeout, &resp, &st) != SIAM_RPC_OK) {
+        siam_rpc_buf_free(&resp);
+        return 0; /* not back yet: the attempt fails and is retried */
+    }
+    Siam__V1__StatusResponse *s = siam__v1__status_response__unpack(NULL, resp.len, resp.data);
+    siam_rpc_buf_free(&resp);
+    if (!s)
+        return 0;
+    const char *conv = k->srv->conv == SIAM_LABELS_DISSIMILAR ? "dissimilar" : "similar";
+    int changed = s->margin != k->srv->margin || strcmp(s->label_convention, conv) != 0;
+    if (changed)
+        snprintf(why, cap,
+                 "; the server came back with margin %g and label convention %.16s, this worker "
+                 "trains with margin %g and %s: restart the workers with it",
+                 (double)s->margin, s->label_convention, (double)k->srv->margin, conv);
+    siam__v1__status_response__free_unpacked(s, NULL);
+    return changed;
+}
+
 /* The whole session on an rpc layer already initialised. Returns the exit code. */
 static int session(const config *c) {
     siam_rpc_channel *ch = NULL;
@@ -162,6 +196,9 @@ static int session(const config *c) {
     }
     if (query_status(ch, c, &retry, &srv) != 0)
         goto done;
+    settings_check check = {ch, c, &srv};
+    retry.check = same_settings;
+    retry.check_ctx = &check;
     LOG_INFO(COMPONENT, "worker %s (%d of %d) training on siam-server at %s", c->worker_id,
              c->w.worker_index, c->w.workers, c->server);
 

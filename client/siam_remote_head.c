@@ -90,7 +90,7 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
         h->stream = NULL;
         if (code < 0)
             return err->code;
-        char what[48], why[160];
+        char what[48], why[256];
         snprintf(what, sizeof what, "Train step %llu", (unsigned long long)h->step);
         if (!siam_retry_again(h->retry, h->ch, server, what, &st, why, sizeof why))
             return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: %s: %s (step %llu)%s%s",

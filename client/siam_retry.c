@@ -86,5 +86,7 @@ int siam_retry_again(siam_retry *r, siam_rpc_channel *ch, const char *server, co
     double left = r->budget - siam_retry_used(r, siam_now());
     if (ch)
         siam_rpc_channel_connect(ch, left < SIAM_RETRY_CONNECT_S ? left : SIAM_RETRY_CONNECT_S);
+    if (r->check && r->check(r->check_ctx, why, cap) != 0)
+        return 0;
     return 1;
 }

@@ -26,14 +26,21 @@
 #define SIAM_RETRY_CAP_S     5.0 /* largest ceiling */
 #define SIAM_RETRY_CONNECT_S 0.5 /* after a wait, longest wait for the connection itself */
 
+/* Optional check before every attempt of an outage (after the wait): 0 to go on, non-zero with
+ * why (cap bytes, appended to the caller's error) to give up, e.g. when the server came back
+ * with settings the worker cannot go on with. */
+typedef int (*siam_retry_check_fn)(void *ctx, char *why, size_t cap);
+
 typedef struct {
-    double budget;         /* seconds one outage may last; 0 = never retry */
-    double initial, cap;   /* the ceiling of the k-th wait is min(cap, initial * 2^k) */
-    siam_rng rng;          /* jitter */
-    int failures;          /* failed attempts in the outage under way (0: none) */
-    double started;        /* siam_now() of the outage's first failure */
-    uint64_t reconnects;   /* outages that ended with a good answer */
-    double outage_seconds; /* their total length */
+    double budget;             /* seconds one outage may last; 0 = never retry */
+    double initial, cap;       /* the ceiling of the k-th wait is min(cap, initial * 2^k) */
+    siam_rng rng;              /* jitter */
+    int failures;              /* failed attempts in the outage under way (0: none) */
+    double started;            /* siam_now() of the outage's first failure */
+    uint64_t reconnects;       /* outages that ended with a good answer */
+    double outage_seconds;     /* their total length */
+    siam_retry_check_fn check; /* may be NULL */
+    void *check_ctx;
 } siam_retry;
 
 /* budget_s as above; seed the jitter differently in every process (e.g. pid and time). */
@@ -61,9 +68,10 @@ double siam_retry_used(const siam_retry *r, double now);
  * names the call in the log, e.g. "Train step 12"). When st is transient and the budget allows:
  * logs "siam-server at X unavailable (what: CODE: message); retrying in 1.6 s (12.0 s of 60 s
  * used)", waits, then connects the channel (ch may be NULL; up to SIAM_RETRY_CONNECT_S more,
- * within the budget) and returns 1: try again. Otherwise returns 0 and fills why (cap bytes) with
- * what to append to the caller's error message: "" for a permanent code or r NULL / budget 0, or ";
- * gave up after retrying for 60.0 s (--retry-for 60)" when the budget ran out. */
+ * within the budget), runs r->check, and returns 1: try again. Otherwise returns 0 and fills
+ * why (cap bytes) with what to append to the caller's error message: "" for a permanent code or
+ * r NULL / budget 0; "; gave up after retrying for 60.0 s (--retry-for 60)" when the budget ran
+ * out; or the check's reason. */
 int siam_retry_again(siam_retry *r, siam_rpc_channel *ch, const char *server, const char *what,
                      const siam_rpc_status *st, char *why, size_t cap);
 

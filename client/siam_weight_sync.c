@@ -58,7 +58,7 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
     int code;
-    char why[160] = "";
+    char why[256] = "";
     for (;;) {
         double timeout = samples == 0 ? JOIN_POLL_S : s->timeout;
         code = siam_rpc_call(s->ch, METHOD_SYNC, buf, len, timeout, &resp, &st);

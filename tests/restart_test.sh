@@ -14,7 +14,9 @@
 #   3. a worker started before its server waits for it, joins, waits for the second worker
 #      (--min-workers 2), rides out a SIGKILL of the server during that wait, and both workers
 #      train once the second one starts;
-#   4. permanent errors are not retried (--retry-for 60): a model mismatch (FAILED_PRECONDITION)
+#   4. a server that comes back with another loss (--margin 2) is refused: the worker stops with
+#      a message saying what changed instead of training on under a different loss;
+#   5. permanent errors are not retried (--retry-for 60): a model mismatch (FAILED_PRECONDITION)
 #      and a batch above the message limit (RESOURCE_EXHAUSTED) exit 1 within seconds; a
 #      truncated checkpoint stops --resume with a message naming the file.
 set -uo pipefail
@@ -193,7 +195,27 @@ check "same step count for both ($(sed -n 's/.*done: \([0-9]*\) batches.*/\1/p' 
   "[ \"\$(sed -n 's/.*done: \([0-9]*\) batches.*/\1/p' '$tmp/early.log')\" = \"\$(sed -n 's/.*done: \([0-9]*\) batches.*/\1/p' '$tmp/late.log')\" ]"
 kill -TERM "$server_pid"; wait "$server_pid"
 
-# ---- 4. permanent errors: not retried ---------------------------------------------------------
+# ---- 4. the server comes back with another margin ----------------------------------------------
+start_server m1
+"$bin/siam-client" --server "127.0.0.1:$port" --model mlp --batch-size 64 --train-limit 20000 \
+  --test-limit 200 --epochs 3 --sync-every 0 --retry-for 60 --data "$data" --worker-id m \
+  >/dev/null 2>"$tmp/m.log" &
+mpid=$!
+pids+=("$mpid")
+wait_for "$tmp/m.log" 'train: epoch 1/3' 60
+{ kill -9 "$server_pid"; wait "$server_pid"; } 2>/dev/null
+start_server m2 --listen "127.0.0.1:$port" --margin 2
+t0=$(now)
+wait "$mpid"
+mrc=$?
+t1=$(now)
+check "a server back with --margin 2: the worker stops (rc $mrc, $(secs "$t0" "$t1") s after the restart)" \
+  "[ $mrc -eq 1 ] && awk 'BEGIN{exit !($t1 - $t0 < 10)}'"
+check "... saying what changed" \
+  "grep -q 'the server came back with margin 2 and label convention similar, this worker trains with margin 1 and similar' '$tmp/m.log'"
+kill -TERM "$server_pid"; wait "$server_pid"
+
+# ---- 5. permanent errors: not retried ---------------------------------------------------------
 start_server perm --model mlp
 t0=$(now)
 "$bin/siam-client" --server "127.0.0.1:$port" --model cnn --epochs 1 --train-limit 500 \
@@ -223,6 +245,6 @@ check "--resume from a truncated checkpoint exits 1 naming the file (rc $crc)" \
 check "no sanitizer reports" "no_sanitizer_reports '$tmp'/*.log"
 echo "$((checks - fails)) passed, $fails failed"
 if [ $fails -ne 0 ]; then
-  for f in s1 s2 s3 s4 w0 w1 none j1 j2 early late wrong big; do echo "---- $f.log"; tail -n 6 "$tmp/$f.log" 2>/dev/null | cut -c1-300; done
+  for f in s1 s2 s3 s4 w0 w1 none j1 j2 early late m wrong big; do echo "---- $f.log"; tail -n 6 "$tmp/$f.log" 2>/dev/null | cut -c1-300; done
   exit 1
 fi

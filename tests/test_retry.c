@@ -132,6 +132,15 @@ static void test_budget(void) {
     CHECK(siam_retry_next_delay(&off, 3.0) < 0, "budget 0: no retry at all");
 }
 
+/* A check that passes once, then refuses. */
+static int check_fn(void *ctx, char *why, size_t cap) {
+    int *calls = ctx;
+    if (++*calls == 1)
+        return 0;
+    snprintf(why, cap, "; came back changed");
+    return 1;
+}
+
 /* siam_retry_again: what the callers do (real sleeps, short budget). */
 static void test_again(void) {
     siam_rpc_status unavailable = {SIAM_RPC_UNAVAILABLE, "Socket closed"};
@@ -162,6 +171,20 @@ static void test_again(void) {
     CHECK(siam_retry_again(&off, NULL, "h:1", "Status", &unavailable, why, sizeof why) == 0 &&
               why[0] == '\0',
           "--retry-for 0: fails at once ('%s')", why);
+
+    /* the check before every attempt: the server came back changed -> give up with its reason */
+    siam_retry_init(&r, 10, 5);
+    int calls = 0;
+    r.check = check_fn;
+    r.check_ctx = &calls;
+    CHECK(siam_retry_again(&r, NULL, "h:1", "Train step 3", &unavailable, why, sizeof why) == 1 &&
+              calls == 1,
+          "the check passes: retry (%d calls)", calls);
+    CHECK(siam_retry_again(&r, NULL, "h:1", "Train step 3", &unavailable, why, sizeof why) == 0 &&
+              calls == 2 && strcmp(why, "; came back changed") == 0,
+          "the check fails: give up with its reason ('%s', %d calls)", why, calls);
+    CHECK(siam_retry_again(&r, NULL, "h:1", "Status", &denied, why, sizeof why) == 0 && calls == 2,
+          "no check for a permanent code");
 }
 
 int main(void) {
