@@ -14,6 +14,7 @@
 #include "siam_model.h"
 #include "siam_options.h"
 #include "siam_remote_head.h"
+#include "siam_retry.h"
 #include "siam_rpc.h"
 #include "siam_tensor.h"
 #include "siam_weight_sync.h"
@@ -21,7 +22,6 @@
 
 #define COMPONENT        "client"
 #define PROG             "siam-client"
-#define METHOD_TRAIN     "/siam.v1.Siamese/Train"
 #define METHOD_STATUS    "/siam.v1.Siamese/Status"
 #define STATUS_TIMEOUT_S 10.0
 
@@ -31,7 +31,7 @@ typedef struct {
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
     int threads, max_message_mb, sync_every;
-    float timeout;
+    float timeout, retry_for;
 } config;
 
 /* What the server said about itself. */
@@ -63,11 +63,11 @@ static int timed_head_fn(void *ctx, const float *left, const float *right, const
     return rc;
 }
 
-static void print_unreachable(const char *server, const siam_rpc_status *st) {
+static void print_unreachable(const char *server, const siam_rpc_status *st, const char *why) {
     fprintf(stderr,
-            PROG ": cannot reach siam-server at %s (%s: %s). Is it running? Start it with: "
+            PROG ": cannot reach siam-server at %s (%s: %s%s). Is it running? Start it with: "
                  "siam-server --listen %s\n",
-            server, siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message", server);
+            server, siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message", why, server);
 }
 
 /* A failure no retry can fix (TLS refused, token refused, ...): what, and which server. */
@@ -78,12 +78,22 @@ static void print_refused(const char *server, const siam_rpc_status *st) {
 
 /* Status: the server's margin and label convention (the evaluation threshold is margin/2). Returns
  * 0, or 1 after printing why not (one line). */
-static int query_status(siam_rpc_channel *ch, const config *c, server_settings *out) {
+static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry,
+                        server_settings *out) {
     static const uint8_t empty[1];
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
     double timeout = c->timeout < STATUS_TIMEOUT_S ? c->timeout : STATUS_TIMEOUT_S;
-    int code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st);
+    int code;
+    char why[256] = "";
+    /* a worker may be started before its server: the first call retries like any other */
+    while ((code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st)) !=
+               SIAM_RPC_OK &&
+           siam_retry_again(retry, ch, c->server, "Status", &st, why, sizeof why))
+        siam_rpc_buf_free(&resp);
+    double outage = code == SIAM_RPC_OK ? siam_retry_success(retry, siam_now()) : -1.0;
+    if (outage >= 0)
+        LOG_INFO(COMPONENT, "siam-server at %s answered after %.1f s", c->server, outage);
     if (siam_rpc_status_is_permanent(&st)) {
         siam_rpc_buf_free(&resp);
         print_refused(c->server, &st);
@@ -91,7 +101,7 @@ static int query_status(siam_rpc_channel *ch, const config *c, server_settings *
     }
     if (code == SIAM_RPC_UNAVAILABLE || code == SIAM_RPC_DEADLINE_EXCEEDED) {
         siam_rpc_buf_free(&resp);
-        print_unreachable(c->server, &st);
+        print_unreachable(c->server, &st, why);
         return 1;
     }
     if (code != SIAM_RPC_OK) {
@@ -144,15 +154,55 @@ static int query_status(siam_rpc_channel *ch, const config *c, server_settings *
     return rc;
 }
 
+/* siam_retry's check before every attempt of an outage: a server that answers Status must still
+ * have the margin and label convention this worker trains with (restarted with other flags, it
+ * would change the loss under the worker). */
+typedef struct {
+    siam_rpc_channel *ch;
+    const config *c;
+    const server_settings *srv;
+} settings_check;
+
+static int same_settings(void *ctx, char *why, size_t cap) {
+    static const uint8_t empty[1];
+    const settings_check *k = ctx;
+    siam_rpc_buf resp = {0};
+    siam_rpc_status st = {0};
+    double timeout = k->c->timeout < STATUS_TIMEOUT_S ? k->c->timeout : STATUS_TIMEOUT_S;
+    if (siam_rpc_call(k->ch, METHOD_STATUS, empty, 0, timeout, &resp, &st) != SIAM_RPC_OK) {
+        siam_rpc_buf_free(&resp);
+        return 0; /* not back yet: the attempt fails and is retried */
+    }
+    Siam__V1__StatusResponse *s = siam__v1__status_response__unpack(NULL, resp.len, resp.data);
+    siam_rpc_buf_free(&resp);
+    if (!s)
+        return 0;
+    const char *conv = k->srv->conv == SIAM_LABELS_DISSIMILAR ? "dissimilar" : "similar";
+    int changed = s->margin != k->srv->margin || strcmp(s->label_convention, conv) != 0;
+    if (changed)
+        snprintf(why, cap,
+                 "; the server came back with margin %g and label convention %.16s, this worker "
+                 "trains with margin %g and %s: restart the workers with it",
+                 (double)s->margin, s->label_convention, (double)k->srv->margin, conv);
+    siam__v1__status_response__free_unpacked(s, NULL);
+    return changed;
+}
+
 /* The whole session on an rpc layer already initialised. Returns the exit code (2 when the TLS
  * files are unusable, as for a bad command line). */
 static int session(const config *c) {
     siam_rpc_channel *ch = NULL;
-    siam_rpc_stream *stream = NULL;
     siam_error err = {0};
     siam_rpc_status st = {0};
     server_settings srv = {0};
     int rc = 1;
+    siam_retry retry; /* one budget per outage, shared by every call to the server */
+    siam_retry_init(&retry, (double)c->retry_for,
+                    (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(siam_now() * 1e6));
+    siam_remote_head remote = {.timeout = (double)c->timeout,
+                               .retry = &retry,
+                               .server = c->server,
+                               .worker_id = c->worker_id};
 
     siam_rpc_channel_config cc = {.target = c->server,
                                   .max_message_bytes = (size_t)c->max_message_mb * 1024u * 1024u,
@@ -166,34 +216,22 @@ static int session(const config *c) {
         rc = 2;
         goto done;
     }
-    if (query_status(ch, c, &srv) != 0)
+    if (query_status(ch, c, &retry, &srv) != 0)
         goto done;
-
-    int code = siam_rpc_stream_open(ch, METHOD_TRAIN, (double)c->timeout, &stream, &st);
-    if (siam_rpc_status_is_permanent(&st)) {
-        print_refused(c->server, &st);
-        goto done;
-    }
-    if (code == SIAM_RPC_UNAVAILABLE) {
-        print_unreachable(c->server, &st);
-        goto done;
-    }
-    if (code != SIAM_RPC_OK) {
-        fprintf(stderr, PROG ": error: siam-server at %s: cannot open the Train stream: %s: %s\n",
-                c->server, siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
-        goto done;
-    }
+    settings_check check = {ch, c, &srv};
+    retry.check = same_settings;
+    retry.check_ctx = &check;
     LOG_INFO(COMPONENT, "worker %s (%d of %d) training on siam-server at %s", c->worker_id,
              c->w.worker_index, c->w.workers, c->server);
 
-    siam_remote_head remote = {
-        .stream = stream, .server = c->server, .worker_id = c->worker_id, .step = 0};
+    remote.ch = ch; /* the head opens the Train stream with the first batch */
     timed_head timed = {.remote = &remote};
     siam_worker_config wc = c->w;
     wc.margin = srv.margin;
     wc.conv = srv.conv;
     /* a round may wait the server's sync timeout for the slowest worker, then answer */
     siam_weight_sync sync = {.ch = ch,
+                             .retry = &retry,
                              .server = c->server,
                              .worker_id = c->worker_id,
                              .timeout = (double)c->timeout > srv.sync_timeout + 30.0
@@ -210,8 +248,12 @@ static int session(const config *c) {
         goto done;
     }
     double run_s = siam_now() - t0;
-    code = siam_rpc_stream_close(stream, &st);
-    if (code != SIAM_RPC_OK) {
+    int code = remote.stream ? siam_rpc_stream_close(remote.stream, &st) : SIAM_RPC_OK;
+    if (code != SIAM_RPC_OK && siam_retry_code_is_transient(code) && c->retry_for > 0) {
+        /* every batch was answered: a server gone since then costs nothing */
+        LOG_WARN(COMPONENT, "the Train stream ended with %s after the last answer: %s",
+                 siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+    } else if (code != SIAM_RPC_OK) {
         fprintf(stderr, PROG ": error: siam-server at %s: the Train stream ended with %s: %s\n",
                 c->server, siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
         goto done;
@@ -220,14 +262,17 @@ static int session(const config *c) {
     LOG_INFO(COMPONENT,
              "done: %llu batches; rpc_seconds=%.2f of train_seconds=%.2f (%.0f%% waiting for the "
              "server; first batch to last answer); %llu averaging round(s) (%llu late), "
-             "sync_seconds=%.2f; total %.2f s; peak_rss_mb=%.1f",
+             "sync_seconds=%.2f; total %.2f s; peak_rss_mb=%.1f; reconnects=%llu (%.1f s "
+             "without the server), resent_batches=%llu",
              (unsigned long long)timed.batches, remote.rpc_seconds, span,
              span > 0 ? 100.0 * remote.rpc_seconds / span : 0.0, (unsigned long long)sync.syncs,
-             (unsigned long long)sync.late, sync.wait_seconds, run_s, siam_peak_rss_mb());
+             (unsigned long long)sync.late, sync.wait_seconds, run_s, siam_peak_rss_mb(),
+             (unsigned long long)retry.reconnects, retry.outage_seconds,
+             (unsigned long long)remote.resent);
     rc = 0;
 
 done:
-    siam_rpc_stream_free(stream);
+    siam_rpc_stream_free(remote.stream);
     siam_rpc_channel_free(ch);
     return rc;
 }
@@ -242,8 +287,9 @@ int main(int argc, char **argv) {
                 .log_level = "info",
                 .max_message_mb = 16,
                 .sync_every = 50,
-                .timeout = 60.0f};
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 11];
+                .timeout = 60.0f,
+                .retry_for = 60.0f};
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 12];
     int n_opts = 0;
     opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
                                    &c.server, 0,
@@ -272,6 +318,15 @@ int main(int argc, char **argv) {
     opts[n_opts++] = (siam_option){
         "timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1,
         86400,     NULL,           "SECONDS",  "longest wait for the server on any call or answer"};
+    opts[n_opts++] = (siam_option){"retry-for",
+                                   SIAM_OPT_FLOAT,
+                                   &c.retry_for,
+                                   0,
+                                   86400,
+                                   NULL,
+                                   "SECONDS",
+                                   "keep retrying a server that is down or restarting this long "
+                                   "per outage, with backoff (0 = fail at once)"};
     opts[n_opts++] = (siam_option){"max-message-mb",
                                    SIAM_OPT_INT,
                                    &c.max_message_mb,

@@ -1,12 +1,57 @@
 /* siam_remote_head: the loss head as one EmbeddingBatch -> BatchResult exchange on a Train
- * stream to siam-server. */
+ * stream to siam-server, sent again on a new stream after a transient failure. */
 #include "siam_remote_head.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "siam/v1/siam.pb-c.h"
 #include "siam_log.h"
+
+#define COMPONENT    "client"
+#define METHOD_TRAIN "/siam.v1.Siamese/Train"
+
+/* One attempt: opens the stream when there is none, sends the batch, runs idle (once per call:
+ * *idled) while the server computes, and receives the answer. Returns the gRPC code (st says
+ * why), or -1 when memory ran out for the message (err says so). */
+static int attempt(siam_remote_head *h, const Siam__V1__EmbeddingBatch *req, siam_idle_fn idle,
+                   void *idle_ctx, int *idled, siam_rpc_buf *resp, siam_rpc_status *st,
+                   siam_error *err) {
+    double t0 = siam_now();
+    int code = SIAM_RPC_OK;
+    if (h->stream && h->retry && h->opened_after != h->retry->reconnects) {
+        /* the server went away since this stream opened (SyncWeights found out): it is dead */
+        siam_rpc_stream_free(h->stream);
+        h->stream = NULL;
+    }
+    if (!h->stream) {
+        code = siam_rpc_stream_open(h->ch, METHOD_TRAIN, h->timeout, &h->stream, st);
+        h->opened_after = h->retry ? h->retry->reconnects : 0;
+    }
+    if (code == SIAM_RPC_OK) {
+        size_t len = siam__v1__embedding_batch__get_packed_size(req);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (!buf) {
+            siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a %zu-byte batch", len);
+            return -1;
+        }
+        siam__v1__embedding_batch__pack(req, buf);
+        siam_rpc_buf msg = {buf, len}; /* taken by the stream: no copy */
+        code = siam_rpc_stream_send(h->stream, &msg, st);
+    }
+    if (code == SIAM_RPC_OK) {
+        if (idle && !*idled) { /* the server computes meanwhile */
+            double t1 = siam_now();
+            idle(idle_ctx);
+            *idled = 1;
+            t0 += siam_now() - t1;
+        }
+        code = siam_rpc_stream_receive(h->stream, resp, st);
+    }
+    h->rpc_seconds += siam_now() - t0;
+    return code;
+}
 
 int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                         int B, int dim, float *loss, float *dist, float *grad_left,
@@ -18,7 +63,8 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
     size_t n = (size_t)B * (size_t)dim;
 
     /* the message points at the caller's buffers: protobuf-c packs straight from them (it only
-     * reads them; the casts drop const for the struct fields alone) */
+     * reads them; the casts drop const for the struct fields alone), so every attempt sends
+     * the same bytes */
     Siam__V1__EmbeddingBatch req = SIAM__V1__EMBEDDING_BATCH__INIT;
     req.dim = (uint32_t)dim;
     req.n_left = n;
@@ -31,35 +77,40 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
     if (h->worker_id)
         req.worker_id = (char *)h->worker_id;
 
-    double t0 = siam_now();
-    size_t len = siam__v1__embedding_batch__get_packed_size(&req);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a %zu-byte batch", len);
-    siam__v1__embedding_batch__pack(&req, buf);
-
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
-    siam_rpc_buf msg = {buf, len}; /* taken by the stream: no copy */
-    int code = siam_rpc_stream_send(h->stream, &msg, &st);
-    if (code == SIAM_RPC_OK) {
-        double t1 = siam_now();
-        if (idle) /* the server computes meanwhile */
-            idle(idle_ctx);
-        double t2 = siam_now();
-        code = siam_rpc_stream_receive(h->stream, &resp, &st);
-        t0 += t2 - t1;
-    }
-    h->rpc_seconds += siam_now() - t0;
-    if (code != SIAM_RPC_OK) {
+    int idled = 0, attempts = 0;
+    for (;;) {
+        attempts++;
+        int code = attempt(h, &req, idle, idle_ctx, &idled, &resp, &st, err);
+        if (code == SIAM_RPC_OK)
+            break;
         siam_rpc_buf_free(&resp);
-        return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: %s: %s (step %llu)%s", server,
-                              siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message",
-                              (unsigned long long)h->step,
-                              code == SIAM_RPC_RESOURCE_EXHAUSTED
-                                  ? "; lower the batch size or raise --max-message-mb on both "
-                                    "siam-client and siam-server"
-                                  : "");
+        siam_rpc_stream_free(h->stream); /* a failed stream is dead: the next attempt opens one */
+        h->stream = NULL;
+        if (code < 0)
+            return err->code;
+        char what[48], why[256];
+        snprintf(what, sizeof what, "Train step %llu", (unsigned long long)h->step);
+        if (!siam_retry_again(h->retry, h->ch, server, what, &st, why, sizeof why))
+            return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: %s: %s (step %llu)%s%s",
+                                  server, siam_rpc_code_name(code),
+                                  st.msg[0] ? st.msg : "no message", (unsigned long long)h->step,
+                                  code == SIAM_RPC_RESOURCE_EXHAUSTED
+                                      ? "; lower the batch size or raise --max-message-mb on "
+                                        "both siam-client and siam-server"
+                                      : "",
+                                  why);
+    }
+    double outage = siam_retry_success(h->retry, siam_now());
+    if (h->retry) /* this stream has just answered: it is not stale */
+        h->opened_after = h->retry->reconnects;
+    if (attempts > 1) {
+        h->resent++;
+        LOG_INFO(COMPONENT,
+                 "siam-server at %s answered again after %.1f s: step %llu was sent again on a "
+                 "new Train stream (%d attempts)",
+                 server, outage, (unsigned long long)h->step, attempts);
     }
 
     Siam__V1__BatchResult *res = siam__v1__batch_result__unpack(NULL, resp.len, resp.data);

@@ -1,29 +1,42 @@
 /* siam_remote_head: the loss head as a Train stream to siam-server. Every call sends one
  * EmbeddingBatch and waits for its BatchResult, which is checked against the request (step,
- * number of distances and gradients) before the trainer backpropagates it. */
+ * number of distances and gradients) before the trainer backpropagates it.
+ *
+ * With a retry policy, a stream that fails with a transient code (the server died, restarted
+ * or is shutting down) is reopened after the policy's wait and the same batch is sent again,
+ * with the same step number; the call returns only with that batch's answer, so the trainer
+ * takes exactly one optimizer step per batch however often it was sent. */
 #ifndef SIAM_REMOTE_HEAD_H
 #define SIAM_REMOTE_HEAD_H
 
 #include <stdint.h>
 
 #include "siam_error.h"
+#include "siam_retry.h"
 #include "siam_rpc.h"
 #include "siam_trainer.h"
 
 typedef struct {
-    siam_rpc_stream *stream; /* an open Train stream (borrowed) */
+    siam_rpc_channel *ch;    /* borrowed: Train streams are opened on it */
+    siam_rpc_stream *stream; /* the Train stream: opened by the first call and again after a
+                                failure; the caller closes and frees it at the end */
+    double timeout;          /* the stream's op timeout (seconds) */
+    siam_retry *retry;       /* borrowed; NULL: a failed exchange is an error */
+    uint64_t opened_after;   /* retry->reconnects when the stream was opened: a stream older
+                                than another call's reconnect is reopened before use */
     const char *server;      /* the address, for messages */
     const char *worker_id;   /* sent with every batch */
     uint64_t step;           /* step number of the next batch */
+    uint64_t resent;         /* batches sent again on a new stream after a failure */
     double rpc_seconds;      /* wall time spent on the server's answer (encode, send, wait,
                                 decode), not counting the idle work done while it computes */
 } siam_remote_head;
 
 /* A siam_loss_head_fn (ctx is a siam_remote_head). Sends the batch, runs idle (the trainer's
  * gather of the next batch) while the server computes, then waits for the answer. A failed call
- * becomes SIAM_ERR_IO with a message naming the server and the gRPC status ("siam-server at
- * 127.0.0.1:50051: UNAVAILABLE:
- * ..."); an answer that does not match the request is SIAM_ERR_FORMAT. */
+ * that is not retried becomes SIAM_ERR_IO with a message naming the server and the gRPC status
+ * ("siam-server at 127.0.0.1:50051: UNAVAILABLE: ..."); an answer that does not match the
+ * request is SIAM_ERR_FORMAT. */
 int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                         int B, int dim, float *loss, float *dist, float *grad_left,
                         float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err);

@@ -14,15 +14,15 @@
 #define METHOD_STATUS "/siam.v1.Siamese/Status"
 #define JOIN_POLL_S   10.0 /* a waiting join is retried (and the wait logged) this often */
 
-/* The server's "waiting for ..." text, or "" (best effort: the join is retried anyway). */
-static void server_waiting(siam_weight_sync *s, char *out, size_t cap) {
+/* The server's "waiting for ..." text, or "" (best effort: the join is retried anyway).
+ * Returns the Status call's code (st says why it failed). */
+static int server_waiting(siam_weight_sync *s, char *out, size_t cap, siam_rpc_status *st) {
     static const uint8_t empty[1];
     siam_rpc_buf resp = {0};
-    siam_rpc_status st = {0};
     out[0] = '\0';
-    if (siam_rpc_call(s->ch, METHOD_STATUS, empty, 0, JOIN_POLL_S, &resp, &st) != SIAM_RPC_OK) {
+    if (siam_rpc_call(s->ch, METHOD_STATUS, empty, 0, JOIN_POLL_S, &resp, st) != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);
-        return;
+        return st->code;
     }
     Siam__V1__StatusResponse *r = siam__v1__status_response__unpack(NULL, resp.len, resp.data);
     siam_rpc_buf_free(&resp);
@@ -30,6 +30,7 @@ static void server_waiting(siam_weight_sync *s, char *out, size_t cap) {
         snprintf(out, cap, "%s", r->waiting);
     if (r)
         siam__v1__status_response__free_unpacked(r, NULL);
+    return SIAM_RPC_OK;
 }
 
 int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t step,
@@ -57,24 +58,47 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
     int code;
+    char why[256] = "";
     for (;;) {
         double timeout = samples == 0 ? JOIN_POLL_S : s->timeout;
         code = siam_rpc_call(s->ch, METHOD_SYNC, buf, len, timeout, &resp, &st);
-        if (!(samples == 0 && code == SIAM_RPC_DEADLINE_EXCEEDED))
+        if (code == SIAM_RPC_OK)
             break;
+        siam_rpc_buf_free(&resp);
+        /* a join waits while the server waits for --min-workers: as long as the server
+         * answers Status, that is no outage */
         char waiting[160];
-        server_waiting(s, waiting, sizeof waiting);
-        LOG_INFO(COMPONENT, "not started yet: siam-server at %s is %s", server,
-                 waiting[0] ? waiting : "not answering the join");
+        if (samples == 0 && code == SIAM_RPC_DEADLINE_EXCEEDED &&
+            server_waiting(s, waiting, sizeof waiting, &st) == SIAM_RPC_OK) {
+            double outage = siam_retry_success(s->retry, siam_now());
+            if (outage >= 0)
+                LOG_INFO(COMPONENT, "siam-server at %s answered again after %.1f s", server,
+                         outage);
+            LOG_INFO(COMPONENT, "not started yet: siam-server at %s is %s", server,
+                     waiting[0] ? waiting : "not answering the join");
+            continue;
+        }
+        code = st.code; /* after a failed Status (a join's), that call's status */
+        char what[64];
+        snprintf(what, sizeof what, "SyncWeights at step %llu", (unsigned long long)step);
+        if (!siam_retry_again(s->retry, s->ch, server, what, &st, why, sizeof why))
+            break;
     }
     free(buf);
+    double outage = code == SIAM_RPC_OK ? siam_retry_success(s->retry, siam_now()) : -1.0;
+    if (outage >= 0)
+        LOG_INFO(COMPONENT,
+                 "siam-server at %s answered again after %.1f s: the %s of step %llu was sent "
+                 "again",
+                 server, outage, samples == 0 ? "join" : "update", (unsigned long long)step);
     double waited = siam_now() - t0;
-    if (samples > 0) /* the join's wait for the other workers is not averaging's cost */
-        s->wait_seconds += waited;
+    /* neither the join's wait for the other workers nor an outage is averaging's cost */
+    if (samples > 0)
+        s->wait_seconds += waited - (outage > 0 ? outage : 0);
     if (code != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);
-        return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: SyncWeights: %s: %s", server,
-                              siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+        return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: SyncWeights: %s: %s%s", server,
+                              siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message", why);
     }
     Siam__V1__GlobalWeights *g = siam__v1__global_weights__unpack(NULL, resp.len, resp.data);
     siam_rpc_buf_free(&resp);

@@ -1,11 +1,43 @@
 /* siam_atomic: temp file + fsync + rename + directory fsync. */
 #include "siam_atomic.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Removes "<path>.tmp.<pid>" files whose process no longer exists: a writer killed mid-write
+ * leaves its temp file behind (the file at path is untouched), and a server restarted in a
+ * loop would pile them up. A live process's temp file, even another program's, is kept. */
+static void remove_stale_temps(const char *path) {
+    char dir_buf[4096], base_buf[4096];
+    snprintf(dir_buf, sizeof dir_buf, "%s", path);
+    snprintf(base_buf, sizeof base_buf, "%s", path);
+    const char *dir = dirname(dir_buf), *base = basename(base_buf);
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0)
+            continue;
+        const char *digits = n + blen + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
 
 int siam_atomic_open(siam_atomic_file *a, const char *path, siam_error *err) {
     memset(a, 0, sizeof *a);
@@ -16,6 +48,7 @@ int siam_atomic_open(siam_atomic_file *a, const char *path, siam_error *err) {
     /* A stale temp file of a crashed earlier run with our pid may exist; replace it, but never
      * write through something that appears under that name meanwhile ("x": O_EXCL). */
     unlink(a->tmp);
+    remove_stale_temps(path);
     a->f = fopen(a->tmp, "wbx");
     if (!a->f) {
         int e = errno;

@@ -14,7 +14,8 @@ typedef struct {
     FILE *f; /* write the new contents here */
 } siam_atomic_file;
 
-/* Opens "<path>.tmp.<pid>" for writing. SIAM_ERR_IO names the path and the reason. */
+/* Opens "<path>.tmp.<pid>" for writing, after removing the temp files of path left by processes
+ * that no longer exist (killed while writing). SIAM_ERR_IO names the path and the reason. */
 int siam_atomic_open(siam_atomic_file *a, const char *path, siam_error *err);
 /* Flushes, fsyncs, closes and renames over path, then fsyncs the directory. On any failure the
  * temp file is removed and the old file at path is untouched. */

@@ -31,7 +31,11 @@ typedef struct {
     int reported;
     float *report; /* n_params floats */
     uint64_t samples;
+    uint64_t base; /* the round it is based on */
     void *waiter;
+    /* the report averaged into last_round, to recognise it when it is sent again */
+    uint32_t last_crc;
+    uint64_t last_samples, last_base;
 } worker;
 
 /* An answer to send once the lock is released. */
@@ -70,7 +74,11 @@ struct siam_averaging {
 
     /* the open round */
     int reports;
-    double opened; /* siam_now() of its first report; its deadline is opened + timeout */
+    double opened;     /* siam_now() of its first report; its deadline is opened + timeout */
+    uint64_t max_base; /* highest base round among its reports */
+    /* the last closed round, for the answer to a report sent again after it closed */
+    uint32_t last_workers;
+    uint64_t last_samples;
     struct join_waiter {
         void *waiter;
         size_t worker; /* index into w */
@@ -214,6 +222,7 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
             w->report = NULL;
         }
         a->reports = 0;
+        a->max_base = 0;
         return;
     }
     qsort(rep, k, sizeof *rep, by_id);
@@ -235,8 +244,19 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     s->refs = 1;
     snap_release(a, a->global);
     a->global = s;
+    /* after a restart from an older checkpoint the workers may be ahead of the server: the
+     * numbering goes on from theirs, so that no worker sees its round number go backwards */
+    if (a->max_base > a->round) {
+        LOG_INFO(COMPONENT,
+                 "the workers were at round %llu, the server at %llu: it goes on from "
+                 "theirs",
+                 (unsigned long long)a->max_base, (unsigned long long)a->round);
+        a->round = a->max_base;
+    }
     a->round++;
     a->version++;
+    a->last_workers = (uint32_t)k;
+    a->last_samples = total;
 
     char names[512] = "", missing[512] = "";
     size_t off = 0;
@@ -259,6 +279,9 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
         worker *w = rep[r];
         queue(a, o, w->waiter, SIAM_RPC_OK, NULL, 0, (uint32_t)k, total);
         w->last_round = a->round;
+        w->last_crc = siam_params_crc32(w->report, a->n);
+        w->last_samples = w->samples;
+        w->last_base = w->base;
         w->reported = 0;
         w->pending--;
         free(w->report);
@@ -267,14 +290,17 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     }
     free(rep);
     a->reports = 0;
+    a->max_base = 0;
 }
 
-/* Closes the open round if every live worker has reported or its deadline has passed. */
+/* Closes the open round if every live worker has reported or its deadline has passed. While
+ * fewer than min_workers have joined (only after a restart: reports then join their workers)
+ * the round also waits, until its deadline, for the others to come back. */
 static void maybe_close(siam_averaging *a, outbox *o, double now) {
     if (a->reports == 0)
         return;
     int timed_out = now >= a->opened + a->cfg.sync_timeout;
-    int complete = 1;
+    int complete = a->joined >= a->cfg.min_workers;
     for (size_t i = 0; i < a->n_workers && complete; i++)
         if (!a->w[i].reported && is_live(a, &a->w[i], now))
             complete = 0;
@@ -405,6 +431,7 @@ void siam_averaging_shutdown(siam_averaging *a) {
         }
     }
     a->reports = 0;
+    a->max_base = 0;
     for (size_t i = 0; i < a->n_join_waiters; i++) {
         queue(a, &o, a->join_waiters[i].waiter, SIAM_RPC_UNAVAILABLE, msg, 0, 0, 0);
         a->w[a->join_waiters[i].worker].pending--;
@@ -481,6 +508,12 @@ int siam_averaging_has_model(siam_averaging *a) {
     return r;
 }
 
+/* u is the report w has in the open round, sent again (same samples, base round and bytes). */
+static int same_report(const siam_averaging *a, const worker *w, const siam_averaging_update *u) {
+    return w->reported && w->samples == u->samples && w->base == u->base_round &&
+           memcmp(w->report, u->params, a->n * sizeof *w->report) == 0;
+}
+
 void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, void *waiter) {
     outbox o = {0};
     char msg[SIAM_ERROR_MSG_MAX];
@@ -509,7 +542,7 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
     } else if (!(w = find_worker(a, u->worker, 1))) {
         code = SIAM_RPC_RESOURCE_EXHAUSTED;
         snprintf(msg, sizeof msg, "out of memory for worker %s", u->worker);
-    } else if (u->samples > 0 && w->reported) {
+    } else if (u->samples > 0 && w->reported && !same_report(a, w, u)) {
         code = SIAM_RPC_ALREADY_EXISTS;
         snprintf(msg, sizeof msg,
                  "worker %s already has an update in round %llu: every worker needs its own "
@@ -530,9 +563,10 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         a->joined++;
         char wait[128];
         waiting_text(a, wait, sizeof wait);
-        LOG_INFO(COMPONENT, "worker %s joined at round %llu (%d of %d needed)%s%s", w->id,
-                 (unsigned long long)a->round, a->joined, a->cfg.min_workers, wait[0] ? "; " : "",
-                 wait);
+        LOG_INFO(COMPONENT, "worker %s joined at round %llu%s (%d of %d needed)%s%s", w->id,
+                 (unsigned long long)a->round,
+                 u->samples > 0 ? " with an update (it trained with an earlier server)" : "",
+                 a->joined, a->cfg.min_workers, wait[0] ? "; " : "", wait);
         if (a->joined == a->cfg.min_workers && a->n_join_waiters > 0) {
             for (size_t i = 0; i < a->n_join_waiters; i++) {
                 queue(a, &o, a->join_waiters[i].waiter, SIAM_RPC_OK, NULL, 0, 0, 0);
@@ -563,6 +597,22 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
             a->join_waiters[a->n_join_waiters++].worker = (size_t)(w - a->w);
             w->pending++;
         }
+    } else if (w->reported) { /* the same report again: the worker retried, the call goes on */
+        LOG_INFO(COMPONENT,
+                 "%s sent its update (based on round %llu) again: it replaces the first call",
+                 w->id, (unsigned long long)u->base_round);
+        queue(a, &o, w->waiter, SIAM_RPC_ABORTED,
+              "superseded: the worker sent the same update again on another call", 0, 0, 0);
+        w->waiter = waiter;
+    } else if (u->base_round < a->round && w->last_round == a->round &&
+               w->last_samples == u->samples && w->last_base == u->base_round &&
+               w->last_crc == siam_params_crc32(u->params, a->n)) {
+        /* sent again after its round closed (the answer was lost): answered as the first was */
+        LOG_INFO(COMPONENT,
+                 "%s sent its update again after round %llu closed with it: answered "
+                 "again",
+                 w->id, (unsigned long long)a->round);
+        queue(a, &o, waiter, SIAM_RPC_OK, NULL, 0, a->last_workers, a->last_samples);
     } else if (u->base_round < a->round) { /* late: its round closed without it */
         LOG_INFO(COMPONENT,
                  "late update from %s (based on round %llu, now %llu): not averaged; it gets "
@@ -578,6 +628,9 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         } else {
             memcpy(w->report, u->params, a->n * sizeof *w->report);
             w->samples = u->samples;
+            w->base = u->base_round;
+            if (u->base_round > a->max_base)
+                a->max_base = u->base_round;
             w->waiter = waiter;
             w->reported = 1;
             w->pending++;

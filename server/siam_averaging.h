@@ -10,6 +10,25 @@
  * based on an older round than the newest (the worker missed a round) is late: it is not
  * averaged and is answered at once with the newest global parameters.
  *
+ * Restarts and retries. A restarted server (--resume) knows its checkpoint's round and no
+ * workers; workers that retry come back with reports. The rules:
+ *  - A report from a worker this server has not seen joins it first (it counts towards
+ *    min_workers and releases waiting joins), then is a report like any other.
+ *  - A report whose base round is at or AHEAD of the server's round (the checkpoint is older
+ *    than the last round the workers adopted) is averaged into the open round. When the round
+ *    closes, its number is one more than the highest of the server's round and the reports'
+ *    base rounds, so round numbers never go backwards for a worker.
+ *  - While fewer than min_workers workers have joined, which after the start happens only
+ *    after a restart, a round does not close when its reporters are all the live workers: it
+ *    waits, until its sync timeout, for the others to come back. It never waits longer, so a
+ *    worker that does not come back cannot block the rest.
+ *  - A worker that sends the same report again (same samples, base round and parameter bytes:
+ *    its call failed and it retried) while the first is still waiting in the open round takes
+ *    the first call's place: the first call is answered ABORTED, the report counts once. A
+ *    different report under the same name is ALREADY_EXISTS (two workers share a name). The
+ *    same report sent again after its round closed with it (the answer was lost) is answered
+ *    like the first, not late; after a restart the server cannot recognise it, and it is late.
+ *
  * Liveness is judged by calls, not by idle time: a joined worker is live while it has a Train
  * stream open (stream() counts them) or a call waiting here, and for sync_timeout seconds after
  * joining before its first stream. A worker that is computing for a long time is therefore live;
@@ -77,7 +96,8 @@ int siam_averaging_has_model(siam_averaging *a);
  * this returns. The caller has validated that params are finite. FAILED_PRECONDITION when the
  * spec differs from the global model's (both named), or when there is no model yet;
  * INVALID_ARGUMENT for a wrong parameter count; ALREADY_EXISTS when this worker name already has
- * a report in the open round; UNAVAILABLE after shutdown. */
+ * another report in the open round; UNAVAILABLE after shutdown; ABORTED for a call whose report
+ * was sent again on another call (see the restart rules above). */
 void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, void *waiter);
 
 /* A Train stream of worker opened (+1) or ended (-1): liveness. */

@@ -6,8 +6,9 @@
 #      falls, each reaches ROC AUC >= 0.85 and accuracy (D <= m/2) >= 0.70 on the test pairs, and
 #      the server is untouched by the killed stream;
 #   2. SIGTERM while streams are open: the server exits 0 within its grace period and the
-#      workers stop with a clear message instead of hanging;
-#   3. a worker with no server: a clear message and exit 1 within seconds.
+#      workers, told not to retry (--retry-for 0), stop with a clear message instead of hanging;
+#   3. a worker with no server (--retry-for 0): a clear message and exit 1 within seconds.
+# Workers that ride out a restart are restart_test.sh's.
 # In the sanitizer build every process runs under ASan/UBSan, so leaks or errors fail it.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
@@ -69,7 +70,8 @@ check "server summarised both workers' streams" \
 
 # ---- 2. SIGTERM with streams open ------------------------------------------------------------
 for i in 0 1; do
-  "$bin/siam-client" "${common[@]}" --epochs 5 --worker-index $i >/dev/null 2>"$tmp/t$i.log" &
+  "$bin/siam-client" "${common[@]}" --epochs 5 --worker-index $i --retry-for 0 \
+    >/dev/null 2>"$tmp/t$i.log" &
   tpid[$i]=$!
   pids+=("${tpid[$i]}")
 done
@@ -99,7 +101,8 @@ done
 
 # ---- 3. no server ----------------------------------------------------------------------------
 t0=$(date +%s.%N)
-"$bin/siam-client" --server "127.0.0.1:$port" --epochs 1 --data "$data" >/dev/null 2>"$tmp/none.log"
+"$bin/siam-client" --server "127.0.0.1:$port" --epochs 1 --retry-for 0 --data "$data" \
+  >/dev/null 2>"$tmp/none.log"
 nrc=$?
 t1=$(date +%s.%N)
 check "worker without a server exits 1 (rc $nrc)" "[ $nrc -eq 1 ]"

@@ -153,11 +153,11 @@ check "server not reachable from the root namespace on 127.0.0.1:$port" \
   "! timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$port'"
 
 # ---- 3. a wrong address in the subnet -------------------------------------------------------
-# Nobody answers ARP for it: the connection never completes, the worker gives up after its
-# --timeout (5 s) and names the address.
+# Nobody answers ARP for it: the connection never completes, the worker (not retrying:
+# --retry-for 0) gives up after its --timeout (5 s) and names the address.
 t0=$(date +%s.%N)
 ( in_ns "${ns_w[0]}" siam-client --server "$nobody_ip:$port" --epochs 1 --train-limit 600 \
-  --test-limit 100 --timeout 5 --data "$data" >/dev/null 2>"$tmp/nobody.log" )
+  --test-limit 100 --timeout 5 --retry-for 0 --data "$data" >/dev/null 2>"$tmp/nobody.log" )
 nrc=$?
 t1=$(date +%s.%N)
 secs=$(awk "BEGIN{printf \"%.1f\", $t1 - $t0}")

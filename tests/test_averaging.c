@@ -4,7 +4,10 @@
  * computed here in worker-name order, whatever the arrival order; joins wait for min_workers;
  * a round closes at the sync timeout, at once when the last live worker's stream ends, and late
  * updates are answered with the newest global parameters without being averaged; every error
- * has its status code; shutdown and free answer pending calls. Image Similarity answers
+ * has its status code; shutdown and free answer pending calls. After a restart, reports join
+ * their workers, reports ahead of the server are averaged and the round numbers go on from the
+ * workers', and rounds wait for min_workers until their timeout; a report sent again counts
+ * once. Image Similarity answers
  * distances equal to the global model's embeddings computed here. */
 #include "test_util.h"
 
@@ -684,6 +687,231 @@ static void test_errors(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* 5b. After a restart (a fresh averaging resumed at some round) and when workers retry */
+
+/* A server restarted from a checkpoint of round 5 with min_workers 2; the workers it had were
+ * at round 7 (the checkpoint is older). Nobody has joined this server. */
+static void test_restart_ahead(void) {
+    const double T = 3.0;
+    siam_rng rng;
+    siam_rng_seed(&rng, 66);
+    float g0[N_PARAMS], pa[N_PARAMS], pb[N_PARAMS], pc[N_PARAMS];
+    random_params(&rng, g0, N_PARAMS);
+    random_params(&rng, pa, N_PARAMS);
+    random_params(&rng, pb, N_PARAMS);
+    random_params(&rng, pc, N_PARAMS);
+    siam_averaging_config cfg = {2, T, record, on_round, NULL};
+    siam_averaging *a = NULL;
+    siam_error err = {0};
+    CHECK(siam_averaging_create(&a, &cfg, &err) == SIAM_OK, "create: %s", err.msg);
+    if (!a)
+        return;
+    CHECK(siam_averaging_set_model(a, SPEC, g0, N_PARAMS, 5, &err) == SIAM_OK, "resume: %s",
+          err.msg);
+    pthread_mutex_lock(&rec_lock);
+    n_rounds_seen = 0;
+    pthread_mutex_unlock(&rec_lock);
+
+    /* a fresh worker's join waits for min_workers; reports of returning workers join them */
+    call jc = {0}, ra = {0}, rb = {0}, ra2 = {0}, rb2 = {0};
+    submit(a, &jc, "gamma", SPEC, pc, N_PARAMS, 0, 0);
+    siam_averaging_stream(a, "alpha", +1);
+    siam_averaging_stream(a, "beta", +1);
+    double t0 = siam_now();
+    submit(a, &ra, "alpha", SPEC, pa, N_PARAMS, 30, 7);
+    siam_averaging_info info;
+    siam_averaging_get_info(a, &info);
+    CHECK(info.joined == 2 && info.waiting[0] == '\0',
+          "a report from an unknown worker joins it: joined %d, waiting '%s'", info.joined,
+          info.waiting);
+    CHECK(wait_for(&jc, 2.0) == 1 && jc.code == SIAM_RPC_OK && jc.round == 5 &&
+              same_params(&jc, g0, N_PARAMS),
+          "the waiting join was released by the report's join: %d calls, code %d, round %llu",
+          jc.calls, jc.code, (unsigned long long)jc.round);
+    sleep_s(0.2);
+    CHECK(answered(&ra) == 0, "alpha's report (ahead of the server) closed a round at once");
+    submit(a, &rb, "beta", SPEC, pb, N_PARAMS, 50, 7);
+    CHECK(answered(&rb) == 0, "the round closed without gamma (joined, live)");
+    call rg = {0}; /* gamma joined this server at round 5: its report is based on round 5 */
+    submit(a, &rg, "gamma", SPEC, pc, N_PARAMS, 20, 5);
+    CHECK(wait_for(&ra, 2.0) == 1 && wait_for(&rb, 2.0) == 1 && wait_for(&rg, 2.0) == 1,
+          "round not closed (%d, %d, %d)", ra.calls, rb.calls, rg.calls);
+    CHECK(siam_now() - t0 < 0.5 * T + 0.2, "the round waited for the timeout");
+    {
+        const char *names[3] = {"alpha", "beta", "gamma"};
+        const float *ps[3] = {pa, pb, pc};
+        const uint64_t sm[3] = {30, 50, 20};
+        float want[N_PARAMS];
+        ref_average(want, names, ps, sm, 3, N_PARAMS);
+        CHECK(ra.code == SIAM_RPC_OK && rb.code == SIAM_RPC_OK && rg.code == SIAM_RPC_OK &&
+                  !ra.late && !rb.late && !rg.late && ra.workers == 3 && ra.samples == 100 &&
+                  same_params(&ra, want, N_PARAMS) && same_params(&rb, want, N_PARAMS) &&
+                  same_params(&rg, want, N_PARAMS),
+              "reports ahead of the server are averaged with one based on its round (codes %d "
+              "%d %d, late %d %d %d, workers %u)",
+              ra.code, rb.code, rg.code, ra.late, rb.late, rg.late, ra.workers);
+    }
+    CHECK(rg.round == 8, "gamma's round %llu", (unsigned long long)rg.round);
+    call_reset(&rg);
+    CHECK(ra.round == 8 && rb.round == 8,
+          "the round after the workers' round 7 is 8 (not the server's 6): %llu %llu",
+          (unsigned long long)ra.round, (unsigned long long)rb.round);
+    siam_averaging_get_info(a, &info);
+    CHECK(info.round == 8, "server round %llu", (unsigned long long)info.round);
+    pthread_mutex_lock(&rec_lock);
+    CHECK(n_rounds_seen == 1 && rounds_seen[0] == 8 && rounds_workers[0] == 3,
+          "on_round saw %d rounds (first %llu, %u workers)", n_rounds_seen,
+          (unsigned long long)rounds_seen[0], rounds_workers[0]);
+    pthread_mutex_unlock(&rec_lock);
+
+    /* the next rounds go on from there, and another report based on round 7 is now late */
+    call rl = {0};
+    submit(a, &rl, "alpha", SPEC, pb, N_PARAMS, 10, 7);
+    CHECK(answered(&rl) == 1 && rl.code == SIAM_RPC_OK && rl.late && rl.round == 8,
+          "a report based on round 7 after round 8: code %d late %d round %llu", rl.code, rl.late,
+          (unsigned long long)rl.round);
+    submit(a, &ra2, "alpha", SPEC, pa, N_PARAMS, 5, 8);
+    submit(a, &rb2, "beta", SPEC, pb, N_PARAMS, 5, 8);
+    call rc2 = {0};
+    submit(a, &rc2, "gamma", SPEC, pc, N_PARAMS, 5, 8);
+    CHECK(wait_for(&ra2, 2.0) == 1 && ra2.round == 9 && ra2.workers == 3,
+          "round 9 of three workers: %d calls, round %llu, workers %u", ra2.calls,
+          (unsigned long long)ra2.round, ra2.workers);
+    siam_averaging_stream(a, "alpha", -1);
+    siam_averaging_stream(a, "beta", -1);
+    siam_averaging_stream(a, "gamma", -1);
+    siam_averaging_free(a);
+    call_reset(&jc);
+    call_reset(&ra);
+    call_reset(&rb);
+    call_reset(&rl);
+    call_reset(&ra2);
+    call_reset(&rb2);
+    call_reset(&rc2);
+}
+
+/* min_workers after a restart: the round waits for the others until its sync timeout, never
+ * longer (a worker that does not come back blocks nobody). */
+static void test_restart_min_workers(void) {
+    const double T = 0.4;
+    siam_rng rng;
+    siam_rng_seed(&rng, 77);
+    float g0[N_PARAMS], pa[N_PARAMS], pb[N_PARAMS];
+    random_params(&rng, g0, N_PARAMS);
+    random_params(&rng, pa, N_PARAMS);
+    random_params(&rng, pb, N_PARAMS);
+    siam_averaging *a = make_avg(2, T, SPEC, g0, N_PARAMS);
+    if (!a)
+        return;
+    call ra = {0}, rb = {0}, jd = {0};
+    siam_averaging_stream(a, "alpha", +1);
+    double t0 = siam_now();
+    submit(a, &ra, "alpha", SPEC, pa, N_PARAMS, 12, 0);
+    sleep_s(0.1);
+    CHECK(answered(&ra) == 0, "alone of 2 min_workers after a restart: answered at once");
+    CHECK(wait_for(&ra, T + 2.0) == 1 && ra.code == SIAM_RPC_OK && ra.workers == 1 &&
+              ra.round == 1 && same_params(&ra, pa, N_PARAMS),
+          "the round closes at its timeout with the one worker: %d calls code %d workers %u",
+          ra.calls, ra.code, ra.workers);
+    double dt = ra.t - t0;
+    CHECK(dt >= 0.8 * T && dt <= T + 1.0, "closed after %.3f s, timeout %g s", dt, T);
+    /* beta comes back late: its report (based on round 0) is late, it gets round 1 */
+    submit(a, &rb, "beta", SPEC, pb, N_PARAMS, 12, 0);
+    CHECK(answered(&rb) == 1 && rb.late && rb.round == 1 && same_params(&rb, pa, N_PARAMS),
+          "beta after the timeout: late %d round %llu", rb.late, (unsigned long long)rb.round);
+    /* now two have joined: a fresh worker's join is answered at once */
+    submit(a, &jd, "delta", SPEC, g0, N_PARAMS, 0, 0);
+    CHECK(answered(&jd) == 1 && jd.code == SIAM_RPC_OK && jd.round == 1,
+          "a join after two reports joined: %d calls code %d", jd.calls, jd.code);
+    siam_averaging_stream(a, "alpha", -1);
+    siam_averaging_free(a);
+    call_reset(&ra);
+    call_reset(&rb);
+    call_reset(&jd);
+}
+
+/* A worker whose call failed sends the same report again: once while the first still waits in
+ * the round (it takes the first call's place; counted once), once after the round closed with
+ * it (answered like the first, not late). A different report under the name stays refused. */
+static void test_resent_reports(void) {
+    siam_rng rng;
+    siam_rng_seed(&rng, 88);
+    float g0[N_PARAMS], pa[N_PARAMS], pa2[N_PARAMS], pb[N_PARAMS];
+    random_params(&rng, g0, N_PARAMS);
+    random_params(&rng, pa, N_PARAMS);
+    random_params(&rng, pb, N_PARAMS);
+    memcpy(pa2, pa, sizeof pa2);
+    pa2[N_PARAMS / 2] = nextafterf(pa2[N_PARAMS / 2], 1e30f); /* one ulp apart */
+    siam_averaging *a = make_avg(2, 3.0, SPEC, g0, N_PARAMS);
+    if (!a)
+        return;
+    call ja = {0}, jb = {0}, r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0}, rb = {0};
+    submit(a, &ja, "alpha", SPEC, pa, N_PARAMS, 0, 0);
+    submit(a, &jb, "beta", SPEC, pb, N_PARAMS, 0, 0);
+    CHECK(wait_for(&ja, 2.0) == 1 && wait_for(&jb, 2.0) == 1, "joins");
+    siam_averaging_stream(a, "alpha", +1);
+    siam_averaging_stream(a, "beta", +1);
+
+    submit(a, &r1, "alpha", SPEC, pa, N_PARAMS, 30, 0);
+    submit(a, &r2, "alpha", SPEC, pa, N_PARAMS, 30, 0); /* the same report again */
+    CHECK(answered(&r1) == 1 && r1.code == SIAM_RPC_ABORTED && strstr(r1.msg, "again"),
+          "the first call of a resent report: %d calls, code %d '%s'", r1.calls, r1.code, r1.msg);
+    CHECK(answered(&r2) == 0, "the resent report was answered before beta reported");
+    submit(a, &r3, "alpha", SPEC, pa2, N_PARAMS, 30, 0); /* one ulp differs: another report */
+    CHECK(answered(&r3) == 1 && r3.code == SIAM_RPC_ALREADY_EXISTS,
+          "a different report under the same name: code %d '%s'", r3.code, r3.msg);
+    submit(a, &r4, "alpha", SPEC, pa, N_PARAMS, 31, 0); /* other samples: another report */
+    CHECK(answered(&r4) == 1 && r4.code == SIAM_RPC_ALREADY_EXISTS, "other samples: code %d",
+          r4.code);
+    call_reset(&r4);
+    submit(a, &rb, "beta", SPEC, pb, N_PARAMS, 50, 0);
+    CHECK(wait_for(&r2, 2.0) == 1 && wait_for(&rb, 2.0) == 1, "round not closed");
+    const char *names[2] = {"alpha", "beta"};
+    const float *ps[2] = {pa, pb};
+    const uint64_t sm[2] = {30, 50};
+    float want[N_PARAMS];
+    ref_average(want, names, ps, sm, 2, N_PARAMS);
+    CHECK(r2.code == SIAM_RPC_OK && r2.workers == 2 && r2.samples == 80 && r2.round == 1 &&
+              same_params(&r2, want, N_PARAMS) && same_params(&rb, want, N_PARAMS),
+          "alpha's report counted once: code %d workers %u samples %llu", r2.code, r2.workers,
+          (unsigned long long)r2.samples);
+    CHECK(r1.calls == 1, "the superseded call was answered %d times", r1.calls);
+
+    /* alpha's answer got lost: it sends the report (based on round 0) again */
+    siam_averaging_info before, after;
+    siam_averaging_get_info(a, &before);
+    call_reset(&r4);
+    submit(a, &r4, "alpha", SPEC, pa, N_PARAMS, 30, 0);
+    CHECK(answered(&r4) == 1 && r4.code == SIAM_RPC_OK && !r4.late && r4.round == 1 &&
+              r4.workers == 2 && r4.samples == 80 && same_params(&r4, want, N_PARAMS),
+          "a report sent again after its round closed: code %d late %d round %llu workers %u",
+          r4.code, r4.late, (unsigned long long)r4.round, r4.workers);
+    siam_averaging_get_info(a, &after);
+    CHECK(after.round == before.round && after.version == before.version,
+          "answering it again changed the model");
+    call_reset(&r4);
+    submit(a, &r4, "alpha", SPEC, pa2, N_PARAMS, 30, 0); /* not the report of round 1 */
+    CHECK(answered(&r4) == 1 && r4.code == SIAM_RPC_OK && r4.late,
+          "another report based on round 0 is late: code %d late %d", r4.code, r4.late);
+    call_reset(&r4);
+    submit(a, &r4, "beta", SPEC, pb, N_PARAMS, 50, 0);
+    CHECK(answered(&r4) == 1 && r4.code == SIAM_RPC_OK && !r4.late && r4.round == 1,
+          "beta's report sent again: code %d late %d", r4.code, r4.late);
+    siam_averaging_stream(a, "alpha", -1);
+    siam_averaging_stream(a, "beta", -1);
+    siam_averaging_free(a);
+    CHECK(r1.calls == 1 && r2.calls == 1 && r3.calls == 1 && rb.calls == 1,
+          "free answered again (%d %d %d %d)", r1.calls, r2.calls, r3.calls, rb.calls);
+    call_reset(&ja);
+    call_reset(&jb);
+    call_reset(&r1);
+    call_reset(&r2);
+    call_reset(&r3);
+    call_reset(&r4);
+    call_reset(&rb);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* 6. Through the service: SyncWeights, image Similarity, Status */
 
 /* svc->sync_reply: decodes the GlobalWeights (resp is ours to free). */
@@ -1198,6 +1426,9 @@ int main(void) {
     test_timeout();
     test_streams();
     test_errors();
+    test_restart_ahead();
+    test_restart_min_workers();
+    test_resent_reports();
     test_service();
     test_service_rejected_first_join();
     printf("image distances: %d bit-exact, %d within 1e-6 relative; %.2f s\n", bitexact_distances,

@@ -209,6 +209,12 @@ int siam_rpc_channel_create(siam_rpc_channel **out, const char *target, size_t m
                             siam_error *err);
 void siam_rpc_channel_free(siam_rpc_channel *ch);
 const char *siam_rpc_channel_target(const siam_rpc_channel *ch);
+/* Connects now, if not connected, and waits up to timeout_s for the connection; 1 when the
+ * channel is connected, 0 when not (yet). Use it before retrying a server that went away: after
+ * a failed connection gRPC waits, doubling up to two minutes, before its next attempt, and
+ * meanwhile fails every call at once with UNAVAILABLE, even when the server is back; this
+ * starts an attempt at once. */
+int siam_rpc_channel_connect(siam_rpc_channel *ch, double timeout_s);
 
 /* Unary call with a deadline of timeout_s seconds. Returns st->code; on OK *resp holds the
  * answer (malloc'd, caller frees with siam_rpc_buf_free). */

@@ -568,6 +568,25 @@ static void explain_failure(siam_rpc_channel *ch, siam_rpc_status *st, double ti
     }
 }
 
+int siam_rpc_channel_connect(siam_rpc_channel *ch, double timeout_s) {
+    grpc_channel_reset_connect_backoff(ch->channel);
+    grpc_connectivity_state state = grpc_channel_check_connectivity_state(ch->channel, 1);
+    if (state == GRPC_CHANNEL_READY)
+        return 1;
+    /* after a failure the state stays TRANSIENT_FAILURE while gRPC tries again ("sticky"), so
+     * only READY ends the wait early */
+    gpr_timespec deadline = after(timeout_s > 0 ? timeout_s : 1e-3);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_SHUTDOWN &&
+           gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) < 0) {
+        grpc_channel_watch_connectivity_state(ch->channel, state, deadline, cq, NULL);
+        grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        state = grpc_channel_check_connectivity_state(ch->channel, 1);
+    }
+    drain_and_destroy(cq);
+    return state == GRPC_CHANNEL_READY;
+}
+
 int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, size_t len,
                   double timeout_s, siam_rpc_buf *resp, siam_rpc_status *st) {
     resp->data = NULL;
