@@ -539,6 +539,13 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         code = SIAM_RPC_INVALID_ARGUMENT;
         snprintf(msg, sizeof msg, "params has %zu floats, expected %zu for model '%.300s'",
                  u->n_params, a->n, a->spec);
+    } else if (!find_worker(a, u->worker, 0) && a->n_workers >= SIAM_AVERAGING_MAX_WORKERS) {
+        /* a bound on the server's memory for callers that invent names */
+        code = SIAM_RPC_RESOURCE_EXHAUSTED;
+        snprintf(msg, sizeof msg,
+                 "this server averages at most %d distinct workers and knows %zu; worker %s is "
+                 "one too many (restart the server to forget departed workers)",
+                 SIAM_AVERAGING_MAX_WORKERS, a->n_workers, u->worker);
     } else if (!(w = find_worker(a, u->worker, 1))) {
         code = SIAM_RPC_RESOURCE_EXHAUSTED;
         snprintf(msg, sizeof msg, "out of memory for worker %s", u->worker);

@@ -46,6 +46,9 @@
 #include "siam_checkpoint.h"
 #include "siam_error.h"
 
+/* Distinct worker names the averaging keeps (joined or reported): RESOURCE_EXHAUSTED beyond. */
+#define SIAM_AVERAGING_MAX_WORKERS 1024
+
 typedef struct siam_averaging siam_averaging;
 
 /* What a waiter is told. params stay valid only during the callback. */

@@ -1418,6 +1418,37 @@ static void test_service_rejected_first_join(void) {
     free(P);
 }
 
+/* Distinct worker names are bounded: the (MAX+1)-th name is RESOURCE_EXHAUSTED naming the limit,
+ * a known name is still served, and nothing else changes. */
+static void test_worker_limit(void) {
+    float q[5] = {1, 2, 3, 4, 5}; /* in=1x2x2 dense1: 4 weights and a bias */
+    siam_averaging *a = make_avg(1, 5.0, "in=1x2x2 dense1", q, 5);
+    static call calls[SIAM_AVERAGING_MAX_WORKERS + 1];
+    int ok = 0;
+    for (int i = 0; i < SIAM_AVERAGING_MAX_WORKERS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "w%04d", i);
+        submit(a, &calls[i], name, "in=1x2x2 dense1", q, 5, 0, 0);
+        ok += wait_for(&calls[i], 2.0) == 1 && calls[i].code == SIAM_RPC_OK;
+    }
+    CHECK(ok == SIAM_AVERAGING_MAX_WORKERS, "%d of %d joins answered OK", ok,
+          SIAM_AVERAGING_MAX_WORKERS);
+    call *extra = &calls[SIAM_AVERAGING_MAX_WORKERS];
+    submit(a, extra, "one-too-many", "in=1x2x2 dense1", q, 5, 0, 0);
+    CHECK(wait_for(extra, 2.0) == 1 && extra->code == SIAM_RPC_RESOURCE_EXHAUSTED &&
+              strstr(extra->msg, "at most 1024 distinct workers") &&
+              strstr(extra->msg, "one-too-many"),
+          "worker beyond the limit: %s: %s", siam_rpc_code_name(extra->code), extra->msg);
+    call again = {0};
+    submit(a, &again, "w0007", "in=1x2x2 dense1", q, 5, 0, 0);
+    CHECK(wait_for(&again, 2.0) == 1 && again.code == SIAM_RPC_OK,
+          "known worker after the limit: %s", again.msg);
+    call_reset(&again);
+    for (int i = 0; i <= SIAM_AVERAGING_MAX_WORKERS; i++)
+        call_reset(&calls[i]);
+    siam_averaging_free(a);
+}
+
 int main(void) {
     siam_log_set_level(SIAM_LOG_WARN);
     double t0 = siam_now();
@@ -1429,6 +1460,7 @@ int main(void) {
     test_restart_ahead();
     test_restart_min_workers();
     test_resent_reports();
+    test_worker_limit();
     test_service();
     test_service_rejected_first_join();
     printf("image distances: %d bit-exact, %d within 1e-6 relative; %.2f s\n", bitexact_distances,
