@@ -180,5 +180,11 @@ int main(void) {
     check_bad_spec("in=4x4x1 conv5x5x2", "at least 5x5");
     check_bad_spec("in=28x28", "input shape");
     check_bad_spec("in=28x28x1", "no layers");
+    /* shapes whose floats per item do not fit an int (signed overflow before, found by probing
+     * the specs that fuzz_sync feeds the server's first join) */
+    check_bad_spec("in=2000x2000x1000 dense2", "more than");
+    check_bad_spec("in=2048x1024x1024 flatten dense1", "more than");
+    check_bad_spec("in=65536x65536x1 relu", "more than");
+    check_bad_spec("in=1024x1024x1 conv1x1x4096", "an output of 1024x1024x4096");
     return tu_finish();
 }
