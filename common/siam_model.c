@@ -259,6 +259,20 @@ static void init_params(siam_model *m, uint64_t seed) {
     }
 }
 
+int siam_model_spec_parse(const char *name_or_spec, char *canon, size_t *n_params,
+                          siam_error *err) {
+    siam_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for the model");
+    int rc = parse_spec(m, siam_model_spec_for(name_or_spec), err);
+    if (rc == SIAM_OK && canon)
+        memcpy(canon, m->spec, sizeof m->spec);
+    if (rc == SIAM_OK && n_params)
+        *n_params = m->n_params;
+    free(m);
+    return rc;
+}
+
 int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed, siam_error *err) {
     *out = NULL;
     siam_model *m = calloc(1, sizeof *m);

@@ -353,6 +353,18 @@ static void sync_corpus(void) {
     update(&b, 4, "w2", SYNC_MODEL, 10, 0.5f, 0, 0);
     save(S, "first_join_refused", &b);
 
+    cfg = 0; /* regressions (see test_averaging's first join tests): a spec spelled with extra
+              * blanks joins; a spec of 785 million parameters or one whose sizes overflow an
+              * int is refused without allocating it */
+    put(&b, &cfg, 1);
+    update(&b, 0, "w0", "in=28x28x1 dense1000000", 10, 0.5f, 0, 0);
+    update(&b, 0, "w0", "in=2000x2000x1000 dense2", 10, 0.5f, 0, 0);
+    update(&b, 0, "w0", "in=65536x65536x1 relu", 10, 0.5f, 0, 0);
+    update(&b, 4, "w1", "in=2x2x1  dense2 ", 10, 0.5f, 0, 0);
+    update(&b, 4, "w2", "in=2x2x1\tdense2", 10, 0.5f, 0, 0);
+    update(&b, 4, "w1", "in=2x2x1 dense2", 10, 0.5f, 2, 0);
+    save(S, "first_join_specs", &b);
+
     cfg = 0; /* liveness by Train streams: w2 streams, so w1's report waits; w2's stream ends and
               * the round closes without it */
     put(&b, &cfg, 1);
