@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh --bench    also python3-torch, for the PyTorch comparison in bench.sh
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config clang-format gnuplot-nox
+packages=(build-essential cmake pkg-config clang-format gnuplot-nox clang libclang-rt-14-dev valgrind
           libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist
           python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml
