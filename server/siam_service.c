@@ -405,8 +405,10 @@ static int adopt_model(siam_service *svc, const char *spec, const float *params,
                        uint64_t round, siam_rpc_status *st, siam_error *err) {
     size_t want = 0;
     if (siam_model_spec_parse(spec, NULL, &want, err))
-        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "model_spec '%.300s': %s", spec,
-                                   err->msg);
+        return siam_rpc_status_set(st,
+                                   err->code == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED
+                                                               : SIAM_RPC_INVALID_ARGUMENT,
+                                   "model_spec '%.300s': %s", spec, err->msg);
     if (want != n) {
         siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
                             "params has %zu floats, expected %zu for model '%.300s'", n, want,
