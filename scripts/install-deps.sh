@@ -4,11 +4,14 @@
 #   scripts/install-deps.sh --bench    also python3-torch, for the PyTorch comparison in bench.sh
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config clang-format gnuplot-nox clang libclang-rt-14-dev valgrind
+packages=(build-essential cmake pkg-config clang-format gnuplot-nox
           libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist
           python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml
           nodejs npm)
+# for the tests only (not for building the programs, so not in docker/Dockerfile): the sanitizer
+# build is made with clang, whose libFuzzer is in libclang-rt-14-dev; valgrind_test
+packages+=(clang libclang-rt-14-dev valgrind)
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch python3-numpy) ;;
