@@ -2,6 +2,7 @@
 #include "siam_model.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,13 @@ static int parse_int(const char **s, int *v) {
     return 0;
 }
 
+/* The floats of one item of shape (h, w, c), each at most 2^20, when they fit the int that the
+ * layers count them in; -1 otherwise. */
+static int item_floats(int h, int w, int c) {
+    int64_t n = (int64_t)h * w * c;
+    return n > INT_MAX ? -1 : (int)n;
+}
+
 /* Appends one layer from token tok given the current shape (h, w, c). */
 static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, size_t *n_train,
                      size_t *n_stat, siam_error *err) {
@@ -95,8 +103,12 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
     memset(&l, 0, sizeof l);
     l.in_h = *h, l.in_w = *w, l.in_c = *c;
     const char *s = tok;
+    if (item_floats(*h, *w, *c) < 0)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "model spec: '%s' gets an input of %dx%dx%d, more than %d floats",
+                              tok, *h, *w, *c, INT_MAX);
     if (strcmp(tok, "flatten") == 0) {
-        *c = *h * *w * *c;
+        *c = item_floats(*h, *w, *c);
         *h = *w = 1;
         return SIAM_OK;
     }
@@ -109,7 +121,7 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
             goto bad;
         l.kind = L_DENSE;
         l.in_h = l.in_w = 1;
-        l.in_c = *h * *w * *c; /* a dense layer flattens its input */
+        l.in_c = item_floats(*h, *w, *c); /* a dense layer flattens its input */
         l.out_h = l.out_w = 1;
         l.out_c = o;
         l.w_off = *n_train;
@@ -200,6 +212,10 @@ static int parse_spec(siam_model *m, const char *spec, siam_error *err) {
     }
     if (m->n_layers == 0)
         return siam_error_set(err, SIAM_ERR_ARG, "model spec '%s' has no layers", spec);
+    if (item_floats(h, w, c) < 0)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "model spec: an output of %dx%dx%d, more than %d floats", h, w, c,
+                              INT_MAX);
     /* running statistics live after the trainable parameters */
     for (int i = 0; i < m->n_layers; i++)
         m->layers[i].stat_off += n_train;
@@ -241,6 +257,20 @@ static void init_params(siam_model *m, uint64_t seed) {
             p[l->w_off + k] = (2.0f * siam_rng_uniform(&rng) - 1.0f) * limit;
         memset(p + l->b_off, 0, (size_t)l->out_c * sizeof(float));
     }
+}
+
+int siam_model_spec_parse(const char *name_or_spec, char *canon, size_t *n_params,
+                          siam_error *err) {
+    siam_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for the model");
+    int rc = parse_spec(m, siam_model_spec_for(name_or_spec), err);
+    if (rc == SIAM_OK && canon)
+        memcpy(canon, m->spec, sizeof m->spec);
+    if (rc == SIAM_OK && n_params)
+        *n_params = m->n_params;
+    free(m);
+    return rc;
 }
 
 int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed, siam_error *err) {

@@ -28,6 +28,11 @@ typedef struct siam_model siam_model;
 int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed, siam_error *err);
 void siam_model_free(siam_model *m);
 
+/* Parses name_or_spec without building the model (no parameter memory): its canonical spec
+ * (tokens joined by single spaces, "mlp"/"cnn" expanded) into canon[SIAM_SPEC_MAX] and its
+ * parameter count into *n_params (either may be NULL). SIAM_ERR_ARG as siam_model_create. */
+int siam_model_spec_parse(const char *name_or_spec, char *canon, size_t *n_params, siam_error *err);
+
 /* The canonical spec string (points into the model). */
 const char *siam_model_spec(const siam_model *m);
 /* Expands "mlp"/"cnn" to their spec; other strings are returned as they are. */

@@ -9,6 +9,9 @@ packages=(build-essential cmake pkg-config clang-format gnuplot-nox
           libopenblas-dev zlib1g-dev dataset-fashion-mnist
           python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml openssl
           nodejs npm)
+# for the tests only (not for building the programs, so not in docker/Dockerfile): the sanitizer
+# build is made with clang, whose libFuzzer is in libclang-rt-14-dev; valgrind_test
+packages+=(clang libclang-rt-14-dev valgrind)
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch python3-numpy) ;;

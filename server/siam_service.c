@@ -396,23 +396,34 @@ int siam_service_start_averaging(
     return siam_averaging_create(&svc->avg, &cfg, err);
 }
 
-/* Makes spec the global model with params (model_lock held): builds the inference model for it,
- * checks the parameter count, and hands the parameters to the averaging. The inference model is
- * kept only when the averaging took the model, so a refused spec leaves no trace. On failure st
+/* Makes spec the global model with params (model_lock held): checks the parameter count against
+ * the spec before anything is allocated for it (a client's spec may describe any size), builds
+ * the inference model, and hands the parameters to the averaging. The inference model is kept
+ * only when the averaging took the model, so a refused spec leaves no trace. On failure st
  * (code) or err explains. */
 static int adopt_model(siam_service *svc, const char *spec, const float *params, size_t n,
                        uint64_t round, siam_rpc_status *st, siam_error *err) {
+    size_t want = 0;
+    if (siam_model_spec_parse(spec, NULL, &want, err))
+        return siam_rpc_status_set(st,
+                                   err->code == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED
+                                                               : SIAM_RPC_INVALID_ARGUMENT,
+                                   "model_spec '%.300s': %s", spec, err->msg);
+    if (want != n) {
+        siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                            "params has %zu floats, expected %zu for model '%.300s'", n, want,
+                            spec);
+        siam_error_set(err, SIAM_ERR_MISMATCH, "%s", st->msg);
+        return st->code;
+    }
     siam_model *m = NULL;
     if (siam_model_create(&m, spec, 0, err))
-        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "model_spec '%.300s': %s", spec,
-                                   err->msg);
+        return siam_rpc_status_set(st,
+                                   err->code == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED
+                                                               : SIAM_RPC_INVALID_ARGUMENT,
+                                   "model_spec '%.300s': %s", spec, err->msg);
     int rc = SIAM_RPC_OK;
-    if (siam_model_num_params(m) != n) {
-        rc = siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
-                                 "params has %zu floats, expected %zu for model '%.300s'", n,
-                                 siam_model_num_params(m), spec);
-        siam_error_set(err, SIAM_ERR_MISMATCH, "%s", st->msg);
-    } else if (siam_averaging_set_model(svc->avg, siam_model_spec(m), params, n, round, err)) {
+    if (siam_averaging_set_model(svc->avg, siam_model_spec(m), params, n, round, err)) {
         rc = siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", err->msg);
     }
     if (rc == SIAM_RPC_OK && !svc->model) {
@@ -474,14 +485,19 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "params is empty");
     else
         check_finite("params", u->params, u->n_params, 1, &st);
+    /* the spec as the averaging knows specs: canonical ("mlp", extra spaces), when it parses;
+     * otherwise as sent (the averaging then names it in its mismatch message) */
+    char spec[SIAM_SPEC_MAX] = "";
+    if (st.code == SIAM_RPC_OK && siam_model_spec_parse(u->model_spec, spec, NULL, NULL))
+        snprintf(spec, sizeof spec, "%s", u->model_spec);
     if (st.code == SIAM_RPC_OK && !siam_averaging_has_model(svc->avg)) {
         /* the first worker's model becomes the global model */
         siam_error err = {0};
         pthread_mutex_lock(&svc->model_lock);
         if (!siam_averaging_has_model(svc->avg) &&
-            adopt_model(svc, u->model_spec, u->params, u->n_params, 0, &st, &err) == SIAM_RPC_OK)
-            LOG_INFO("service", "global model from worker %s: %s (%zu parameters)", id,
-                     u->model_spec, u->n_params);
+            adopt_model(svc, spec, u->params, u->n_params, 0, &st, &err) == SIAM_RPC_OK)
+            LOG_INFO("service", "global model from worker %s: %s (%zu parameters)", id, spec,
+                     u->n_params);
         pthread_mutex_unlock(&svc->model_lock);
     }
     if (st.code != SIAM_RPC_OK) {
@@ -505,7 +521,7 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
     }
     c->svc = svc;
     c->waiter = waiter;
-    siam_averaging_update up = {id, u->model_spec, u->params, u->n_params, u->samples, u->round};
+    siam_averaging_update up = {id, spec, u->params, u->n_params, u->samples, u->round};
     siam_averaging_submit(svc->avg, &up, c);
     siam__v1__weights_update__free_unpacked(u, &da.base);
 }

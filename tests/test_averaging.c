@@ -1449,6 +1449,54 @@ static void test_worker_limit(void) {
     siam_averaging_free(a);
 }
 
+/* First joins found by fuzz_sync:
+ * - a spec that describes a huge model (here 785 million parameters) with a few parameters is
+ *   refused for its parameter count before anything is allocated for it (before: the service
+ *   built the model first, allocating twice 3.1 GB for one SyncWeights call of 60 bytes);
+ * - a spec not in canonical form (a double and a trailing space) joins with the model it
+ *   describes: OK, and the global model is the canonical spec, which later workers may spell
+ *   either way (before: the service adopted the spec as the global model and then refused the
+ *   very join that set it as a spec mismatch, leaving a model no worker had joined with). */
+static void test_service_first_join_specs(void) {
+    siam_rng rng;
+    siam_rng_seed(&rng, 78);
+    siam_error err = {0};
+    const char *S = "in=28x28x1 dense4";
+    size_t n = 0;
+    float *P = model_params(S, 6, &rng, &n);
+    if (!P)
+        return;
+    siam_service svc;
+    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_start_averaging(&svc, 1, 5.0, NULL, NULL, svc_reply, &err) == 0, "start");
+    call c = {0};
+    sync_call(&svc, &c, "w0", "in=28x28x1 dense1000000", P, 10, 0, 0);
+    CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT &&
+              strstr(c.msg, "expected 785000000"),
+          "first join of a huge spec with 10 params: code %d '%s'", c.code, c.msg);
+    call_reset(&c);
+    sync_call(&svc, &c, "w1", "in=28x28x1  dense4 ", P, n, 0, 0);
+    CHECK(answered(&c) == 1 && c.code == SIAM_RPC_OK && strcmp(c.spec, S) == 0 &&
+              same_params(&c, P, n),
+          "first join spelling the spec 'in=28x28x1  dense4 ': code %d '%s', spec '%s'", c.code,
+          c.msg, c.spec);
+    call_reset(&c);
+    sync_call(&svc, &c, "w2", "in=28x28x1\tdense4", P, n, 0, 0);
+    CHECK(answered(&c) == 1 && c.code == SIAM_RPC_OK && strcmp(c.spec, S) == 0,
+          "second join spelling the spec with a tab: code %d '%s'", c.code, c.msg);
+    call_reset(&c);
+    sync_call(&svc, &c, "w3", "in=28x28x1 dense5", P, n, 0, 0);
+    CHECK(answered(&c) == 1 && c.code == SIAM_RPC_FAILED_PRECONDITION,
+          "another model after the first join: code %d '%s'", c.code, c.msg);
+    call_reset(&c);
+    Siam__V1__StatusResponse *s = get_status(&svc);
+    CHECK(s && strcmp(s->model_spec, S) == 0 && s->joined_workers == 2,
+          "Status model_spec '%s' joined %u", s ? s->model_spec : "?", s ? s->joined_workers : 0);
+    siam__v1__status_response__free_unpacked(s, NULL);
+    siam_service_free(&svc);
+    free(P);
+}
+
 int main(void) {
     siam_log_set_level(SIAM_LOG_WARN);
     double t0 = siam_now();
@@ -1463,6 +1511,7 @@ int main(void) {
     test_worker_limit();
     test_service();
     test_service_rejected_first_join();
+    test_service_first_join_specs();
     printf("image distances: %d bit-exact, %d within 1e-6 relative; %.2f s\n", bitexact_distances,
            near_distances, siam_now() - t0);
     return tu_finish();

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "siam_checkpoint.h"
 #include "siam_loss.h"
 #include "siam_model.h"
 #include "siam_rng.h"
@@ -167,6 +168,26 @@ static void check_bad_spec(const char *spec, const char *needle) {
           needle);
 }
 
+/* siam_model_spec_parse: canonical spec and parameter count, without building the model. */
+static void check_spec_parse(void) {
+    char canon[SIAM_SPEC_MAX];
+    size_t n = 0;
+    siam_error err = {0};
+    CHECK(siam_model_spec_parse("mlp", canon, &n, &err) == SIAM_OK && n == 133504 &&
+              strcmp(canon, siam_model_spec_for("mlp")) == 0,
+          "mlp: %zu params, '%s'", n, canon);
+    CHECK(siam_model_spec_parse(" in=28x28x1  dense4\trelu ", canon, &n, &err) == SIAM_OK &&
+              n == 3140 && strcmp(canon, "in=28x28x1 dense4 relu") == 0,
+          "extra blanks: %zu params, '%s'", n, canon);
+    /* 784 x 10^6 weights: parsed, never allocated */
+    CHECK(siam_model_spec_parse("in=28x28x1 dense1000000", NULL, &n, &err) == SIAM_OK &&
+              n == 785000000,
+          "a large dense layer: %zu params", n);
+    CHECK(siam_model_spec_parse("in=28x28x1 dense4 softmax", canon, &n, &err) == SIAM_ERR_ARG &&
+              strstr(err.msg, "softmax"),
+          "a bad spec: '%s'", err.msg);
+}
+
 int main(void) {
     tu_trap_fp();
     /* mlp: 784*128+128 + 2*(128*128+128) = 133,504 (the reference notebook's summary) */
@@ -180,5 +201,12 @@ int main(void) {
     check_bad_spec("in=4x4x1 conv5x5x2", "at least 5x5");
     check_bad_spec("in=28x28", "input shape");
     check_bad_spec("in=28x28x1", "no layers");
+    /* shapes whose floats per item do not fit an int (signed overflow before, found by probing
+     * the specs that fuzz_sync feeds the server's first join) */
+    check_bad_spec("in=2000x2000x1000 dense2", "more than");
+    check_bad_spec("in=2048x1024x1024 flatten dense1", "more than");
+    check_bad_spec("in=65536x65536x1 relu", "more than");
+    check_bad_spec("in=1024x1024x1 conv1x1x4096", "an output of 1024x1024x4096");
+    check_spec_parse();
     return tu_finish();
 }
