@@ -565,7 +565,8 @@ static int lat_push(lat_list *l, double x) {
 
 typedef struct {
     const bench_config *c;
-    int batch, per_thread_channels;
+    int batch;
+    enum { CH_CONNECTIONS, CH_PER_THREAD, CH_SHARED } channels; /* --channels */
     double t_start, t_measure, t_end;
     siam_rpc_channel *shared; /* --channels shared: every thread's */
     uint8_t *sim_req[LOAD_SIM_SIZES];
@@ -627,13 +628,22 @@ static void load_fail(load_thread *t, const char *what, const siam_rpc_status *s
     pthread_mutex_unlock(&run->lock);
 }
 
-/* The thread's channel: the shared one, or a new one in *own. */
+/* The thread's channel: the shared one, or a new one in *own. gRPC lets the channels of one
+ * process that have the same target and settings share one connection (its global subchannel
+ * pool), so --channels per-thread still puts every call on one HTTP/2 connection. For
+ * --channels connections (the default: 32 workers are 32 processes, each with its connection),
+ * every channel gets a message limit a few bytes apart (16 MiB + its thread number; no message
+ * here comes near it), which makes its settings, and so its connection, its own. */
 static siam_rpc_channel *load_channel(load_thread *t, siam_rpc_channel **own) {
     *own = NULL;
-    if (!t->run->per_thread_channels)
+    if (t->run->channels == CH_SHARED)
         return t->run->shared;
+    size_t max = 0;
+    if (t->run->channels == CH_CONNECTIONS)
+        max = SIAM_RPC_DEFAULT_MAX_MESSAGE + (size_t)t->index +
+              (t->train ? 0 : (size_t)t->run->c->streams);
     siam_error err = {0};
-    if (siam_rpc_channel_create(own, t->run->c->server, 0, &err) != SIAM_OK) {
+    if (siam_rpc_channel_create(own, t->run->c->server, max, &err) != SIAM_OK) {
         siam_rpc_status st;
         siam_rpc_status_set(&st, SIAM_RPC_INTERNAL, "%s", err.msg);
         load_fail(t, "channel", &st);
@@ -915,9 +925,12 @@ static void print_load(const bench_config *c, const load_run *run, const load_st
                        int status_ok, const siam_rpc_status *status_st) {
     double secs = c->seconds;
     printf("load %s: %d Train streams (batch %d x dim %d), %d Similarity callers (1/10/100/1000 "
-           "pairs), %s channels; %.0f s warm-up, %.0f s measured\n",
+           "pairs), %s; %.0f s warm-up, %.0f s measured\n",
            c->server, c->streams, run->batch, c->dim, c->callers,
-           run->per_thread_channels ? "per-thread" : "one shared", (double)c->warmup, secs);
+           run->channels == CH_CONNECTIONS  ? "a channel and connection per thread"
+           : run->channels == CH_PER_THREAD ? "a channel per thread (one connection)"
+                                            : "one channel",
+           (double)c->warmup, secs);
     print_load_stats("train", tr, secs);
     printf("load train.streams: %llu..%llu exchanges per stream, %d without progress, %llu "
            "reopened after a failure\n",
@@ -950,9 +963,8 @@ static void print_load(const bench_config *c, const load_run *run, const load_st
            "\"similarity_p50_ms\": %.3f, \"similarity_p90_ms\": %.3f, "
            "\"similarity_p99_ms\": %.3f, \"similarity_max_ms\": %.3f, "
            "\"callers_without_progress\": %d, \"status_after_ok\": %d",
-           c->server, c->streams, c->callers, run->batch, c->dim,
-           run->per_thread_channels ? "per-thread" : "shared", (double)c->warmup, secs,
-           (unsigned long long)(tr->failures + si->failures), (unsigned long long)tr->calls,
+           c->server, c->streams, c->callers, run->batch, c->dim, c->channels, (double)c->warmup,
+           secs, (unsigned long long)(tr->failures + si->failures), (unsigned long long)tr->calls,
            (unsigned long long)tr->failures, (unsigned long long)tr->reopened,
            (double)tr->calls / secs, (double)tr->pairs / secs, tr->p50, tr->p90, tr->p99, tr->max,
            (unsigned long long)tr->min_calls, (unsigned long long)tr->max_calls, tr->idle,
@@ -1015,7 +1027,9 @@ static int suite_load(const bench_config *c) {
     memset(&run, 0, sizeof run);
     run.c = c;
     run.batch = c->batch ? c->batch : 128;
-    run.per_thread_channels = strcmp(c->channels, "per-thread") == 0;
+    run.channels = strcmp(c->channels, "shared") == 0       ? CH_SHARED
+                   : strcmp(c->channels, "per-thread") == 0 ? CH_PER_THREAD
+                                                            : CH_CONNECTIONS;
     pthread_mutex_init(&run.lock, NULL);
     atomic_init(&run.stop, 0);
     rss_sampler *rs = NULL;
@@ -1039,7 +1053,7 @@ static int suite_load(const bench_config *c) {
     }
     siam_rpc_init();
     siam_error err = {0};
-    if (!run.per_thread_channels &&
+    if (run.channels == CH_SHARED &&
         siam_rpc_channel_create(&run.shared, c->server, 0, &err) != SIAM_OK) {
         fprintf(stderr, PROG ": %s\n", err.msg);
         siam_rpc_shutdown();
@@ -1116,7 +1130,7 @@ int main(int argc, char **argv) {
                       .only = "all",
                       .streams = 32,
                       .warmup = 5.0f,
-                      .channels = "per-thread"};
+                      .channels = "connections"};
     const siam_option opts[] = {
         {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0, "local|head|similarity|load", NULL,
          "local: sgemm + local training; head: the server's loss head on one thread; "
@@ -1145,8 +1159,9 @@ int main(int argc, char **argv) {
          "load: concurrent Train streams, one thread each"},
         {"warmup", SIAM_OPT_FLOAT, &c.warmup, 0, 600, NULL, "S",
          "load: seconds of load before the timed window, not counted"},
-        {"channels", SIAM_OPT_CHOICE, &c.channels, 0, 0, "per-thread|shared", NULL,
-         "load: a channel per thread, or one channel shared by all threads"},
+        {"channels", SIAM_OPT_CHOICE, &c.channels, 0, 0, "connections|per-thread|shared", NULL,
+         "load: a channel and a connection per thread (as separate workers), a channel per "
+         "thread (gRPC puts them on one connection), or one channel for all threads"},
         {"server-pid", SIAM_OPT_INT, &c.server_pid, 0, 2147483647, NULL, "PID",
          "load: sample this process's RSS (/proc/PID/status) every second; 0 = do not"},
         {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL,
