@@ -21,7 +21,9 @@ int siam_blas_get_threads(void);
 /* For programs that allocate and free message-sized buffers (hundreds of KB) on every batch:
  * keeps freed memory in the heap instead of handing it back to the kernel. With glibc's
  * defaults each such buffer is a fresh mmap, and its page faults cost the server's Train path
- * about 5x the loss computation itself (docs/BENCHMARKS.md). Call once, early in main. */
+ * about 5x the loss computation itself (docs/BENCHMARKS.md). Also caps malloc's arenas at one
+ * per core, so the memory kept does not grow with the number of threads. Call once, early in
+ * main (before threads start). */
 void siam_malloc_keep_memory(void);
 
 /* 64-byte aligned, zero-filled allocation of n floats; NULL on failure. Free with siam_free. */

@@ -11,28 +11,35 @@
 #          OpenBLAS thread each, mlp batch 128, one epoch over all pairs) against one siam-server,
 #          without averaging (--sync-every 0) and averaging every 50 steps; the cost of averaging;
 #          how long rounds wait for the slowest worker and how long the averaging itself takes.
-#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg]   (defaults: all cores, 3 rounds, all)
+#   load:  sustained mixed load (issue 6): per round a fresh siam-server (--threads 2) and
+#          siam-bench --suite load against it: 32 Train streams (batch 128 x dim 128) and 4
+#          Similarity callers (1/10/100/1000 pairs) for a 5 s warm-up + LOAD_SECONDS; calls,
+#          failures, latency p50/p90/p99/max per RPC, and the server's RSS (first/last/max/growth
+#          after the warm-up, and whether it is flat); medians and the spread over the rounds.
+#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg|load]   (defaults: all cores, 3 rounds, all)
 # Environment: BUILD_DIR (default build/normal) is built with scripts/build.sh and benchmarked;
-# SIM_SECONDS (default 10) is the length of each Similarity load window.
+# SIM_SECONDS (default 10) is the length of each Similarity load window; LOAD_SECONDS (default
+# 60) the length of each load round's timed window.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 threads="" rounds="" only=all
 while [ $# -gt 0 ]; do
   case "$1" in
-    --only) only=${2:?--only needs local, rpc or avg}; shift 2 ;;
+    --only) only=${2:?--only needs local, rpc, avg or load}; shift 2 ;;
     --only=*) only=${1#--only=}; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) if [ -z "$threads" ]; then threads=$1; elif [ -z "$rounds" ]; then rounds=$1
        else echo "bench.sh: unexpected argument '$1' (see --help)" >&2; exit 2; fi; shift ;;
   esac
 done
-case "$only" in all|local|rpc|avg) ;; *) echo "bench.sh: --only local|rpc|avg, not '$only'" >&2; exit 2 ;; esac
+case "$only" in all|local|rpc|avg|load) ;; *) echo "bench.sh: --only local|rpc|avg|load, not '$only'" >&2; exit 2 ;; esac
 threads=${threads:-$(nproc)}
 rounds=${rounds:-3}
 build=${BUILD_DIR:-build/normal}
 sim_seconds=${SIM_SECONDS:-10}
-if [ "$only" = rpc ] || [ "$only" = avg ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
+load_seconds=${LOAD_SECONDS:-60}
+if [ "$only" = rpc ] || [ "$only" = avg ] || [ "$only" = load ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
 BUILD_DIR=$build scripts/build.sh
 bin=$(cd "$build" && pwd)
 tmp=$(mktemp -d)
@@ -236,9 +243,49 @@ avg_part() {
     }' "$tmp/avg.txt"
 }
 
+# one siam-bench --suite load per round, each on a fresh server; appends "KEY VALUE" to load.txt
+load_part() {
+  echo "== $(date -u +%Y-%m-%dT%H:%MZ) load: $(nproc) cores shared by siam-server (--threads 2) and" \
+       "siam-bench, $rounds round(s) of 5 s warm-up + $load_seconds s"
+  : >"$tmp/load.txt"
+  local k
+  for r in $(seq "$rounds"); do
+    start_server
+    "$bin/siam-bench" --suite load --server "127.0.0.1:$port" --server-pid "$server_pid" \
+      --seconds "$load_seconds" --json >"$tmp/load.out" || echo "round $r: siam-bench exited $? (see above)"
+    grep -v '^{' "$tmp/load.out" | sed "s/^/round $r: /"
+    grep '^{' "$tmp/load.out" >"$tmp/load.json"
+    for k in failures train_calls train_calls_per_s train_pairs_per_s train_p50_ms train_p90_ms train_p99_ms \
+             train_max_ms stream_min_calls similarity_calls similarity_calls_per_s similarity_p50_ms \
+             similarity_p90_ms similarity_p99_ms similarity_max_ms rss_first_mb rss_last_mb rss_max_mb \
+             rss_growth_mb rss_flat; do
+      echo "$k $(json_field "$tmp/load.json" "$k")" >>"$tmp/load.txt"
+    done
+    stop_server
+  done
+  echo "== load summary (median [min..max] of $rounds round(s) of $load_seconds s; latency in ms)"
+  awk "$awk_median"'
+    { vals[$1] = vals[$1] " " $2; if (!($1 in lo) || $2 + 0 < lo[$1]) lo[$1] = $2 + 0; if ($2 + 0 > hi[$1]) hi[$1] = $2 + 0
+      sum[$1] += $2; n[$1]++ }
+    function f(key, fmt) { return sprintf(fmt " [" fmt ".." fmt "]", median(key), lo[key], hi[key]) }
+    END {
+      printf "failed calls: %d in all rounds; RSS flat in %d of %d round(s)\n", sum["failures"], sum["rss_flat"], n["failures"]
+      printf "Train, 32 streams:   %s calls, %s calls/s, %s pairs/s; least per stream %s\n", f("train_calls", "%.0f"),
+        f("train_calls_per_s", "%.0f"), f("train_pairs_per_s", "%.0f"), f("stream_min_calls", "%.0f")
+      printf "  latency p50 %s, p90 %s, p99 %s, max %s\n", f("train_p50_ms", "%.2f"), f("train_p90_ms", "%.2f"),
+        f("train_p99_ms", "%.2f"), f("train_max_ms", "%.1f")
+      printf "Similarity, 4 callers: %s calls, %s calls/s\n", f("similarity_calls", "%.0f"), f("similarity_calls_per_s", "%.0f")
+      printf "  latency p50 %s, p90 %s, p99 %s, max %s\n", f("similarity_p50_ms", "%.2f"), f("similarity_p90_ms", "%.2f"),
+        f("similarity_p99_ms", "%.2f"), f("similarity_max_ms", "%.1f")
+      printf "server RSS MB after the warm-up: first %s, last %s, max %s, growth %s\n", f("rss_first_mb", "%.1f"),
+        f("rss_last_mb", "%.1f"), f("rss_max_mb", "%.1f"), f("rss_growth_mb", "%+.1f")
+    }' "$tmp/load.txt"
+}
+
 case "$only" in
   local) local_part ;;
   rpc) rpc_part ;;
   avg) avg_part ;;
-  all) local_part; rpc_part; avg_part ;;
+  load) load_part ;;
+  all) local_part; rpc_part; avg_part; load_part ;;
 esac

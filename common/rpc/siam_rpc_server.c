@@ -150,6 +150,26 @@ static int check_auth(siam_rpc_server *s, const grpc_metadata_array *md, const c
     return siam_rpc_status_set(st, SIAM_RPC_UNAUTHENTICATED, "%s", why);
 }
 
+/* A received message above the limit: RESOURCE_EXHAUSTED in *st naming the limit and the fix
+ * (gRPC's own check, off in siam_rpc_server_create, says only "Received message larger than max
+ * (N vs. M)"). Returns 1 then, else 0. */
+static int message_too_big(const siam_rpc_server *s, const char *path, grpc_byte_buffer *bb,
+                           siam_rpc_status *st) {
+    size_t n = grpc_byte_buffer_length(bb);
+    if (n <= s->max_message)
+        return 0;
+    char setting[64] = "";
+    if (s->max_message % (1u << 20) == 0)
+        snprintf(setting, sizeof setting, " (--max-message-mb %zu)", s->max_message >> 20);
+    siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                        "%s: message of %zu bytes is larger than this server's limit of %zu "
+                        "bytes%s: send fewer pairs per batch or request, or raise --max-message-mb "
+                        "on siam-server and on siam-client (other callers: their "
+                        "max_send_message_length)",
+                        path, n, s->max_message, setting);
+    return 1;
+}
+
 /* ---- unary calls ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -224,6 +244,8 @@ static void unary_new(unary_call *c, int success) {
     else if (!c->payload)
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "%s: the request has no message",
                             c->m->path);
+    else if (message_too_big(s, c->m->path, c->payload, &st))
+        ; /* answered below with st */
     else if (siam_rpc_flatten(c->payload, &req))
         siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED,
                             "%s: out of memory reading a request of %zu bytes", c->m->path,
@@ -406,7 +428,9 @@ static void stream_event(stream_call *c, enum tag_kind kind, int success) {
             siam_rpc_status st = {SIAM_RPC_OK, ""};
             siam_rpc_buf resp = {0};
             siam_rpc_buf req = {0};
-            if (siam_rpc_flatten(c->recv, &req))
+            if (message_too_big(s, c->m->path, c->recv, &st))
+                ; /* ends the stream with st */
+            else if (siam_rpc_flatten(c->recv, &req))
                 siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                     "%s: out of memory reading a message of %zu bytes", c->m->path,
                                     grpc_byte_buffer_length(c->recv));
@@ -779,7 +803,11 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
     }
 
     grpc_arg args[] = {
-        siam_rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->max_message),
+        /* the message size limit is this layer's (message_too_big): gRPC's own answer names
+         * neither the setting nor the fix, and gRPC 1.51 holds a whole message before checking
+         * its size anyway (a 200 MB message against a 1 MiB limit took 200 MB of RSS before it
+         * was refused), so the check here costs no memory that the core's would save */
+        siam_rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1),
         /* a second server on a port in use must fail, not share the port with the first */
         siam_rpc_int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
         /* workers ping every 20 s while training: accept it (the default would send GOAWAY) */
@@ -788,6 +816,15 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
         /* and ping idle clients ourselves, so a worker host that vanished is noticed */
         siam_rpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, 30000),
         siam_rpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000),
+        /* HTTP/2 flow control bounds what a client can make the server hold: a stream reads its
+         * next message only after its answer went out, so a client that sends without reading
+         * answers fills its stream's receive window and stops. With gRPC's BDP probing (on by
+         * default) the windows grow with the measured bandwidth-delay product, to tens of MB per
+         * stream on loopback: 32 such streams made the server hold 1.1 GB. Off, a stream's
+         * window stays at HTTP/2's 64 KiB, opened to the length of the message being read when
+         * a read is waiting, and the same 32 streams took 18 MB (tests/load_test.sh,
+         * docs/BENCHMARKS.md "Load"). */
+        siam_rpc_int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),
     };
     grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
     s->server = grpc_server_create(&cargs, NULL);
