@@ -96,7 +96,9 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
             return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: %s: %s (step %llu)%s%s",
                                   server, siam_rpc_code_name(code),
                                   st.msg[0] ? st.msg : "no message", (unsigned long long)h->step,
-                                  code == SIAM_RPC_RESOURCE_EXHAUSTED
+                                  /* the server's own message names the limit and the fix */
+                                  code == SIAM_RPC_RESOURCE_EXHAUSTED &&
+                                          !strstr(st.msg, "--max-message-mb")
                                       ? "; lower the batch size or raise --max-message-mb on "
                                         "both siam-client and siam-server"
                                       : "",
