@@ -399,9 +399,10 @@ PYEOF
   for prog in siam-server siam-client; do
     # an ASan/UBSan build links the sanitizer runtimes and what they need (libatomic), which
     # the image, built without them, does not ship: the normal build's run checks the libraries.
-    # gcc links libasan.so; clang links its runtime statically (then __asan_init is exported)
+    # gcc links libasan.so; clang links its runtime statically (then __asan_init is exported;
+    # grep without -q reads all of nm's output: nm killed by SIGPIPE would fail the pipefail)
     if ldd "$bindir/$prog" | grep -q 'lib\(a\|ub\)san\.so' ||
-      nm -D "$bindir/$prog" 2>/dev/null | grep -q ' __asan_init$'; then
+      nm -D "$bindir/$prog" 2>/dev/null | grep ' __asan_init$' >/dev/null; then
       echo "note: $prog is a sanitizer build; runtime library check left to the normal build"
       continue
     fi
