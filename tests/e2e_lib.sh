@@ -6,6 +6,7 @@
 #   start_server NAME ARGS...   siam-server on a free 127.0.0.1 port, stdout/stderr in
 #                               $tmp/NAME.out and $tmp/NAME.log; sets port and server_pid, adds
 #                               the pid to pids (for the caller's cleanup)
+#   is_sanitizer_build BINARY   true when BINARY was built with ASan/UBSan (gcc or clang)
 check() {
   checks=$((checks + 1))
   if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi
@@ -26,4 +27,11 @@ start_server() {
     sleep 0.1
   done
   [ -n "$port" ] || { echo "FAIL server did not start:"; cat "$tmp/$name.log"; exit 1; }
+}
+
+# is_sanitizer_build BINARY: 0 when BINARY was built with ASan/UBSan. gcc links libasan.so;
+# clang links its runtime statically and exports __asan_init (grep without -q: nm killed by
+# SIGPIPE would fail a pipefail pipeline).
+is_sanitizer_build() {
+  ldd "$1" | grep -q 'lib\(a\|ub\)san\.so' || nm -D "$1" 2>/dev/null | grep ' __asan_init$' >/dev/null
 }

@@ -46,7 +46,7 @@ command -v protoc >/dev/null || { echo "FAIL protoc not found: run scripts/insta
   { echo "FAIL protoc --python_out"; exit 1; }
 
 sanitize=0
-if ldd "$bin/siam-server" | grep -q libasan; then
+if is_sanitizer_build "$bin/siam-server"; then
   sanitize=1
   export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
 fi

@@ -25,11 +25,8 @@ source "$(dirname "$0")/e2e_lib.sh"
 # the server is on 127.0.0.1: never go through a proxy
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY grpc_proxy no_grpc_proxy
 
-# gcc's sanitizer builds link libasan.so, clang's export __asan_init (grep without -q: with
-# pipefail, nm killed by SIGPIPE would make the test think otherwise)
 for prog in siam-server siam-client; do
-  if ldd "$bin/$prog" | grep -q 'lib\(a\|ub\)san\.so' ||
-    nm -D "$bin/$prog" 2>/dev/null | grep ' __asan_init$' >/dev/null; then
+  if is_sanitizer_build "$bin/$prog"; then
     echo "skip: $bin/$prog is a sanitizer build (valgrind and ASan do not mix)"
     exit 77
   fi
