@@ -17,16 +17,8 @@ bin=${SIAM_BIN_DIR:?}
 data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY grpc_proxy no_grpc_proxy
-fails=0 checks=0
 source "$(dirname "$0")/e2e_lib.sh"
+e2e_begin
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid"; }
 # the parameter bytes of a checkpoint (common/siam_checkpoint.h layout)
 params_of() {

@@ -1,5 +1,7 @@
-# Shared by the shell tests that run siam's programs (source it after setting bin and tmp, and
-# `fails=0 checks=0 pids=()`):
+# Shared by the shell tests that run siam's programs (source it after setting bin; then either
+# call e2e_begin or set tmp and `fails=0 checks=0 pids=()` yourself):
+#   e2e_begin                   a temp dir in $tmp, removed at exit with every pid in pids killed;
+#                               fails=0 checks=0; no HTTP proxy (the servers are on 127.0.0.1)
 #   check DESCRIPTION COMMAND   runs COMMAND quietly, prints "ok" or "FAIL", counts
 #   json_field FILE KEY         the number after "KEY": in a JSON report
 #   no_sanitizer_reports FILES  true when no ASan/LSan/UBSan report is in FILES
@@ -7,6 +9,17 @@
 #                               $tmp/NAME.out and $tmp/NAME.log; sets port and server_pid, adds
 #                               the pid to pids (for the caller's cleanup)
 #   is_sanitizer_build BINARY   true when BINARY was built with ASan/UBSan (gcc or clang)
+e2e_begin() {
+  tmp=$(mktemp -d)
+  pids=()
+  trap e2e_cleanup EXIT
+  fails=0 checks=0
+  unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY grpc_proxy no_grpc_proxy
+}
+e2e_cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
 check() {
   checks=$((checks + 1))
   if ( eval "$2" ) >/dev/null 2>&1; then echo "ok   $1"; else echo "FAIL $1"; fails=$((fails + 1)); fi

@@ -13,15 +13,8 @@
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
 data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0 checks=0
 source "$(dirname "$0")/e2e_lib.sh"
+e2e_begin
 
 # ---- 1. two workers + one killed mid-stream --------------------------------------------------
 start_server server

@@ -28,16 +28,8 @@ data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3
 client=$root/tests/load_client.py
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY grpc_proxy no_grpc_proxy
-fails=0 checks=0
 source "$(dirname "$0")/e2e_lib.sh"
+e2e_begin
 
 "$py" -c 'import grpc, google.protobuf' 2>/dev/null ||
   { echo "FAIL $py cannot import grpc and google.protobuf: run scripts/install-deps.sh"; exit 1; }

@@ -13,17 +13,8 @@ bin=${SIAM_BIN_DIR:?}
 data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0 checks=0
 source "$(dirname "$0")/e2e_lib.sh"
-# the server is on 127.0.0.1: never go through a proxy
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY grpc_proxy no_grpc_proxy
+e2e_begin
 
 for prog in siam-server siam-client; do
   if is_sanitizer_build "$bin/$prog"; then
