@@ -18,7 +18,9 @@
 #include <string.h>
 
 #include "siam_log.h"
+#include "siam_model.h"
 #include "siam_rpc.h"
+#include "siam_service.h"
 
 /* At most this many records are read from one input: keeps every input's work bounded. */
 #define FUZZ_MAX_RECORDS 64
@@ -104,5 +106,28 @@ static inline void fuzz_quiet_logs(void) {
         if (fuzz_trace)                                                                            \
             fprintf(stderr, "fuzz: " __VA_ARGS__);                                                 \
     } while (0)
+
+/* A service for the targets that keep one for the whole run: init (margin, conv), averaging
+ * with min_workers and a 1 h sync timeout (rounds close only when the target says), and the
+ * global model `spec` (weights from seed) at round/step. Returns the model built for it (the
+ * caller frees it). Any failure aborts. */
+static inline siam_model *
+fuzz_service_with_model(siam_service *svc, float margin, siam_label_convention conv,
+                        int min_workers,
+                        void (*reply)(void *, siam_rpc_buf *, const siam_rpc_status *),
+                        const char *spec, uint64_t seed, uint64_t round, uint64_t step) {
+    siam_error err;
+    FUZZ_CHECK(siam_service_init(svc, margin, conv, 0, "fuzz", &err) == SIAM_OK, "init: %s",
+               err.msg);
+    FUZZ_CHECK(siam_service_start_averaging(svc, min_workers, 3600.0, NULL, NULL, reply, &err) ==
+                   SIAM_OK,
+               "start_averaging: %s", err.msg);
+    siam_model *m = NULL;
+    FUZZ_CHECK(siam_model_create(&m, spec, seed, &err) == SIAM_OK, "model: %s", err.msg);
+    FUZZ_CHECK(siam_service_set_model(svc, siam_model_spec(m), siam_model_params(m),
+                                      siam_model_num_params(m), round, step, &err) == SIAM_OK,
+               "set_model: %s", err.msg);
+    return m;
+}
 
 #endif

@@ -41,17 +41,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     fuzz_quiet_logs();
-    siam_error err;
-    FUZZ_CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "fuzz", &err) == SIAM_OK,
-               "init: %s", err.msg);
-    FUZZ_CHECK(siam_service_start_averaging(&svc, 1, 3600.0, NULL, NULL, no_sync_reply, &err) ==
-                   SIAM_OK,
-               "start_averaging: %s", err.msg);
-    siam_model *m = NULL;
-    FUZZ_CHECK(siam_model_create(&m, FUZZ_MODEL, 42, &err) == SIAM_OK, "model: %s", err.msg);
-    FUZZ_CHECK(siam_service_set_model(&svc, siam_model_spec(m), siam_model_params(m),
-                                      siam_model_num_params(m), 0, 0, &err) == SIAM_OK,
-               "set_model: %s", err.msg);
+    siam_model *m = fuzz_service_with_model(&svc, 1.0f, SIAM_LABELS_SIMILAR, 1, no_sync_reply,
+                                            FUZZ_MODEL, 42, 0, 0);
     image_bytes = siam_model_input_size(m);
     siam_model_free(m);
     /* svc lives until the process exits (it is reachable, so leak checks ignore it) */

@@ -52,17 +52,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     fuzz_quiet_logs();
-    siam_error err;
-    FUZZ_CHECK(siam_service_init(&svc, 1.5f, SIAM_LABELS_DISSIMILAR, 0, "fuzz", &err) == SIAM_OK,
-               "init: %s", err.msg);
-    FUZZ_CHECK(siam_service_start_averaging(&svc, 2, 3600.0, NULL, NULL, sync_reply, &err) ==
-                   SIAM_OK,
-               "start_averaging: %s", err.msg);
-    siam_model *m = NULL;
-    FUZZ_CHECK(siam_model_create(&m, FUZZ_MODEL, 1, &err) == SIAM_OK, "model: %s", err.msg);
-    FUZZ_CHECK(siam_service_set_model(&svc, siam_model_spec(m), siam_model_params(m),
-                                      siam_model_num_params(m), 4, 10, &err) == SIAM_OK,
-               "set_model: %s", err.msg);
+    siam_model *m = fuzz_service_with_model(&svc, 1.5f, SIAM_LABELS_DISSIMILAR, 2, sync_reply,
+                                            FUZZ_MODEL, 1, 4, 10);
     /* a join: with min_workers 2 it waits (answered UNAVAILABLE if the service were freed) */
     Siam__V1__WeightsUpdate u = SIAM__V1__WEIGHTS_UPDATE__INIT;
     u.worker_id = "w-sync";
