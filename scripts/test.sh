@@ -14,7 +14,7 @@ quick=0
 scripts/install-deps.sh
 
 echo "== format check (clang-format)"
-unformatted=$(for f in $(git ls-files '*.c' '*.h' 2>/dev/null || find common client server tests -name '*.[ch]'); do
+unformatted=$(for f in $(git ls-files '*.c' '*.h' 2>/dev/null || find lib client server tools tests -name '*.[ch]'); do
   clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || echo "$f"; done)
 if [ -n "$unformatted" ]; then
   echo "not formatted (run clang-format -i on them):"; echo "$unformatted"; exit 1

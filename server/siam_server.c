@@ -11,6 +11,7 @@
 #include "siam_auth.h"
 #include "siam_checkpoint.h"
 #include "siam_log.h"
+#include "siam_memory.h"
 #include "siam_model.h"
 #include "siam_options.h"
 #include "siam_rpc.h"

@@ -1,4 +1,4 @@
-/* siam_service: decode, validate, compute with common/loss, encode. No transport, no printing:
+/* siam_service: decode, validate, compute with lib/nn/siam_loss, encode. No transport, no printing:
  * every outcome is a status code with a message that names the field and the value. */
 #include "siam_service.h"
 
@@ -219,7 +219,7 @@ static int validate_batch(const Siam__V1__EmbeddingBatch *b, const siam_train_st
                                    "dim changed from %u to %u within one stream", ts->dim, b->dim);
     if (b->n_labels == 0)
         return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "empty batch: labels is empty");
-    /* B is an int for common/loss, and the answer's B + 2 B dim floats must be addressable */
+    /* B is an int for lib/nn/siam_loss, and the answer's B + 2 B dim floats must be addressable */
     size_t max_batch = SIZE_MAX / sizeof(float) / (2u * b->dim + 1u);
     if (max_batch > (size_t)INT_MAX)
         max_batch = (size_t)INT_MAX;

@@ -1,7 +1,7 @@
 /* siam_service: the server's request path without the transport. Each function decodes a
- * protobuf request (bytes), validates every field, computes with common/loss and encodes the
+ * protobuf request (bytes), validates every field, computes with lib/nn/siam_loss and encodes the
  * answer, or returns a status whose message names the field and the value. siam-server wires
- * these to gRPC methods through common/rpc; tests and fuzzers call them directly. */
+ * these to gRPC methods through lib/net; tests and fuzzers call them directly. */
 #ifndef SIAM_SERVICE_H
 #define SIAM_SERVICE_H
 

@@ -20,7 +20,7 @@ py=/usr/bin/python3
 source "$(dirname "$0")/e2e_lib.sh"
 e2e_begin
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid"; }
-# the parameter bytes of a checkpoint (common/siam_checkpoint.h layout)
+# the parameter bytes of a checkpoint (lib/nn/siam_checkpoint.h layout)
 params_of() {
   "$py" - "$1" <<'EOF'
 import struct, sys, hashlib

@@ -11,7 +11,7 @@
 #      16 MB + 1 MB per stream (+ 24 MB under ASan). A stream holds at most its 64 KiB receive
 #      window, the request it is answering and one answer of 131 KB that the client does not
 #      take: measured about 0.3 MB per stream plus 9 MB, against 1.1 GB with gRPC's BDP probing
-#      on (common/rpc/siam_rpc_server.c). Meanwhile a
+#      on (lib/net/siam_rpc_server.c). Meanwhile a
 #      well-behaved caller's Status and Similarity calls all answer, each within 1 s (2 s in
 #      the sanitizer build). Then the greedy client is killed: the server logs its 32 streams
 #      as ended (CANCELLED) and keeps serving;

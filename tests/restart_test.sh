@@ -35,7 +35,7 @@ wait_for() {
     sleep 0.05
   done
 }
-# ckpt_field FILE: "round step sha256-of-params" of a checkpoint (common/siam_checkpoint.h)
+# ckpt_field FILE: "round step sha256-of-params" of a checkpoint (lib/nn/siam_checkpoint.h)
 ckpt_field() {
   "$py" - "$1" <<'EOF'
 import struct, sys, hashlib

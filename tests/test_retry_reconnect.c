@@ -1,5 +1,5 @@
 /* test_retry_reconnect: a worker (the real trainer, remote head and weight sync, with a retry
- * policy) against an in-process siam-server (siam_service behind common/rpc on a real
+ * policy) against an in-process siam-server (siam_service behind lib/net on a real
  * 127.0.0.1 socket) that fails under it: a Train stream ended UNAVAILABLE, the server stopped
  * and started again on the same port with its global model from an older round (as after a
  * restart with --resume), the same during a SyncWeights call, and a SyncWeights answer lost

@@ -1,4 +1,4 @@
-/* test_rpc: common/rpc over real sockets on 127.0.0.1, in one process: unary and streaming
+/* test_rpc: lib/net over real sockets on 127.0.0.1, in one process: unary and streaming
  * calls, statuses with messages, UNIMPLEMENTED for unknown methods within a second, message
  * size limits, an unreachable server, a server that does not answer in time, many concurrent
  * streams, stopping with streams open, a bearer token (missing, wrong, a prefix, longer, right)

@@ -1,5 +1,5 @@
 /* test_service: the server's request path (server/siam_service) called with encoded protobuf
- * requests, as siam-server's gRPC methods call it. Train answers equal common/loss bit for bit,
+ * requests, as siam-server's gRPC methods call it. Train answers equal lib/nn/siam_loss bit for bit,
  * the loss matches an independent double-precision reference, the gradients match finite
  * differences of the loss the service itself reports; every malformed request gets
  * INVALID_ARGUMENT naming the field and the value, and the service keeps answering afterwards;
@@ -228,10 +228,10 @@ static void check_random(siam_service *svc, siam_rng *rng, int B, int dim, int f
         goto out;
     }
 
-    /* bit for bit what common/loss computes */
+    /* bit for bit what lib/nn/siam_loss computes */
     float loss = siam_contrastive_forward(dist, a, b, y, B, dim, m, conv);
     siam_contrastive_backward(ga, gb, a, b, dist, y, B, dim, m, conv);
-    CHECK(memcmp(&loss, &r->loss, sizeof loss) == 0, "%s: loss %.9g vs common/loss %.9g", what,
+    CHECK(memcmp(&loss, &r->loss, sizeof loss) == 0, "%s: loss %.9g vs lib/nn/siam_loss %.9g", what,
           (double)r->loss, (double)loss);
     CHECK(memcmp(dist, r->distances, (size_t)B * sizeof *dist) == 0, "%s: distances differ", what);
     CHECK(memcmp(ga, r->grad_left, n * sizeof *ga) == 0, "%s: grad_left differs", what);
@@ -823,7 +823,7 @@ enum { T_THREADS = 6, T_BATCHES = 40, T_B = 3, T_DIM = 16 };
 typedef struct {
     siam_service *svc;
     int id;
-    int bad; /* answers that differed from common/loss, or failed */
+    int bad; /* answers that differed from lib/nn/siam_loss, or failed */
 } thread_arg;
 
 static void *train_thread(void *p) {

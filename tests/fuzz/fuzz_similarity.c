@@ -9,7 +9,7 @@
  * Invariants: the outcome agrees with the return code; bytes that protobuf-c cannot decode and
  * every other failure are INVALID_ARGUMENT; an OK answer decodes as a SimilarityResponse with
  * one distance, score and same flag per pair of the request, the service's threshold, distances
- * >= 0 (for embeddings: exactly common/loss's siam_distance), scores in [0, 1], same exactly
+ * >= 0 (for embeddings: exactly lib/nn/siam_loss's siam_distance), scores in [0, 1], same exactly
  * when the distance is <= the threshold, and about 0 for two identical images (sgemm may round
  * two equal rows of one batch differently in the last bits). */
 #include <math.h>
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(d <= 1e-3f, "identical images %zu at distance %g", i, (double)d);
         } else {
             float want = siam_distance(q->left + i * q->dim, q->right + i * q->dim, (int)q->dim);
-            FUZZ_CHECK(memcmp(&d, &want, sizeof d) == 0, "distance %zu is %g, common/loss says %g",
+            FUZZ_CHECK(memcmp(&d, &want, sizeof d) == 0, "distance %zu is %g, lib/nn/siam_loss says %g",
                        i, (double)d, (double)want);
         }
     }

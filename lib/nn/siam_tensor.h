@@ -18,14 +18,6 @@ void siam_sgemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha
 void siam_blas_set_threads(int n);
 int siam_blas_get_threads(void);
 
-/* For programs that allocate and free message-sized buffers (hundreds of KB) on every batch:
- * keeps freed memory in the heap instead of handing it back to the kernel. With glibc's
- * defaults each such buffer is a fresh mmap, and its page faults cost the server's Train path
- * about 5x the loss computation itself (docs/BENCHMARKS.md). Also caps malloc's arenas at one
- * per core, so the memory kept does not grow with the number of threads. Call once, early in
- * main (before threads start). */
-void siam_malloc_keep_memory(void);
-
 /* 64-byte aligned, zero-filled allocation of n floats; NULL on failure. Free with siam_free. */
 float *siam_alloc_floats(size_t n);
 void siam_free(void *p);

@@ -2,10 +2,8 @@
 #include "siam_tensor.h"
 
 #include <cblas.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void siam_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc) {
@@ -51,15 +49,4 @@ float *siam_alloc_floats(size_t n) {
 
 void siam_free(void *p) {
     free(p);
-}
-
-void siam_malloc_keep_memory(void) {
-    mallopt(M_MMAP_THRESHOLD, 256 << 20); /* blocks below 256 MiB come from the heap */
-    mallopt(M_TRIM_THRESHOLD, 512 << 20); /* and the heap is not trimmed back below 512 MiB */
-    /* one arena per core instead of glibc's eight: every arena keeps its own high-water mark, and
-     * gRPC's dozen threads each grew one, so siam-server's RSS crept up for minutes under load
-     * (51 -> 63 MB over 60 s of siam-bench --suite load; 40 -> 43 MB with 2 arenas, and no
-     * slower) */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    mallopt(M_ARENA_MAX, cores < 1 ? 1 : cores > 64 ? 64 : (int)cores);
 }

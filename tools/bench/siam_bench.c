@@ -19,6 +19,7 @@
 #include "siam/v1/siam.pb-c.h"
 #include "siam_dataset.h"
 #include "siam_log.h"
+#include "siam_memory.h"
 #include "siam_loss.h"
 #include "siam_model.h"
 #include "siam_options.h"
