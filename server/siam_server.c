@@ -45,9 +45,7 @@ static void save_checkpoint(checkpointer *k, const siam_averaging_answer *a, con
         return;
     pthread_mutex_lock(&k->lock);
     if (!k->saved_any || a->round > k->saved_round || strcmp(why, "shutdown") == 0) {
-        pthread_mutex_lock(&k->svc->lock);
-        uint64_t step = k->svc->global_step;
-        pthread_mutex_unlock(&k->svc->lock);
+        uint64_t step = siam_service_global_step(k->svc);
         siam_error err = {0};
         if (siam_checkpoint_save(k->c->checkpoint, a->spec, step, a->round, a->params, a->n_params,
                                  NULL, 0, &err))
@@ -72,7 +70,7 @@ static void on_round(void *ctx, const siam_averaging_answer *a) {
 /* The global model at shutdown, written when the server has one. */
 static void final_checkpoint(checkpointer *k) {
     siam_averaging_info info;
-    siam_averaging_get_info(k->svc->avg, &info);
+    siam_averaging_get_info(siam_service_averaging(k->svc), &info);
     if (!info.has_model)
         return;
     if (!k->c->checkpoint) {
@@ -83,7 +81,8 @@ static void final_checkpoint(checkpointer *k) {
     float *p = malloc(info.n_params * sizeof *p);
     siam_error err = {0};
     uint64_t round = 0;
-    if (!p || siam_averaging_copy(k->svc->avg, p, info.n_params, &round, NULL, &err)) {
+    if (!p ||
+        siam_averaging_copy(siam_service_averaging(k->svc), p, info.n_params, &round, NULL, &err)) {
         LOG_ERROR(COMPONENT, "checkpoint at shutdown not written: %s",
                   p ? err.msg : "out of memory");
         free(p);
@@ -228,27 +227,21 @@ static void bound_address(char *out, size_t n, const char *listen, int port) {
 static int serve(const config *c, siam_error *err, int *usage) {
     siam_label_convention conv =
         strcmp(c->labels, "dissimilar") == 0 ? SIAM_LABELS_DISSIMILAR : SIAM_LABELS_SIMILAR;
-    siam_service *svc = calloc(1, sizeof *svc); /* the worker table is large for a stack */
-    if (!svc)
-        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    siam_service *svc = NULL;
+    int rc = siam_service_create(&svc, c->margin, conv, c->threshold, SIAM_VERSION, err);
+    if (rc)
+        return rc;
     checkpointer ck = {.c = c, .svc = svc};
     pthread_mutex_init(&ck.lock, NULL);
-    int rc = siam_service_init(svc, c->margin, conv, c->threshold, SIAM_VERSION, err);
-    if (rc) {
-        free(svc);
-        return rc;
-    }
     /* a checkpoint path that cannot be written fails at start, not at the first round */
     if (c->checkpoint && (rc = siam_atomic_check_writable(c->checkpoint, err))) {
         siam_service_free(svc);
-        free(svc);
         return rc;
     }
     if ((rc = siam_service_start_averaging(svc, c->min_workers, c->sync_timeout, on_round, &ck,
                                            sync_reply, err)) ||
         (rc = initial_model(c, svc, err))) {
         siam_service_free(svc);
-        free(svc);
         return rc;
     }
 
@@ -285,7 +278,6 @@ static int serve(const config *c, siam_error *err, int *usage) {
         siam_rpc_server_free(srv);
         siam_rpc_shutdown();
         siam_service_free(svc);
-        free(svc);
         return rc;
     }
     char addr[300];
@@ -293,8 +285,8 @@ static int serve(const config *c, siam_error *err, int *usage) {
     LOG_INFO(COMPONENT,
              "margin %g, label 1 = %s pairs, similarity threshold %g, %d threads, messages up to "
              "%d MiB, gRPC core %s",
-             (double)svc->margin, c->labels, (double)svc->threshold, c->threads, c->max_message_mb,
-             siam_rpc_core_version());
+             (double)siam_service_margin(svc), c->labels, (double)siam_service_threshold(svc),
+             c->threads, c->max_message_mb, siam_rpc_core_version());
     LOG_INFO(COMPONENT,
              "weight averaging: rounds wait for %d worker(s) to join, close %g s after their first "
              "update at the latest; checkpoint %s every %d round(s)",
@@ -308,7 +300,8 @@ static int serve(const config *c, siam_error *err, int *usage) {
     LOG_INFO(COMPONENT, "%s: no new calls; letting calls in flight finish (up to %.1f s)",
              sig == SIGINT ? "SIGINT" : "SIGTERM", (double)c->grace);
     double t0 = siam_now();
-    siam_averaging_shutdown(svc->avg); /* answers waiting SyncWeights calls UNAVAILABLE */
+    siam_averaging_shutdown(
+        siam_service_averaging(svc)); /* answers waiting SyncWeights calls UNAVAILABLE */
     int cancelled = siam_rpc_server_stop(srv, c->grace);
     siam_rpc_server_free(srv);
     siam_rpc_shutdown();
@@ -316,9 +309,9 @@ static int serve(const config *c, siam_error *err, int *usage) {
     LOG_INFO(COMPONENT,
              "stopped in %.2f s (%d call(s) cancelled after the grace period); %llu "
              "batches answered in total; peak_rss_mb=%.1f",
-             siam_now() - t0, cancelled, (unsigned long long)svc->global_step, siam_peak_rss_mb());
+             siam_now() - t0, cancelled, (unsigned long long)siam_service_global_step(svc),
+             siam_peak_rss_mb());
     siam_service_free(svc);
-    free(svc);
     pthread_mutex_destroy(&ck.lock);
     return SIAM_OK;
 }

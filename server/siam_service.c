@@ -3,6 +3,7 @@
 #include "siam_service.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +14,35 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "siam/v1/siam.pb-c.h"
+
+/* One worker the server has seen (for Status). */
+typedef struct {
+    char id[128];
+    double last_seen; /* siam_now() of its last batch */
+    uint64_t pairs_trained;
+} siam_worker_record;
+
+struct siam_service {
+    float margin;               /* contrastive margin m (> 0) */
+    siam_label_convention conv; /* which pairs label 1 marks */
+    float threshold;            /* Similarity's same/different threshold; m/2 by default */
+    const char *version;        /* reported by Status */
+
+    /* mutable state, guarded by lock */
+    pthread_mutex_t lock;
+    uint64_t global_step; /* batches answered, all workers */
+    siam_worker_record workers[SIAM_SERVICE_MAX_WORKERS];
+    int n_workers;
+
+    /* weight averaging and the global model (siam_service_start_averaging); NULL before */
+    siam_averaging *avg;
+    /* how SyncWeights answers reach their caller (siam-server: siam_rpc_reply_send) */
+    void (*sync_reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st);
+    /* the global model in inference mode, for Similarity with images; guarded by model_lock */
+    pthread_mutex_t model_lock;
+    siam_model *model;
+    uint64_t model_version; /* of the averaging parameters it holds */
+};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Decoding: an allocator that remembers whether malloc failed, so that an out-of-memory unpack
@@ -169,10 +199,11 @@ static void copy_name(char *dst, size_t cap, const char *src) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-int siam_service_init(siam_service *svc, float margin, siam_label_convention conv, float threshold,
-                      const char *version, siam_error *err) {
-    if (!svc)
-        return siam_error_set(err, SIAM_ERR_ARG, "siam_service_init: svc is NULL");
+int siam_service_create(siam_service **out, float margin, siam_label_convention conv,
+                        float threshold, const char *version, siam_error *err) {
+    if (!out)
+        return siam_error_set(err, SIAM_ERR_ARG, "siam_service_create: out is NULL");
+    *out = NULL;
     if (!isfinite(margin) || !(margin > 0.0f))
         return siam_error_set(err, SIAM_ERR_ARG, "margin is %g, expected a finite value > 0",
                               (double)margin);
@@ -182,7 +213,9 @@ int siam_service_init(siam_service *svc, float margin, siam_label_convention con
     if (isnan(threshold) || isinf(threshold))
         return siam_error_set(err, SIAM_ERR_ARG, "threshold is %g, expected a finite value",
                               (double)threshold);
-    memset(svc, 0, sizeof *svc);
+    siam_service *svc = calloc(1, sizeof *svc); /* the worker table is large for a stack */
+    if (!svc)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for the service");
     svc->margin = margin;
     svc->conv = conv;
     svc->threshold = threshold > 0.0f ? threshold : margin / 2.0f;
@@ -190,8 +223,11 @@ int siam_service_init(siam_service *svc, float margin, siam_label_convention con
     int rc = pthread_mutex_init(&svc->lock, NULL);
     if (rc == 0 && (rc = pthread_mutex_init(&svc->model_lock, NULL)) != 0)
         pthread_mutex_destroy(&svc->lock);
-    if (rc != 0)
+    if (rc != 0) {
+        free(svc);
         return siam_error_set(err, SIAM_ERR_NOMEM, "pthread_mutex_init failed (error %d)", rc);
+    }
+    *out = svc;
     return SIAM_OK;
 }
 
@@ -199,11 +235,40 @@ void siam_service_free(siam_service *svc) {
     if (!svc)
         return;
     siam_averaging_free(svc->avg);
-    svc->avg = NULL;
     siam_model_free(svc->model);
-    svc->model = NULL;
     pthread_mutex_destroy(&svc->model_lock);
     pthread_mutex_destroy(&svc->lock);
+    free(svc);
+}
+
+float siam_service_margin(const siam_service *svc) {
+    return svc->margin;
+}
+
+float siam_service_threshold(const siam_service *svc) {
+    return svc->threshold;
+}
+
+siam_label_convention siam_service_convention(const siam_service *svc) {
+    return svc->conv;
+}
+
+uint64_t siam_service_global_step(siam_service *svc) {
+    pthread_mutex_lock(&svc->lock);
+    uint64_t step = svc->global_step;
+    pthread_mutex_unlock(&svc->lock);
+    return step;
+}
+
+int siam_service_worker_count(siam_service *svc) {
+    pthread_mutex_lock(&svc->lock);
+    int n = svc->n_workers;
+    pthread_mutex_unlock(&svc->lock);
+    return n;
+}
+
+siam_averaging *siam_service_averaging(siam_service *svc) {
+    return svc->avg;
 }
 
 /* ------------------------------------------------------------------------------------------ */

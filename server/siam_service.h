@@ -5,7 +5,6 @@
 #ifndef SIAM_SERVICE_H
 #define SIAM_SERVICE_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,39 +25,27 @@
 #define SIAM_METHOD_STATUS       "/siam.v1.Siamese/Status"
 #define SIAM_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
 
-/* One worker the server has seen (for Status). */
-typedef struct {
-    char id[128];
-    double last_seen; /* siam_now() of its last batch */
-    uint64_t pairs_trained;
-} siam_worker_record;
+/* The request path's state: loss head settings, the worker table, the averaging and the global
+ * model in inference mode. Opaque; thread-safe (every entry point below may be called from any
+ * thread at once). */
+typedef struct siam_service siam_service;
 
-typedef struct {
-    float margin;               /* contrastive margin m (> 0) */
-    siam_label_convention conv; /* which pairs label 1 marks */
-    float threshold;            /* Similarity's same/different threshold; m/2 by default */
-    const char *version;        /* reported by Status */
-
-    /* mutable state, guarded by lock */
-    pthread_mutex_t lock;
-    uint64_t global_step; /* batches answered, all workers */
-    siam_worker_record workers[SIAM_SERVICE_MAX_WORKERS];
-    int n_workers;
-
-    /* weight averaging and the global model (siam_service_start_averaging); NULL before */
-    siam_averaging *avg;
-    /* how SyncWeights answers reach their caller (siam-server: siam_rpc_reply_send) */
-    void (*sync_reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st);
-    /* the global model in inference mode, for Similarity with images; guarded by model_lock */
-    pthread_mutex_t model_lock;
-    siam_model *model;
-    uint64_t model_version; /* of the averaging parameters it holds */
-} siam_service;
-
-/* threshold <= 0 means margin / 2. */
-int siam_service_init(siam_service *svc, float margin, siam_label_convention conv, float threshold,
-                      const char *version, siam_error *err);
+/* Creates a service. threshold <= 0 means margin / 2. version is reported by Status and must
+ * outlive the service. SIAM_ERR_ARG names a bad margin, convention or threshold; SIAM_ERR_NOMEM.
+ * Free with siam_service_free (safe on NULL). */
+int siam_service_create(siam_service **out, float margin, siam_label_convention conv,
+                        float threshold, const char *version, siam_error *err);
 void siam_service_free(siam_service *svc);
+
+float siam_service_margin(const siam_service *svc);
+float siam_service_threshold(const siam_service *svc);
+siam_label_convention siam_service_convention(const siam_service *svc);
+/* Train batches answered so far, all workers. */
+uint64_t siam_service_global_step(siam_service *svc);
+/* Workers listed by Status (at most SIAM_SERVICE_MAX_WORKERS). */
+int siam_service_worker_count(siam_service *svc);
+/* The averaging started by siam_service_start_averaging (NULL before); owned by the service. */
+siam_averaging *siam_service_averaging(siam_service *svc);
 
 /* Per Train stream: what the server's one-line summary reports when the stream ends. */
 typedef struct {
@@ -82,10 +69,10 @@ int siam_service_start_averaging(
 int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
                            uint64_t round, uint64_t global_step, siam_error *err);
 
-/* One SyncWeights call (WeightsUpdate -> GlobalWeights), answered through svc->sync_reply
- * (waiter passed back), now or when the round closes. Validates: worker_id non-empty,
- * model_spec a model spec, params non-empty and finite (INVALID_ARGUMENT naming the field);
- * then siam_averaging_submit's rules. */
+/* One SyncWeights call (WeightsUpdate -> GlobalWeights), answered through the reply function given
+ * to siam_service_start_averaging (waiter passed back), now or when the round closes. Validates:
+ * worker_id non-empty, model_spec a model spec, params non-empty and finite (INVALID_ARGUMENT
+ * naming the field); then siam_averaging_submit's rules. */
 void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *waiter);
 
 /* One EmbeddingBatch -> one BatchResult. Validates: dim in 1..SIAM_SERVICE_MAX_DIM and equal to

@@ -914,7 +914,7 @@ static void test_resent_reports(void) {
 /* ------------------------------------------------------------------------------------------ */
 /* 6. Through the service: SyncWeights, image Similarity, Status */
 
-/* svc->sync_reply: decodes the GlobalWeights (resp is ours to free). */
+/* the service's SyncWeights reply function: decodes the GlobalWeights (resp is ours to free). */
 static void svc_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
     call *c = waiter;
     Siam__V1__GlobalWeights *g = NULL;
@@ -1160,13 +1160,13 @@ static void test_service(void) {
     if (!P || !Q || !P1 || !P2)
         return;
 
-    siam_service svc;
-    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init: %s",
+    siam_service *svc = NULL;
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init: %s",
           err.msg);
-    CHECK(siam_service_start_averaging(&svc, 2, 5.0, NULL, NULL, svc_reply, &err) == 0,
+    CHECK(siam_service_start_averaging(svc, 2, 5.0, NULL, NULL, svc_reply, &err) == 0,
           "start_averaging: %s", err.msg);
 
-    Siam__V1__StatusResponse *s = get_status(&svc);
+    Siam__V1__StatusResponse *s = get_status(svc);
     CHECK(s && strcmp(s->model_spec, "") == 0 && s->round == 0 && s->min_workers == 2 &&
               s->joined_workers == 0 && s->sync_timeout_seconds == 5.0,
           "status before any model");
@@ -1178,46 +1178,46 @@ static void test_service(void) {
         img[i] = (uint8_t)(i * 7);
     Siam__V1__SimilarityResponse *sr = NULL;
     siam_rpc_status st;
-    CHECK(image_similarity(&svc, img, 784, img + 784, 784, 0, NULL, 0, &sr, &st) ==
+    CHECK(image_similarity(svc, img, 784, img + 784, 784, 0, NULL, 0, &sr, &st) ==
               SIAM_RPC_FAILED_PRECONDITION,
           "images before a model: %d %s", st.code, st.msg);
 
     /* rejected SyncWeights calls */
     call c = {0};
     const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
-    sync_bytes(&svc, &c, junk, sizeof junk);
+    sync_bytes(svc, &c, junk, sizeof junk);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT && !c.has_resp_on_error,
           "malformed bytes: code %d '%s'", c.code, c.msg);
     call_reset(&c);
-    sync_call(&svc, &c, "", S, P, n, 0, 0);
+    sync_call(svc, &c, "", S, P, n, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT && strstr(c.msg, "worker_id"),
           "empty worker_id: code %d '%s'", c.code, c.msg);
     call_reset(&c);
     float saved = P[7];
     P[7] = NAN;
-    sync_call(&svc, &c, "w1", S, P, n, 0, 0);
+    sync_call(svc, &c, "w1", S, P, n, 0, 0);
     P[7] = saved;
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT && strstr(c.msg, "params[7]"),
           "NaN in params: code %d '%s'", c.code, c.msg);
     call_reset(&c);
     saved = P[n - 1];
     P[n - 1] = -INFINITY;
-    sync_call(&svc, &c, "w1", S, P, n, 100, 0);
+    sync_call(svc, &c, "w1", S, P, n, 100, 0);
     P[n - 1] = saved;
     char field[64];
     snprintf(field, sizeof field, "params[%zu]", n - 1);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT && strstr(c.msg, field),
           "-inf in params: code %d '%s'", c.code, c.msg);
     call_reset(&c);
-    sync_call(&svc, &c, "w1", "in=28x28x1 dense16 bogus", P, n, 0, 0);
+    sync_call(svc, &c, "w1", "in=28x28x1 dense16 bogus", P, n, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT,
           "invalid model spec on the first join: code %d '%s'", c.code, c.msg);
     call_reset(&c);
-    sync_call(&svc, &c, "w1", S, P, 0, 0, 0);
+    sync_call(svc, &c, "w1", S, P, 0, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT, "empty params: code %d '%s'",
           c.code, c.msg);
     call_reset(&c);
-    s = get_status(&svc);
+    s = get_status(svc);
     CHECK(s && strcmp(s->model_spec, "") == 0 && s->joined_workers == 0,
           "rejected calls set a model ('%s') or joined %u", s ? s->model_spec : "?",
           s ? s->joined_workers : 0);
@@ -1225,11 +1225,11 @@ static void test_service(void) {
 
     /* the first join sets the global model; it waits for the second worker */
     call j1 = {0}, j2 = {0};
-    sync_call(&svc, &j1, "w1", S, P, n, 0, 0);
+    sync_call(svc, &j1, "w1", S, P, n, 0, 0);
     sleep_s(0.05);
     CHECK(answered(&j1) == 0, "the first join was answered with min_workers 2 (code %d %s)",
           j1.code, j1.msg);
-    s = get_status(&svc);
+    s = get_status(svc);
     if (s) {
         CHECK(strcmp(s->model_spec, S) == 0, "status model_spec '%s'", s->model_spec);
         CHECK(s->round == 0 && s->min_workers == 2 && s->joined_workers == 1,
@@ -1241,7 +1241,7 @@ static void test_service(void) {
         CHECK(w && w->live && w->last_round == 0, "status of the waiting w1");
         siam__v1__status_response__free_unpacked(s, NULL);
     }
-    sync_call(&svc, &j2, "w2", S, Q, n, 0, 0);
+    sync_call(svc, &j2, "w2", S, Q, n, 0, 0);
     CHECK(wait_for(&j1, 2.0) == 1 && wait_for(&j2, 2.0) == 1, "joins answered %d, %d times",
           j1.calls, j2.calls);
     CHECK(j1.code == SIAM_RPC_OK && j2.code == SIAM_RPC_OK && j1.decoded && j2.decoded,
@@ -1253,37 +1253,37 @@ static void test_service(void) {
           "joins: round %llu spec '%s'", (unsigned long long)j1.round, j1.spec);
     call_reset(&j1);
     call_reset(&j2);
-    s = get_status(&svc);
+    s = get_status(svc);
     CHECK(s && strcmp(s->waiting, "") == 0 && s->joined_workers == 2,
           "status after the joins: waiting '%s'", s ? s->waiting : "?");
     siam__v1__status_response__free_unpacked(s, NULL);
 
     /* a spec mismatch once there is a model */
-    sync_call(&svc, &c, "w3", "in=28x28x1 dense4", P, 3140, 0, 0);
+    sync_call(svc, &c, "w3", "in=28x28x1 dense4", P, 3140, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_FAILED_PRECONDITION && strstr(c.msg, S) &&
               strstr(c.msg, "in=28x28x1 dense4"),
           "spec mismatch: code %d '%s'", c.code, c.msg);
     call_reset(&c);
-    sync_call(&svc, &c, "w3", S, P, n - 1, 0, 0);
+    sync_call(svc, &c, "w3", S, P, n - 1, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT,
           "wrong parameter count: code %d '%s'", c.code, c.msg);
     call_reset(&c);
 
     /* image Similarity with the global model */
-    check_image_similarity(&svc, S, P, n, &rng, "first join's model");
+    check_image_similarity(svc, S, P, n, &rng, "first join's model");
     {
         uint8_t *big = calloc(2 * 784, 1);
-        CHECK(image_similarity(&svc, big, 783, big + 784, 783, 0, NULL, 0, &sr, &st) ==
+        CHECK(image_similarity(svc, big, 783, big + 784, 783, 0, NULL, 0, &sr, &st) ==
                   SIAM_RPC_INVALID_ARGUMENT,
               "783-byte images: %d %s", st.code, st.msg);
-        CHECK(image_similarity(&svc, big, 784, big + 784, 783, 0, NULL, 0, &sr, &st) ==
+        CHECK(image_similarity(svc, big, 784, big + 784, 783, 0, NULL, 0, &sr, &st) ==
                   SIAM_RPC_INVALID_ARGUMENT,
               "a 783-byte right image: %d %s", st.code, st.msg);
         float emb[8] = {0};
-        CHECK(image_similarity(&svc, big, 784, big + 784, 784, 8, emb, 8, &sr, &st) ==
+        CHECK(image_similarity(svc, big, 784, big + 784, 784, 8, emb, 8, &sr, &st) ==
                   SIAM_RPC_INVALID_ARGUMENT,
               "images and embeddings: %d %s", st.code, st.msg);
-        CHECK(image_similarity(&svc, big, 2 * 784, big, 784, 0, NULL, 0, &sr, &st) ==
+        CHECK(image_similarity(svc, big, 2 * 784, big, 784, 0, NULL, 0, &sr, &st) ==
                   SIAM_RPC_INVALID_ARGUMENT,
               "2 left and 1 right image: %d %s", st.code, st.msg);
         free(big);
@@ -1291,9 +1291,9 @@ static void test_service(void) {
 
     /* a round through the service */
     call r1 = {0}, r2 = {0};
-    sync_call(&svc, &r1, "w2", S, P2, n, 300, 0);
+    sync_call(svc, &r1, "w2", S, P2, n, 300, 0);
     CHECK(answered(&r1) == 0, "w2 answered before w1 reported");
-    sync_call(&svc, &r2, "w1", S, P1, n, 100, 0);
+    sync_call(svc, &r2, "w1", S, P1, n, 100, 0);
     CHECK(wait_for(&r1, 2.0) == 1 && wait_for(&r2, 2.0) == 1, "round answers %d %d", r1.calls,
           r2.calls);
     float *want = malloc(n * sizeof *want);
@@ -1312,10 +1312,10 @@ static void test_service(void) {
           r1.workers, (unsigned long long)r1.samples);
     call_reset(&r1);
     call_reset(&r2);
-    check_image_similarity(&svc, S, want, n, &rng, "after round 1");
+    check_image_similarity(svc, S, want, n, &rng, "after round 1");
 
     /* a late update through the service */
-    sync_call(&svc, &r1, "w1", S, P, n, 10, 0);
+    sync_call(svc, &r1, "w1", S, P, n, 10, 0);
     CHECK(answered(&r1) == 1 && r1.code == SIAM_RPC_OK && r1.late && r1.round == 1 &&
               same_params(&r1, want, n),
           "late update through the service: code %d late %d round %llu", r1.code, r1.late,
@@ -1325,8 +1325,8 @@ static void test_service(void) {
     /* Status: rounds and liveness; w1's Train stream makes it live, its end not */
     siam_train_stream ts;
     memset(&ts, 0, sizeof ts);
-    train_one(&svc, &ts, "w1");
-    s = get_status(&svc);
+    train_one(svc, &ts, "w1");
+    s = get_status(svc);
     if (s) {
         CHECK(strcmp(s->model_spec, S) == 0 && s->round == 1 && s->min_workers == 2 &&
                   s->joined_workers == 2 && strcmp(s->waiting, "") == 0,
@@ -1339,8 +1339,8 @@ static void test_service(void) {
               w2 ? w2->live : -1, w2 ? (unsigned long long)w2->last_round : 0ULL);
         siam__v1__status_response__free_unpacked(s, NULL);
     }
-    siam_service_train_end(&svc, &ts);
-    s = get_status(&svc);
+    siam_service_train_end(svc, &ts);
+    s = get_status(svc);
     if (s) {
         const Siam__V1__WorkerStatus *w1 = status_worker(s, "w1");
         CHECK(w1 && !w1->live && w1->last_round == 1,
@@ -1353,11 +1353,11 @@ static void test_service(void) {
      * a new stream, so w2's report waits for it */
     siam_train_stream ts2;
     memset(&ts2, 0, sizeof ts2);
-    train_one(&svc, &ts2, "w1");
+    train_one(svc, &ts2, "w1");
     call w = {0};
-    sync_call(&svc, &w, "w2", S, P2, n, 5, 1);
+    sync_call(svc, &w, "w2", S, P2, n, 5, 1);
     CHECK(answered(&w) == 0, "w2's report answered at once, w1 live? (code %d)", w.code);
-    siam_service_free(&svc);
+    siam_service_free(svc);
     CHECK(w.calls == 1 && w.code == SIAM_RPC_UNAVAILABLE, "free: waiting call %d times code %d",
           w.calls, w.code);
     call_reset(&w);
@@ -1384,24 +1384,23 @@ static void test_service_rejected_first_join(void) {
     if (!P)
         return;
     for (int via_set_model = 0; via_set_model < 2; via_set_model++) {
-        siam_service svc;
-        CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
-        CHECK(siam_service_start_averaging(&svc, 1, 5.0, NULL, NULL, svc_reply, &err) == 0,
-              "start");
+        siam_service *svc = NULL;
+        CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+        CHECK(siam_service_start_averaging(svc, 1, 5.0, NULL, NULL, svc_reply, &err) == 0, "start");
         call c = {0};
-        sync_call(&svc, &c, "w1", S_small, P, 10, 0, 0); /* dense4 has 3140 params, not 10 */
+        sync_call(svc, &c, "w1", S_small, P, 10, 0, 0); /* dense4 has 3140 params, not 10 */
         CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT,
               "first join with a wrong count: code %d '%s'", c.code, c.msg);
         call_reset(&c);
         if (via_set_model) {
-            int rc = siam_service_set_model(&svc, S, P, n, 0, 0, &err);
+            int rc = siam_service_set_model(svc, S, P, n, 0, 0, &err);
             CHECK(rc == SIAM_OK,
                   "after a rejected first join (spec "
                   "'%s', wrong count), siam_service_set_model('%s', %zu params) returned %d '%s', "
                   "expected SIAM_OK",
                   S_small, S, n, rc, err.msg);
         } else {
-            sync_call(&svc, &c, "w2", S, P, n, 0, 0);
+            sync_call(svc, &c, "w2", S, P, n, 0, 0);
             CHECK(answered(&c) == 1 && c.code == SIAM_RPC_OK && same_params(&c, P, n),
                   "after a rejected first join (spec "
                   "'%s', wrong count), a valid join with spec '%s' got code %d '%s', expected OK "
@@ -1409,11 +1408,11 @@ static void test_service_rejected_first_join(void) {
                   S_small, S, c.code, c.msg);
             call_reset(&c);
         }
-        Siam__V1__StatusResponse *s = get_status(&svc);
+        Siam__V1__StatusResponse *s = get_status(svc);
         CHECK(s && strcmp(s->model_spec, S) == 0, "Status model_spec '%s', expected '%s'",
               s ? s->model_spec : "?", S);
         siam__v1__status_response__free_unpacked(s, NULL);
-        siam_service_free(&svc);
+        siam_service_free(svc);
     }
     free(P);
 }
@@ -1466,34 +1465,34 @@ static void test_service_first_join_specs(void) {
     float *P = model_params(S, 6, &rng, &n);
     if (!P)
         return;
-    siam_service svc;
-    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
-    CHECK(siam_service_start_averaging(&svc, 1, 5.0, NULL, NULL, svc_reply, &err) == 0, "start");
+    siam_service *svc = NULL;
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_start_averaging(svc, 1, 5.0, NULL, NULL, svc_reply, &err) == 0, "start");
     call c = {0};
-    sync_call(&svc, &c, "w0", "in=28x28x1 dense1000000", P, 10, 0, 0);
+    sync_call(svc, &c, "w0", "in=28x28x1 dense1000000", P, 10, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT &&
               strstr(c.msg, "expected 785000000"),
           "first join of a huge spec with 10 params: code %d '%s'", c.code, c.msg);
     call_reset(&c);
-    sync_call(&svc, &c, "w1", "in=28x28x1  dense4 ", P, n, 0, 0);
+    sync_call(svc, &c, "w1", "in=28x28x1  dense4 ", P, n, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_OK && strcmp(c.spec, S) == 0 &&
               same_params(&c, P, n),
           "first join spelling the spec 'in=28x28x1  dense4 ': code %d '%s', spec '%s'", c.code,
           c.msg, c.spec);
     call_reset(&c);
-    sync_call(&svc, &c, "w2", "in=28x28x1\tdense4", P, n, 0, 0);
+    sync_call(svc, &c, "w2", "in=28x28x1\tdense4", P, n, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_OK && strcmp(c.spec, S) == 0,
           "second join spelling the spec with a tab: code %d '%s'", c.code, c.msg);
     call_reset(&c);
-    sync_call(&svc, &c, "w3", "in=28x28x1 dense5", P, n, 0, 0);
+    sync_call(svc, &c, "w3", "in=28x28x1 dense5", P, n, 0, 0);
     CHECK(answered(&c) == 1 && c.code == SIAM_RPC_FAILED_PRECONDITION,
           "another model after the first join: code %d '%s'", c.code, c.msg);
     call_reset(&c);
-    Siam__V1__StatusResponse *s = get_status(&svc);
+    Siam__V1__StatusResponse *s = get_status(svc);
     CHECK(s && strcmp(s->model_spec, S) == 0 && s->joined_workers == 2,
           "Status model_spec '%s' joined %u", s ? s->model_spec : "?", s ? s->joined_workers : 0);
     siam__v1__status_response__free_unpacked(s, NULL);
-    siam_service_free(&svc);
+    siam_service_free(svc);
     free(P);
 }
 

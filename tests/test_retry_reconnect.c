@@ -92,7 +92,7 @@ static void t_close(void *ctx, void *stream, const siam_rpc_status *final) {
     free(stream);
 }
 
-/* svc->sync_reply */
+/* the service's SyncWeights reply function */
 static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
     int drop = 0;
     if (st->code == SIAM_RPC_OK) {
@@ -128,8 +128,8 @@ static void sync_weights(void *ctx, const siam_rpc_call_info *call, const uint8_
  * at `round`. */
 static int server_start(int port, const char *spec, const float *params, size_t n, uint64_t round) {
     siam_error err = {0};
-    siam_service *svc = calloc(1, sizeof *svc);
-    CHECK(svc && siam_service_init(svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "%s",
+    siam_service *svc = NULL;
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "%s",
           err.msg);
     CHECK(siam_service_start_averaging(svc, 1, 5.0, NULL, NULL, sync_reply, &err) == 0, "%s",
           err.msg);
@@ -158,21 +158,21 @@ static int server_start(int port, const char *spec, const float *params, size_t 
  * are returned. */
 static void server_stop(float **params, size_t *n, uint64_t *round, char *spec) {
     siam_averaging_info info;
-    siam_averaging_get_info(H.svc->avg, &info);
+    siam_averaging_get_info(siam_service_averaging(H.svc), &info);
     *params = NULL;
     *n = 0;
     if (info.has_model && (*params = malloc(info.n_params * sizeof **params)) != NULL) {
         siam_error err = {0};
-        CHECK(siam_averaging_copy(H.svc->avg, *params, info.n_params, round, NULL, &err) == 0, "%s",
-              err.msg);
+        CHECK(siam_averaging_copy(siam_service_averaging(H.svc), *params, info.n_params, round,
+                                  NULL, &err) == 0,
+              "%s", err.msg);
         *n = info.n_params;
         strcpy(spec, info.spec);
     }
-    siam_averaging_shutdown(H.svc->avg);
+    siam_averaging_shutdown(siam_service_averaging(H.svc));
     siam_rpc_server_stop(H.rpc, 0);
     siam_rpc_server_free(H.rpc);
     siam_service_free(H.svc);
-    free(H.svc);
     H.rpc = NULL;
     H.svc = NULL;
 }

@@ -1,6 +1,6 @@
 /* test_service: the server's request path (server/siam_service) called with encoded protobuf
- * requests, as siam-server's gRPC methods call it. Train answers equal lib/nn/siam_loss bit for bit,
- * the loss matches an independent double-precision reference, the gradients match finite
+ * requests, as siam-server's gRPC methods call it. Train answers equal lib/nn/siam_loss bit for
+ * bit, the loss matches an independent double-precision reference, the gradients match finite
  * differences of the loss the service itself reports; every malformed request gets
  * INVALID_ARGUMENT naming the field and the value, and the service keeps answering afterwards;
  * Similarity, Status and Health by hand; several threads at once. */
@@ -200,8 +200,8 @@ static void make_batch(siam_rng *rng, float *a, float *b, uint32_t *y, int B, in
 }
 
 static void check_random(siam_service *svc, siam_rng *rng, int B, int dim, int first_kind) {
-    float m = svc->margin;
-    siam_label_convention conv = svc->conv;
+    float m = siam_service_margin(svc);
+    siam_label_convention conv = siam_service_convention(svc);
     size_t n = (size_t)B * dim;
     float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
     float *dist = malloc((size_t)B * sizeof *dist), *ga = malloc(n * sizeof *ga),
@@ -319,10 +319,10 @@ static void test_random_batches(void) {
     int runs = 0;
     for (int c = 0; c < 2; c++)
         for (int mi = 0; mi < 2; mi++) {
-            siam_service svc;
+            siam_service *svc = NULL;
             siam_error err;
             int rc =
-                siam_service_init(&svc, margins[mi], (siam_label_convention)c, 0, "test", &err);
+                siam_service_create(&svc, margins[mi], (siam_label_convention)c, 0, "test", &err);
             CHECK(rc == SIAM_OK, "init: %s", err.msg);
             if (rc)
                 continue;
@@ -330,9 +330,9 @@ static void test_random_batches(void) {
                 for (int di = 0; di < 3; di++) {
                     int trials = Bs[bi] == 1 ? 4 : 2; /* B = 1: each kind of pair once */
                     for (int t = 0; t < trials; t++, runs++)
-                        check_random(&svc, &rng, Bs[bi], dims[di], t);
+                        check_random(svc, &rng, Bs[bi], dims[di], t);
                 }
-            siam_service_free(&svc);
+            siam_service_free(svc);
         }
     CHECK(fd_checked > 500, "only %d finite-difference checks ran", fd_checked);
     CHECK(fd_strong > 200, "only %d gradient components well above the rounding floor", fd_strong);
@@ -345,9 +345,9 @@ static void test_random_batches(void) {
 
 /* A stream's summary and the stream's dim across batches. */
 static void test_stream_stats(void) {
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
-    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
     siam_train_stream ts;
     memset(&ts, 0, sizeof ts);
     float a[6] = {0.5f, 0, 0, 0, 0, 0}, b[6] = {0};
@@ -357,7 +357,7 @@ static void test_stream_stats(void) {
         siam_rpc_status st;
         Siam__V1__BatchResult *r;
         int B = 3 - s; /* 3, 2, 1 pairs */
-        int rc = train(&svc, &ts, 2, a, (size_t)2 * B, b, (size_t)2 * B, y, (size_t)B, (uint64_t)s,
+        int rc = train(svc, &ts, 2, a, (size_t)2 * B, b, (size_t)2 * B, y, (size_t)B, (uint64_t)s,
                        "w-stats", &r, &st);
         CHECK(rc == SIAM_RPC_OK, "stream batch %d: %s", s, st.msg);
         if (r) {
@@ -371,7 +371,7 @@ static void test_stream_stats(void) {
     CHECK_NEAR(ts.loss_sum, sum, 1e-6, "stream loss_sum");
     /* pair losses 0.25 (D = .5, y = 1), 1 and 1 (D = 0, y = 0): batches of 3, 2, 1 pairs */
     CHECK_NEAR(ts.loss_sum, 2.25 + 1.25 + 0.25, 1e-6, "stream loss_sum by hand");
-    siam_service_free(&svc);
+    siam_service_free(svc);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -399,9 +399,9 @@ static void expect_fail(siam_service *svc, int rc, int code, const siam_rpc_stat
 }
 
 static void test_train_validation(void) {
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
-    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
     enum { B = 8, DIM = 128, N = B * DIM };
     float *a = calloc(N + 8, sizeof *a), *b = calloc(N + 8, sizeof *b);
     uint32_t y[B] = {0, 1, 0, 1, 1, 0, 0, 1};
@@ -409,34 +409,34 @@ static void test_train_validation(void) {
     Siam__V1__BatchResult *r;
     int rc;
 
-    rc = train(&svc, NULL, 0, a, N, b, N, y, B, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim is 0", "1..4096", "dim 0");
-    rc = train(&svc, NULL, 4097, a, N, b, N, y, B, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim is 4097", "1..4096", "dim 4097");
-    rc = train(&svc, NULL, DIM, a, 1000, b, N, y, B, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "left has 1000 floats", "8*128 = 1024",
+    rc = train(svc, NULL, 0, a, N, b, N, y, B, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim is 0", "1..4096", "dim 0");
+    rc = train(svc, NULL, 4097, a, N, b, N, y, B, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim is 4097", "1..4096", "dim 4097");
+    rc = train(svc, NULL, DIM, a, 1000, b, N, y, B, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "left has 1000 floats", "8*128 = 1024",
                 "short left");
-    rc = train(&svc, NULL, DIM, a, N, b, N - 1, y, B, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "right has 1023 floats", "1024",
+    rc = train(svc, NULL, DIM, a, N, b, N - 1, y, B, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "right has 1023 floats", "1024",
                 "short right");
-    rc = train(&svc, NULL, DIM, a, N, b, N + 8, y, B, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "right has 1032 floats", "1024",
+    rc = train(svc, NULL, DIM, a, N, b, N + 8, y, B, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "right has 1032 floats", "1024",
                 "long right");
-    rc = train(&svc, NULL, DIM, a, N, b, N, y, B - 1, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "left has 1024 floats", "7*128 = 896",
+    rc = train(svc, NULL, DIM, a, N, b, N, y, B - 1, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "left has 1024 floats", "7*128 = 896",
                 "one label missing");
     y[5] = 2;
-    rc = train(&svc, NULL, DIM, a, N, b, N, y, B, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels[5] is 2", "0 or 1", "label 2");
+    rc = train(svc, NULL, DIM, a, N, b, N, y, B, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels[5] is 2", "0 or 1", "label 2");
     y[5] = 4294967295u;
-    rc = train(&svc, NULL, DIM, a, N, b, N, y, B, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels[5] is 4294967295", NULL,
+    rc = train(svc, NULL, DIM, a, N, b, N, y, B, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels[5] is 4294967295", NULL,
                 "label 2^32-1");
     y[5] = 0;
-    rc = train(&svc, NULL, DIM, a, 0, b, 0, y, 0, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels is empty", NULL, "empty batch");
-    rc = train(&svc, NULL, DIM, a, N, b, N, y, 0, 0, "v", &r, &st);
-    expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels is empty", NULL,
+    rc = train(svc, NULL, DIM, a, 0, b, 0, y, 0, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels is empty", NULL, "empty batch");
+    rc = train(svc, NULL, DIM, a, N, b, N, y, 0, 0, "v", &r, &st);
+    expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "labels is empty", NULL,
                 "no labels, embeddings present");
 
     /* non-finite floats, named by index, pair and component */
@@ -455,8 +455,8 @@ static void test_train_validation(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         float *v = bad[i].side ? b : a;
         v[bad[i].index] = bad[i].value;
-        rc = train(&svc, NULL, DIM, a, N, b, N, y, B, 0, "v", &r, &st);
-        expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, bad[i].n1, bad[i].n2, bad[i].n1);
+        rc = train(svc, NULL, DIM, a, N, b, N, y, B, 0, "v", &r, &st);
+        expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, bad[i].n1, bad[i].n2, bad[i].n1);
         CHECK(strstr(st.msg, "finite") != NULL, "%s: message '%s'", bad[i].n1, st.msg);
         v[bad[i].index] = 0.0f;
     }
@@ -466,20 +466,20 @@ static void test_train_validation(void) {
         siam_train_stream ts;
         memset(&ts, 0, sizeof ts);
         y[0] = 3;
-        rc = train(&svc, &ts, 4, a, 4 * B, b, 4 * B, y, B, 0, "s", &r, &st);
+        rc = train(svc, &ts, 4, a, 4 * B, b, 4 * B, y, B, 0, "s", &r, &st);
         CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && ts.dim == 0 && ts.batches == 0,
               "a failed first batch fixed the stream: dim %u batches %llu", ts.dim,
               (unsigned long long)ts.batches);
         CHECK(strcmp(ts.worker_id, "s") == 0, "a failed first batch still names the stream: '%s'",
               ts.worker_id);
         y[0] = 0;
-        rc = train(&svc, &ts, 4, a, 4 * B, b, 4 * B, y, B, 0, "s", &r, &st);
+        rc = train(svc, &ts, 4, a, 4 * B, b, 4 * B, y, B, 0, "s", &r, &st);
         CHECK(rc == SIAM_RPC_OK && ts.dim == 4, "stream first batch: %s", st.msg);
         siam__v1__batch_result__free_unpacked(r, NULL);
-        rc = train(&svc, &ts, 2, a, 2 * B, b, 2 * B, y, B, 1, "s", &r, &st);
-        expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim changed from 4 to 2",
+        rc = train(svc, &ts, 2, a, 2 * B, b, 2 * B, y, B, 1, "s", &r, &st);
+        expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim changed from 4 to 2",
                     "within one stream", "dim change");
-        rc = train(&svc, &ts, 4, a, 4 * B, b, 4 * B, y, B, 2, "s", &r, &st);
+        rc = train(svc, &ts, 4, a, 4 * B, b, 4 * B, y, B, 2, "s", &r, &st);
         CHECK(rc == SIAM_RPC_OK && ts.batches == 2 && ts.pairs == 2 * B,
               "stream after the failed batch: %s, batches %llu", st.msg,
               (unsigned long long)ts.batches);
@@ -490,8 +490,8 @@ static void test_train_validation(void) {
     {
         uint8_t junk[16];
         memset(junk, 0xff, sizeof junk);
-        rc = train_bytes(&svc, NULL, junk, sizeof junk, &r, &st);
-        expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "malformed EmbeddingBatch",
+        rc = train_bytes(svc, NULL, junk, sizeof junk, &r, &st);
+        expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "malformed EmbeddingBatch",
                     "not a valid protobuf message", "junk");
         /* a good batch cut short */
         Siam__V1__EmbeddingBatch eb = SIAM__V1__EMBEDDING_BATCH__INIT;
@@ -500,13 +500,13 @@ static void test_train_validation(void) {
         size_t len = siam__v1__embedding_batch__get_packed_size(&eb);
         uint8_t *buf = malloc(len);
         siam__v1__embedding_batch__pack(&eb, buf);
-        rc = train_bytes(&svc, NULL, buf, len - 5, &r, &st);
-        expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "malformed EmbeddingBatch", NULL,
+        rc = train_bytes(svc, NULL, buf, len - 5, &r, &st);
+        expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "malformed EmbeddingBatch", NULL,
                     "truncated");
         free(buf);
         /* an empty message decodes (every field default) and is refused by validation */
-        rc = train_bytes(&svc, NULL, NULL, 0, &r, &st);
-        expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim is 0", NULL, "empty message");
+        rc = train_bytes(svc, NULL, NULL, 0, &r, &st);
+        expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "dim is 0", NULL, "empty message");
     }
 
     /* finite but enormous embeddings: the loss overflows float, refused rather than answered
@@ -515,14 +515,14 @@ static void test_train_validation(void) {
         float big_a[1] = {3e38f}, big_b[1] = {-3e38f};
         uint32_t y0 = 0;
         fedisableexcept(FE_INVALID | FE_DIVBYZERO);
-        rc = train(&svc, NULL, 1, big_a, 1, big_b, 1, &y0, 1, 0, "v", &r, &st);
+        rc = train(svc, NULL, 1, big_a, 1, big_b, 1, &y0, 1, 0, "v", &r, &st);
         tu_trap_fp();
-        expect_fail(&svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "too large", "pair 0",
+        expect_fail(svc, rc, SIAM_RPC_INVALID_ARGUMENT, &st, "too large", "pair 0",
                     "overflowing embeddings");
     }
 
     /* failures count neither as steps nor as pairs */
-    Siam__V1__StatusResponse *s = status(&svc);
+    Siam__V1__StatusResponse *s = status(svc);
     if (s) {
         const Siam__V1__WorkerStatus *w = find_worker(s, "v");
         CHECK(w == NULL, "worker 'v' (only failed batches) is listed");
@@ -533,25 +533,25 @@ static void test_train_validation(void) {
         siam__v1__status_response__free_unpacked(s, NULL);
     }
     free(a), free(b);
-    siam_service_free(&svc);
+    siam_service_free(svc);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Similarity */
 
 static void test_similarity(void) {
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
     /* margin 10: the default threshold is 5, the hypotenuse of the 3-4-5 triangle */
-    CHECK(siam_service_init(&svc, 10.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
-    CHECK(svc.threshold == 5.0f, "default threshold %g, expected margin/2 = 5",
-          (double)svc.threshold);
+    CHECK(siam_service_create(&svc, 10.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_threshold(svc) == 5.0f, "default threshold %g, expected margin/2 = 5",
+          (double)siam_service_threshold(svc));
     float l[8] = {0, 0, 1, 1, 0, 0, 0, 0};
     float r[8] = {3, 4, 1, 1, 6, 8, 0, 0};
     r[7] = nextafterf(5.0f, 6.0f); /* pair 3 (0,0)-(0,5+): just beyond the threshold */
     Siam__V1__SimilarityResponse *q;
     siam_rpc_status st;
-    int rc = similarity(&svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
+    int rc = similarity(svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
     CHECK(rc == SIAM_RPC_OK, "similarity: %s", st.msg);
     if (q) {
         CHECK(q->n_distances == 4 && q->n_scores == 4 && q->n_same == 4, "4 answers");
@@ -577,26 +577,26 @@ static void test_similarity(void) {
     }
     /* dim 3 and an explicit threshold */
     {
-        siam_service s2;
-        CHECK(siam_service_init(&s2, 1.0f, SIAM_LABELS_DISSIMILAR, 3.0f, "t", &err) == 0, "init");
+        siam_service *s2 = NULL;
+        CHECK(siam_service_create(&s2, 1.0f, SIAM_LABELS_DISSIMILAR, 3.0f, "t", &err) == 0, "init");
         float a[3] = {1, 2, 2}, b[3] = {0, 0, 0};
-        rc = similarity(&s2, 3, a, 3, b, 3, NULL, 0, NULL, 0, &q, &st);
+        rc = similarity(s2, 3, a, 3, b, 3, NULL, 0, NULL, 0, &q, &st);
         CHECK(rc == SIAM_RPC_OK && q && q->n_distances == 1 && q->distances[0] == 3.0f &&
                   q->same[0] && q->threshold == 3.0f,
               "dim 3 with threshold 3: %s", st.msg);
         if (q)
             CHECK_NEAR(q->scores[0], 0.5, 1e-7, "score at the explicit threshold");
         siam__v1__similarity_response__free_unpacked(q, NULL);
-        siam_service_free(&s2);
+        siam_service_free(s2);
     }
 
     /* images: no model yet */
     uint8_t img[784] = {0};
-    rc = similarity(&svc, 0, NULL, 0, NULL, 0, img, sizeof img, img, sizeof img, &q, &st);
+    rc = similarity(svc, 0, NULL, 0, NULL, 0, img, sizeof img, img, sizeof img, &q, &st);
     CHECK(rc == SIAM_RPC_FAILED_PRECONDITION && strstr(st.msg, "no model") &&
               strstr(st.msg, "embeddings"),
           "images: %s %s", siam_rpc_code_name(rc), st.msg);
-    rc = similarity(&svc, 2, l, 2, r, 2, NULL, 0, img, 784, &q, &st);
+    rc = similarity(svc, 2, l, 2, r, 2, NULL, 0, img, 784, &q, &st);
     CHECK(rc == SIAM_RPC_FAILED_PRECONDITION, "right images only: %s", siam_rpc_code_name(rc));
 
     /* bad requests */
@@ -613,19 +613,19 @@ static void test_similarity(void) {
         {2, 6, 8, "right has 8 floats", "as many as left (6"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        rc = similarity(&svc, bad[i].dim, l, bad[i].nl, r, bad[i].nr, NULL, 0, NULL, 0, &q, &st);
+        rc = similarity(svc, bad[i].dim, l, bad[i].nl, r, bad[i].nr, NULL, 0, NULL, 0, &q, &st);
         CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, bad[i].n1) &&
                   strstr(st.msg, bad[i].n2),
               "similarity %s: got %s '%s'", bad[i].n1, siam_rpc_code_name(rc), st.msg);
     }
     l[5] = NAN;
-    rc = similarity(&svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
+    rc = similarity(svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
     CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, "left[5] is nan") &&
               strstr(st.msg, "pair 2, component 1"),
           "similarity NaN: %s", st.msg);
     l[5] = 0;
     r[6] = -INFINITY;
-    rc = similarity(&svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
+    rc = similarity(svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
     CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, "right[6] is -inf"),
           "similarity -inf: %s", st.msg);
     r[6] = 0;
@@ -633,17 +633,17 @@ static void test_similarity(void) {
         uint8_t junk[16];
         memset(junk, 0xff, sizeof junk);
         siam_rpc_buf resp = {NULL, 0};
-        rc = siam_service_similarity(&svc, junk, sizeof junk, &resp, &st);
+        rc = siam_service_similarity(svc, junk, sizeof junk, &resp, &st);
         check_outcome(rc, &st, &resp, "similarity junk");
         CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, "malformed SimilarityRequest"),
               "similarity junk: %s", st.msg);
     }
     /* still answering */
-    rc = similarity(&svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
+    rc = similarity(svc, 2, l, 8, r, 8, NULL, 0, NULL, 0, &q, &st);
     CHECK(rc == SIAM_RPC_OK && q && q->distances[0] == 5.0f, "similarity after failures: %s",
           st.msg);
     siam__v1__similarity_response__free_unpacked(q, NULL);
-    siam_service_free(&svc);
+    siam_service_free(svc);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -663,10 +663,10 @@ static void train_n(siam_service *svc, const char *worker, int batches, int B) {
 }
 
 static void test_status_health(void) {
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
-    CHECK(siam_service_init(&svc, 2.0f, SIAM_LABELS_DISSIMILAR, 0, "9.8.7", &err) == 0, "init");
-    Siam__V1__StatusResponse *s = status(&svc);
+    CHECK(siam_service_create(&svc, 2.0f, SIAM_LABELS_DISSIMILAR, 0, "9.8.7", &err) == 0, "init");
+    Siam__V1__StatusResponse *s = status(svc);
     if (s) {
         CHECK(strcmp(s->version, "9.8.7") == 0, "version '%s'", s->version);
         CHECK(s->margin == 2.0f, "margin %g", (double)s->margin);
@@ -678,11 +678,11 @@ static void test_status_health(void) {
               (unsigned long long)s->global_step, s->n_workers);
         siam__v1__status_response__free_unpacked(s, NULL);
     }
-    train_n(&svc, "w1", 3, 4);
-    train_n(&svc, "w2", 2, 2);
-    train_n(&svc, "", 1, 1);
-    train_n(&svc, "w1", 1, 8);
-    s = status(&svc);
+    train_n(svc, "w1", 3, 4);
+    train_n(svc, "w2", 2, 2);
+    train_n(svc, "", 1, 1);
+    train_n(svc, "w1", 1, 8);
+    s = status(svc);
     if (s) {
         CHECK(s->global_step == 7, "global_step %llu, expected 7",
               (unsigned long long)s->global_step);
@@ -704,13 +704,13 @@ static void test_status_health(void) {
     }
     /* the other convention's name */
     {
-        siam_service s2;
-        CHECK(siam_service_init(&s2, 1.0f, SIAM_LABELS_SIMILAR, 0, "v", &err) == 0, "init");
-        Siam__V1__StatusResponse *t = status(&s2);
+        siam_service *s2 = NULL;
+        CHECK(siam_service_create(&s2, 1.0f, SIAM_LABELS_SIMILAR, 0, "v", &err) == 0, "init");
+        Siam__V1__StatusResponse *t = status(s2);
         CHECK(t && strcmp(t->label_convention, "similar") == 0 && t->margin == 1.0f,
               "similar convention");
         siam__v1__status_response__free_unpacked(t, NULL);
-        siam_service_free(&s2);
+        siam_service_free(s2);
     }
     /* worker names are echoed as valid UTF-8 without control characters, cut to fit */
     {
@@ -719,14 +719,14 @@ static void test_status_health(void) {
         longname[sizeof longname - 1] = '\0';
         memset(cut, 'x', 126);
         memcpy(cut + 126, "\xc3\xb6", 3); /* 126 x and an o-umlaut: 128 bytes, too long */
-        train_n(&svc, longname, 1, 1);
-        train_n(&svc, cut, 1, 1);
-        train_n(&svc,
+        train_n(svc, longname, 1, 1);
+        train_n(svc, cut, 1, 1);
+        train_n(svc,
                 "\xff\x01"
                 "bad\xc3",
                 1, 1);
-        train_n(&svc, "w\xc3\xb6rker-\xe2\x82\xac", 1, 1);
-        s = status(&svc);
+        train_n(svc, "w\xc3\xb6rker-\xe2\x82\xac", 1, 1);
+        s = status(svc);
         if (s) {
             char want[128];
             memset(want, 'x', 127);
@@ -747,11 +747,11 @@ static void test_status_health(void) {
         memset(junk, 0xff, sizeof junk);
         siam_rpc_buf resp = {NULL, 0};
         siam_rpc_status st;
-        int rc = siam_service_status(&svc, junk, sizeof junk, &resp, &st);
+        int rc = siam_service_status(svc, junk, sizeof junk, &resp, &st);
         check_outcome(rc, &st, &resp, "status junk");
         CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, "malformed StatusRequest"),
               "status junk: %s", st.msg);
-        rc = siam_service_status(&svc, NULL, 0, &resp, &st);
+        rc = siam_service_status(svc, NULL, 0, &resp, &st);
         CHECK(rc == SIAM_RPC_OK && resp.data, "status of 0 bytes: %s", st.msg);
         siam_rpc_buf_free(&resp);
     }
@@ -759,40 +759,40 @@ static void test_status_health(void) {
     /* Health */
     int serving;
     siam_rpc_status st;
-    int rc = health(&svc, "", &serving, &st);
+    int rc = health(svc, "", &serving, &st);
     CHECK(rc == SIAM_RPC_OK &&
               serving == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
           "health '': %s %d", st.msg, serving);
-    rc = health(&svc, "siam.v1.Siamese", &serving, &st);
+    rc = health(svc, "siam.v1.Siamese", &serving, &st);
     CHECK(rc == SIAM_RPC_OK &&
               serving == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
           "health siam.v1.Siamese: %s %d", st.msg, serving);
-    rc = health(&svc, "x", &serving, &st);
+    rc = health(svc, "x", &serving, &st);
     CHECK(rc == SIAM_RPC_NOT_FOUND && strcmp(st.msg, "unknown service 'x'") == 0,
           "health x: %s '%s'", siam_rpc_code_name(rc), st.msg);
-    rc = health(&svc, "siam.v1.Siamese2", &serving, &st);
+    rc = health(svc, "siam.v1.Siamese2", &serving, &st);
     CHECK(rc == SIAM_RPC_NOT_FOUND && strstr(st.msg, "siam.v1.Siamese2"), "health Siamese2: %s",
           st.msg);
     {
         uint8_t junk[16];
         memset(junk, 0xff, sizeof junk);
         siam_rpc_buf resp = {NULL, 0};
-        rc = siam_service_health(&svc, junk, sizeof junk, &resp, &st);
+        rc = siam_service_health(svc, junk, sizeof junk, &resp, &st);
         check_outcome(rc, &st, &resp, "health junk");
         CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, "malformed HealthCheckRequest"),
               "health junk: %s", st.msg);
-        rc = siam_service_health(&svc, NULL, 0, &resp, &st); /* service "" */
+        rc = siam_service_health(svc, NULL, 0, &resp, &st); /* service "" */
         CHECK(rc == SIAM_RPC_OK, "health of 0 bytes: %s", st.msg);
         siam_rpc_buf_free(&resp);
     }
-    siam_service_free(&svc);
+    siam_service_free(svc);
 }
 
 /* A full worker table: new workers are not listed, their batches still succeed. */
 static void test_worker_table_full(void) {
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
-    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "t", &err) == 0, "init");
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "t", &err) == 0, "init");
     int n = SIAM_SERVICE_MAX_WORKERS + 6, failed = 0;
     for (int i = 0; i < n; i++) {
         char id[32];
@@ -801,18 +801,18 @@ static void test_worker_table_full(void) {
         uint32_t y = 1;
         siam_rpc_status st;
         Siam__V1__BatchResult *r;
-        failed += train(&svc, NULL, 1, &a, 1, &b, 1, &y, 1, 0, id, &r, &st) != SIAM_RPC_OK;
+        failed += train(svc, NULL, 1, &a, 1, &b, 1, &y, 1, 0, id, &r, &st) != SIAM_RPC_OK;
         siam__v1__batch_result__free_unpacked(r, NULL);
     }
     CHECK(failed == 0, "%d batches failed with a full worker table", failed);
-    Siam__V1__StatusResponse *s = status(&svc);
+    Siam__V1__StatusResponse *s = status(svc);
     if (s) {
         CHECK(s->n_workers == SIAM_SERVICE_MAX_WORKERS && s->global_step == (uint64_t)n,
               "%zu workers listed, step %llu", s->n_workers, (unsigned long long)s->global_step);
         CHECK(find_worker(s, "w0") && !find_worker(s, "w1025"), "first workers kept");
         siam__v1__status_response__free_unpacked(s, NULL);
     }
-    siam_service_free(&svc);
+    siam_service_free(svc);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -837,7 +837,7 @@ static void *train_thread(void *p) {
     for (int s = 0; s < T_BATCHES; s++) {
         float a[T_B * T_DIM], b[T_B * T_DIM], d[T_B], ga[T_B * T_DIM], gb[T_B * T_DIM];
         uint32_t y[T_B];
-        make_batch(&rng, a, b, y, T_B, T_DIM, t->svc->margin, s);
+        make_batch(&rng, a, b, y, T_B, T_DIM, siam_service_margin(t->svc), s);
         siam_rpc_status st;
         Siam__V1__BatchResult *r;
         if (train(t->svc, &ts, T_DIM, a, T_B * T_DIM, b, T_B * T_DIM, y, T_B, (uint64_t)s, id, &r,
@@ -845,8 +845,10 @@ static void *train_thread(void *p) {
             t->bad++;
             continue;
         }
-        float l = siam_contrastive_forward(d, a, b, y, T_B, T_DIM, t->svc->margin, t->svc->conv);
-        siam_contrastive_backward(ga, gb, a, b, d, y, T_B, T_DIM, t->svc->margin, t->svc->conv);
+        float l = siam_contrastive_forward(d, a, b, y, T_B, T_DIM, siam_service_margin(t->svc),
+                                           siam_service_convention(t->svc));
+        siam_contrastive_backward(ga, gb, a, b, d, y, T_B, T_DIM, siam_service_margin(t->svc),
+                                  siam_service_convention(t->svc));
         if (r->step != (uint64_t)s || r->loss != l || memcmp(r->grad_left, ga, sizeof ga) ||
             memcmp(r->grad_right, gb, sizeof gb))
             t->bad++;
@@ -868,14 +870,14 @@ static void *train_thread(void *p) {
 }
 
 static void test_threads(void) {
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
-    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "t", &err) == 0, "init");
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "t", &err) == 0, "init");
     pthread_t th[T_THREADS];
     thread_arg args[T_THREADS];
     int started[T_THREADS];
     for (int i = 0; i < T_THREADS; i++) { /* no CHECK here: the threads are counting */
-        args[i] = (thread_arg){&svc, i, 0};
+        args[i] = (thread_arg){svc, i, 0};
         started[i] = pthread_create(&th[i], NULL, train_thread, &args[i]) == 0;
     }
     for (int i = 0; i < T_THREADS; i++)
@@ -885,7 +887,7 @@ static void test_threads(void) {
         CHECK(started[i], "pthread_create %d", i);
         CHECK(args[i].bad == 0, "thread %d: %d bad answers", i, args[i].bad);
     }
-    Siam__V1__StatusResponse *s = status(&svc);
+    Siam__V1__StatusResponse *s = status(svc);
     if (s) {
         CHECK(s->global_step == (uint64_t)T_THREADS * T_BATCHES && s->n_workers == T_THREADS,
               "after threads: step %llu, %zu workers", (unsigned long long)s->global_step,
@@ -895,28 +897,29 @@ static void test_threads(void) {
                   s->workers[i]->worker_id, (unsigned long long)s->workers[i]->pairs_trained);
         siam__v1__status_response__free_unpacked(s, NULL);
     }
-    siam_service_free(&svc);
+    siam_service_free(svc);
 }
 
 static void test_init(void) {
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
     const float bad_margins[] = {0.0f, -1.0f, NAN, INFINITY};
     for (int i = 0; i < 4; i++) {
         err.msg[0] = '\0';
-        CHECK(siam_service_init(&svc, bad_margins[i], SIAM_LABELS_SIMILAR, 0, "v", &err) ==
+        CHECK(siam_service_create(&svc, bad_margins[i], SIAM_LABELS_SIMILAR, 0, "v", &err) ==
                       SIAM_ERR_ARG &&
                   strstr(err.msg, "margin"),
               "margin %g accepted (%s)", (double)bad_margins[i], err.msg);
     }
-    CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, NAN, "v", &err) == SIAM_ERR_ARG,
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, NAN, "v", &err) == SIAM_ERR_ARG,
           "NaN threshold accepted");
-    CHECK(siam_service_init(&svc, 1.0f, (siam_label_convention)2, 0, "v", &err) == SIAM_ERR_ARG,
+    CHECK(siam_service_create(&svc, 1.0f, (siam_label_convention)2, 0, "v", &err) == SIAM_ERR_ARG,
           "convention 2 accepted");
-    CHECK(siam_service_init(&svc, 3.0f, SIAM_LABELS_SIMILAR, -1.0f, NULL, &err) == SIAM_OK &&
-              svc.threshold == 1.5f && svc.global_step == 0 && svc.n_workers == 0,
-          "threshold <= 0 means margin/2: %g", (double)svc.threshold);
-    siam_service_free(&svc);
+    CHECK(siam_service_create(&svc, 3.0f, SIAM_LABELS_SIMILAR, -1.0f, NULL, &err) == SIAM_OK &&
+              siam_service_threshold(svc) == 1.5f && siam_service_global_step(svc) == 0 &&
+              siam_service_worker_count(svc) == 0,
+          "threshold <= 0 means margin/2: %g", (double)siam_service_threshold(svc));
+    siam_service_free(svc);
 }
 
 int main(void) {

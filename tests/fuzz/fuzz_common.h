@@ -107,18 +107,19 @@ static inline void fuzz_quiet_logs(void) {
             fprintf(stderr, "fuzz: " __VA_ARGS__);                                                 \
     } while (0)
 
-/* A service for the targets that keep one for the whole run: init (margin, conv), averaging
- * with min_workers and a 1 h sync timeout (rounds close only when the target says), and the
- * global model `spec` (weights from seed) at round/step. Returns the model built for it (the
+/* A service for the targets that keep one for the whole run, created into *out (margin, conv),
+ * averaging with min_workers and a 1 h sync timeout (rounds close only when the target says), and
+ * the global model `spec` (weights from seed) at round/step. Returns the model built for it (the
  * caller frees it). Any failure aborts. */
 static inline siam_model *
-fuzz_service_with_model(siam_service *svc, float margin, siam_label_convention conv,
+fuzz_service_with_model(siam_service **out, float margin, siam_label_convention conv,
                         int min_workers,
                         void (*reply)(void *, siam_rpc_buf *, const siam_rpc_status *),
                         const char *spec, uint64_t seed, uint64_t round, uint64_t step) {
     siam_error err;
-    FUZZ_CHECK(siam_service_init(svc, margin, conv, 0, "fuzz", &err) == SIAM_OK, "init: %s",
+    FUZZ_CHECK(siam_service_create(out, margin, conv, 0, "fuzz", &err) == SIAM_OK, "create: %s",
                err.msg);
+    siam_service *svc = *out;
     FUZZ_CHECK(siam_service_start_averaging(svc, min_workers, 3600.0, NULL, NULL, reply, &err) ==
                    SIAM_OK,
                "start_averaging: %s", err.msg);

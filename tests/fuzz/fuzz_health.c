@@ -13,7 +13,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 
-static siam_service svc;
+static siam_service *svc = NULL;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -21,7 +21,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argv;
     fuzz_quiet_logs();
     siam_error err;
-    FUZZ_CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "fuzz", &err) == SIAM_OK,
+    FUZZ_CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "fuzz", &err) == SIAM_OK,
                "init: %s", err.msg);
     return 0;
 }
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     siam_rpc_buf resp = fuzz_garbage_buf();
     siam_rpc_status st;
     memset(&st, 0xa5, sizeof st);
-    int rc = siam_service_health(&svc, data, size, &resp, &st);
+    int rc = siam_service_health(svc, data, size, &resp, &st);
     fuzz_check_outcome(rc, &st, &resp, "health");
     Grpc__Health__V1__HealthCheckRequest *q =
         grpc__health__v1__health_check_request__unpack(NULL, size, data);

@@ -26,7 +26,7 @@
 #define FUZZ_MODEL                                                                                 \
     "in=28x28x1 conv3x3x2 elu maxpool2 batchnorm flatten dense8 relu dropout0.5 dense4"
 
-static siam_service svc;
+static siam_service *svc = NULL;
 static int image_bytes;
 
 static void no_sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     siam_rpc_buf resp = fuzz_garbage_buf();
     siam_rpc_status st;
     memset(&st, 0xa5, sizeof st);
-    int rc = siam_service_similarity(&svc, data, size, &resp, &st);
+    int rc = siam_service_similarity(svc, data, size, &resp, &st);
     fuzz_check_outcome(rc, &st, &resp, "similarity");
     Siam__V1__SimilarityRequest *q = siam__v1__similarity_request__unpack(NULL, size, data);
     if (rc != SIAM_RPC_OK) {
@@ -79,8 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                    q->n_right, q->left_images.len, q->right_images.len);
     FUZZ_CHECK(r->n_distances == B && r->n_scores == B && r->n_same == B,
                "answer sizes %zu %zu %zu for %zu pairs", r->n_distances, r->n_scores, r->n_same, B);
-    FUZZ_CHECK(r->threshold == svc.threshold, "threshold %g, the service's is %g",
-               (double)r->threshold, (double)svc.threshold);
+    FUZZ_CHECK(r->threshold == siam_service_threshold(svc), "threshold %g, the service's is %g",
+               (double)r->threshold, (double)siam_service_threshold(svc));
     for (size_t i = 0; i < B; i++) {
         float d = r->distances[i], s = r->scores[i];
         FUZZ_CHECK(d >= 0.0f, "distance %zu is %g", i, (double)d);
@@ -95,8 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(d <= 1e-3f, "identical images %zu at distance %g", i, (double)d);
         } else {
             float want = siam_distance(q->left + i * q->dim, q->right + i * q->dim, (int)q->dim);
-            FUZZ_CHECK(memcmp(&d, &want, sizeof d) == 0, "distance %zu is %g, lib/nn/siam_loss says %g",
-                       i, (double)d, (double)want);
+            FUZZ_CHECK(memcmp(&d, &want, sizeof d) == 0,
+                       "distance %zu is %g, lib/nn/siam_loss says %g", i, (double)d, (double)want);
         }
     }
     siam__v1__similarity_response__free_unpacked(r, NULL);

@@ -21,7 +21,7 @@
 
 #define FUZZ_MODEL "in=2x2x1 dense2"
 
-static siam_service svc;
+static siam_service *svc = NULL;
 static siam_train_stream live_stream;
 
 static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
@@ -42,7 +42,7 @@ static void train(const char *worker, siam_train_stream *ts) {
     size_t len = siam__v1__embedding_batch__pack(&m, buf);
     siam_rpc_buf resp = {NULL, 0};
     siam_rpc_status st;
-    FUZZ_CHECK(siam_service_train(&svc, ts, buf, len, &resp, &st) == SIAM_RPC_OK, "train: %s",
+    FUZZ_CHECK(siam_service_train(svc, ts, buf, len, &resp, &st) == SIAM_RPC_OK, "train: %s",
                st.msg);
     siam_rpc_buf_free(&resp);
 }
@@ -63,13 +63,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     uint8_t buf[256];
     size_t len = siam__v1__weights_update__pack(&u, buf);
     static int join_code = -1;
-    siam_service_sync(&svc, buf, len, &join_code);
+    siam_service_sync(svc, buf, len, &join_code);
     FUZZ_CHECK(join_code == -1, "a join with min_workers 2 answered %d", join_code);
     siam_model_free(m);
     siam_train_stream done;
     memset(&done, 0, sizeof done);
     train("w-sync", &done);
-    siam_service_train_end(&svc, &done);
+    siam_service_train_end(svc, &done);
     train("w-\xff\x01z", NULL);
     memset(&live_stream, 0, sizeof live_stream);
     train("w-live", &live_stream); /* stays open */
@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     siam_rpc_buf resp = fuzz_garbage_buf();
     siam_rpc_status st;
     memset(&st, 0xa5, sizeof st);
-    int rc = siam_service_status(&svc, data, size, &resp, &st);
+    int rc = siam_service_status(svc, data, size, &resp, &st);
     fuzz_check_outcome(rc, &st, &resp, "status");
     Siam__V1__StatusRequest *q = siam__v1__status_request__unpack(NULL, size, data);
     FUZZ_CHECK((rc == SIAM_RPC_OK) == (q != NULL), "status answered %s to a request %s",

@@ -52,7 +52,7 @@ static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *
         FUZZ_CHECK(g != NULL, "an OK answer (%zu bytes) does not decode as GlobalWeights",
                    resp->len);
         siam_averaging_info info;
-        siam_averaging_get_info(current->avg, &info);
+        siam_averaging_get_info(siam_service_averaging(current), &info);
         FUZZ_CHECK(info.has_model, "weights answered while the server has no model");
         FUZZ_CHECK(g->model_spec && strcmp(g->model_spec, info.spec) == 0,
                    "answer names model '%s', the global model is '%s'",
@@ -113,19 +113,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1)
         return 0;
     uint8_t cfg = data[0];
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
-    FUZZ_CHECK(siam_service_init(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "fuzz", &err) == SIAM_OK,
+    FUZZ_CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "fuzz", &err) == SIAM_OK,
                "init: %s", err.msg);
-    FUZZ_CHECK(siam_service_start_averaging(&svc, cfg & 2 ? 2 : 1, 3600.0, NULL, NULL, sync_reply,
+    FUZZ_CHECK(siam_service_start_averaging(svc, cfg & 2 ? 2 : 1, 3600.0, NULL, NULL, sync_reply,
                                             &err) == SIAM_OK,
                "start_averaging: %s", err.msg);
-    current = &svc;
+    current = svc;
     if (cfg & 1) {
         float p[FUZZ_NPARAMS];
         for (int i = 0; i < FUZZ_NPARAMS; i++)
             p[i] = 0.125f * (float)(i - 4);
-        FUZZ_CHECK(siam_service_set_model(&svc, FUZZ_MODEL, p, FUZZ_NPARAMS, 3, 7, &err) == SIAM_OK,
+        FUZZ_CHECK(siam_service_set_model(svc, FUZZ_MODEL, p, FUZZ_NPARAMS, 3, 7, &err) == SIAM_OK,
                    "set_model: %s", err.msg);
     }
 
@@ -143,21 +143,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         siam_train_stream *ts = &streams[(ctrl >> 4) & 3];
         if (ctrl & 2) {
             FUZZ_TRACE("end stream %d (%s)\n", (ctrl >> 4) & 3, ts->worker_id);
-            siam_service_train_end(&svc, ts);
+            siam_service_train_end(svc, ts);
             memset(ts, 0, sizeof *ts);
         }
         if (ctrl & 1) {
             siam_rpc_buf resp = fuzz_garbage_buf();
             siam_rpc_status st;
-            int rc = siam_service_train(&svc, ts, msg, len, &resp, &st);
+            int rc = siam_service_train(svc, ts, msg, len, &resp, &st);
             fuzz_check_outcome(rc, &st, &resp, "train");
             FUZZ_TRACE("train on stream %d (%s): %s %s\n", (ctrl >> 4) & 3, ts->worker_id,
                        siam_rpc_code_name(rc), st.msg);
             siam_rpc_buf_free(&resp);
         } else {
             sync_slot *s = &slots[calls++];
-            int had_model = siam_averaging_has_model(svc.avg);
-            siam_service_sync(&svc, msg, len, s);
+            int had_model = siam_averaging_has_model(siam_service_averaging(svc));
+            siam_service_sync(svc, msg, len, s);
             int code = 0, n = answers(s, &code);
             FUZZ_TRACE("sync call %d: %s\n", calls - 1, n ? siam_rpc_code_name(code) : "waits");
             FUZZ_CHECK(n <= 1, "one call answered %d times", n);
@@ -171,21 +171,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                code == SIAM_RPC_FAILED_PRECONDITION ||
                                code == SIAM_RPC_ALREADY_EXISTS,
                            "SyncWeights answered %s", siam_rpc_code_name(code));
-            if (!had_model && siam_averaging_has_model(svc.avg))
+            if (!had_model && siam_averaging_has_model(siam_service_averaging(svc)))
                 FUZZ_CHECK(n == 0 || code == SIAM_RPC_OK, "a call answered %s set the global model",
                            siam_rpc_code_name(code));
         }
         if (ctrl & 4)
-            check_status(&svc, calls);
+            check_status(svc, calls);
     }
     for (int i = 0; i < 4; i++)
-        siam_service_train_end(&svc, &streams[i]);
+        siam_service_train_end(svc, &streams[i]);
     /* calls still waiting (a round or min_workers) are answered UNAVAILABLE by the free */
     pthread_mutex_lock(&reply_lock);
     for (int i = 0; i < calls; i++)
         slots[i].ended = slots[i].answers == 0;
     pthread_mutex_unlock(&reply_lock);
-    siam_service_free(&svc);
+    siam_service_free(svc);
     current = NULL;
     for (int i = 0; i < calls; i++)
         FUZZ_CHECK(answers(&slots[i], NULL) == 1, "call %d answered %d times", i,

@@ -82,14 +82,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1)
         return 0;
     uint8_t cfg = data[0];
-    siam_service svc;
+    siam_service *svc = NULL;
     siam_error err;
-    int rc =
-        siam_service_init(&svc, cfg & 2 ? 2.0f : 1.0f,
-                          cfg & 1 ? SIAM_LABELS_DISSIMILAR : SIAM_LABELS_SIMILAR, 0, "fuzz", &err);
+    int rc = siam_service_create(&svc, cfg & 2 ? 2.0f : 1.0f,
+                                 cfg & 1 ? SIAM_LABELS_DISSIMILAR : SIAM_LABELS_SIMILAR, 0, "fuzz",
+                                 &err);
     FUZZ_CHECK(rc == SIAM_OK, "init: %s", err.msg);
     if (cfg & 4) {
-        rc = siam_service_start_averaging(&svc, 1, 3600.0, NULL, NULL, no_sync_reply, &err);
+        rc = siam_service_start_averaging(svc, 1, 3600.0, NULL, NULL, no_sync_reply, &err);
         FUZZ_CHECK(rc == SIAM_OK, "start_averaging: %s", err.msg);
     }
 
@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t len;
     while (fuzz_next(&rd, &ctrl, &msg, &len)) {
         if (ctrl & 1) { /* a new stream */
-            siam_service_train_end(&svc, &ts);
+            siam_service_train_end(svc, &ts);
             FUZZ_CHECK(!ts.live, "the ended stream is still live");
             memset(&ts, 0, sizeof ts);
         }
@@ -113,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         siam_rpc_buf resp = fuzz_garbage_buf();
         siam_rpc_status st;
         memset(&st, 0xa5, sizeof st);
-        rc = siam_service_train(&svc, tsp, msg, len, &resp, &st);
+        rc = siam_service_train(svc, tsp, msg, len, &resp, &st);
         fuzz_check_outcome(rc, &st, &resp, "train");
 
         Siam__V1__EmbeddingBatch *b = siam__v1__embedding_batch__unpack(NULL, len, msg);
@@ -134,8 +134,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                            b->n_labels);
                 FUZZ_CHECK(ts.dim == b->dim, "stream dim %u after a batch of dim %u", ts.dim,
                            b->dim);
-                FUZZ_CHECK(ts.live == (svc.avg != NULL), "stream live %d, averaging %s", ts.live,
-                           svc.avg ? "on" : "off");
+                FUZZ_CHECK(ts.live == (siam_service_averaging(svc) != NULL),
+                           "stream live %d, averaging %s", ts.live,
+                           siam_service_averaging(svc) ? "on" : "off");
             }
         } else {
             FUZZ_CHECK(rc == SIAM_RPC_INVALID_ARGUMENT, "train failed with %s: %s",
@@ -154,11 +155,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(strlen(ts.worker_id) < sizeof ts.worker_id, "stream name unterminated");
         siam__v1__embedding_batch__free_unpacked(b, NULL);
         siam_rpc_buf_free(&resp);
-        FUZZ_CHECK(svc.global_step == ok, "global step %llu after %llu OK batches",
-                   (unsigned long long)svc.global_step, (unsigned long long)ok);
+        FUZZ_CHECK(siam_service_global_step(svc) == ok, "global step %llu after %llu OK batches",
+                   (unsigned long long)siam_service_global_step(svc), (unsigned long long)ok);
     }
-    siam_service_train_end(&svc, &ts);
-    check_status(&svc, named);
-    siam_service_free(&svc);
+    siam_service_train_end(svc, &ts);
+    check_status(svc, named);
+    siam_service_free(svc);
     return 0;
 }

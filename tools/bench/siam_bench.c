@@ -231,9 +231,7 @@ static void head_free(head_bench *h) {
     siam_free(h->grad_left), siam_free(h->grad_right);
     free(h->labels);
     free(h->request);
-    if (h->svc)
-        siam_service_free(h->svc);
-    free(h->svc);
+    siam_service_free(h->svc);
 }
 
 static int head_init(head_bench *h, int B, int dim) {
@@ -244,9 +242,8 @@ static int head_init(head_bench *h, int B, int dim) {
     h->grad_left = siam_alloc_floats(n), h->grad_right = siam_alloc_floats(n);
     h->dist = siam_alloc_floats((size_t)B);
     h->labels = malloc((size_t)B * sizeof *h->labels);
-    h->svc = calloc(1, sizeof *h->svc); /* its worker table is large for a stack */
     if (!h->left || !h->right || !h->grad_left || !h->grad_right || !h->dist || !h->labels ||
-        !h->svc || siam_service_init(h->svc, 1.0f, SIAM_LABELS_SIMILAR, 0.0f, SIAM_VERSION, NULL))
+        siam_service_create(&h->svc, 1.0f, SIAM_LABELS_SIMILAR, 0.0f, SIAM_VERSION, NULL))
         return -1;
     siam_rng r;
     siam_rng_seed(&r, 1);
