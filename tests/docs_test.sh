@@ -4,7 +4,7 @@
 #   1. every relative link [text](path) or [text](path#anchor) names a file or directory that
 #      exists, inside the repository; an #anchor names a heading of that file (GitHub's ids);
 #   2. nothing points outside the repository: no link and no ../ path in the text (code included)
-#      that leaves it (../shared/..., ../../elsewhere);
+#      that leaves it (../shared/..., ../../elsewhere), and every such ../ path exists;
 #   3. no table appears twice, in one file or across files (each piece of the docs in one place);
 #   4. README.md is a quick start: at most 200 lines.
 set -uo pipefail
@@ -64,6 +64,8 @@ for f in files:
         dest = os.path.realpath(os.path.join(base, m.group(1)))
         if not inside(dest):
             fail(f"{rel(f)}: '{m.group(1)}' points outside the repository")
+        elif not os.path.exists(dest.rstrip(".")):
+            fail(f"{rel(f)}: '{m.group(1)}' names nothing in the repository")
     # tables: runs of lines that start with '|'; compared without spaces
     run = []
     for line in text.split("\n") + [""]:
