@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_test: the programs as a user runs them: siam-train's --help/--version, bad flags and bad
 # data refused with clear messages and the right exit codes, a short real run writing its
-# checkpoint and metrics, siam-server's and siam-client's --help, --version and bad command lines, and the README
+# checkpoint and metrics, siam-server's and siam-client's --help, --version and bad command lines, and docs/USAGE.md
 # documenting every option each program's --help lists.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}/siam-train
@@ -112,14 +112,18 @@ check "siam-server exits 0 on SIGTERM" "[ $rc -eq 0 ]"
 "${SIAM_BIN_DIR}/siam-client" --worker-index 3 --workers 2 >"$tmp/out" 2>&1; rc=$?
 check "siam-client worker index beyond workers refused" "[ $rc -eq 2 ] && grep -q 'must be below' '$tmp/out'"
 
-# the README documents every option of every program, in that program's section
-for prog in siam-train siam-server siam-client; do
+# docs/USAGE.md documents every option of every program, in that program's section
+usage=$root/docs/USAGE.md
+for prog in siam-train siam-server siam-client siam-bench; do
   "${SIAM_BIN_DIR}/$prog" --help >"$tmp/help" 2>&1
-  sed -n "/^## $prog\$/,/^## /p" "$root/README.md" >"$tmp/section"
-  check "README has a section '## $prog'" "[ -s '$tmp/section' ]"
+  sed -n "/^## $prog\$/,/^## /p" "$usage" >"$tmp/section"
+  check "docs/USAGE.md has a section '## $prog'" "[ -s '$tmp/section' ]"
+  n=0
   for opt in $(grep -oE '^  --[a-z-]+' "$tmp/help" | sed 's/^ *//'); do
-    check "README documents $prog $opt" "grep -q -- '$opt' '$tmp/section'"
+    n=$((n + 1))
+    check "docs/USAGE.md documents $prog $opt" "grep -q -- '$opt' '$tmp/section'"
   done
+  check "$prog --help lists options for the check to compare (found $n)" "[ $n -ge 3 ]"
 done
 
 echo "$((checks - fails)) passed, $fails failed"

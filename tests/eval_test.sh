@@ -10,7 +10,7 @@
 #   3. errors (missing or corrupt checkpoint, index out of range, 27x28 or truncated PGM, bad
 #      command lines) exit non-zero with a message naming the problem;
 #   4. plot.sh writes three valid PNGs; without gnuplot it says how to install it;
-#   5. README documents every option of both subcommands.
+#   5. docs/USAGE.md documents every option of both subcommands.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
 data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
@@ -230,15 +230,19 @@ bash "$root/scripts/plot.sh" --eval-dir "$tmp/nothing" --out "$tmp/png3" >"$tmp/
 check "plot.sh with a missing eval dir names the file and the command" \
   "[ $rc -eq 1 ] && grep -q 'distances.tsv is missing' '$tmp/noeval.out' && grep -q 'plots-dir' '$tmp/noeval.out'"
 
-# ---- 5. README -----------------------------------------------------------------------------------
+# ---- 5. docs/USAGE.md ----------------------------------------------------------------------------
+usage=$root/docs/USAGE.md
 for sub in evaluate predict; do
-  sed -n "/^## siam-client $sub\$/,/^## /p" "$root/README.md" >"$tmp/section"
-  check "README has a section '## siam-client $sub'" "[ -s '$tmp/section' ]"
+  sed -n "/^## siam-client $sub\$/,/^## /p" "$usage" >"$tmp/section"
+  check "docs/USAGE.md has a section '## siam-client $sub'" "[ -s '$tmp/section' ]"
+  n=0
   for opt in $(grep -oE '^  --[a-z-]+' "$tmp/$sub.help" | sed 's/^ *//'); do
-    check "README documents siam-client $sub $opt" "grep -q -- '$opt' '$tmp/section'"
+    n=$((n + 1))
+    check "docs/USAGE.md documents siam-client $sub $opt" "grep -q -- '$opt' '$tmp/section'"
   done
+  check "siam-client $sub --help lists options for the check to compare (found $n)" "[ $n -ge 3 ]"
 done
-check "README documents scripts/plot.sh" "grep -q 'scripts/plot.sh --metrics' '$root/README.md'"
+check "docs/USAGE.md documents scripts/plot.sh" "grep -q 'scripts/plot.sh --metrics' '$usage'"
 
 echo "$((checks - fails)) passed, $fails failed"
 [ $fails -eq 0 ]
