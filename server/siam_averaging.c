@@ -2,6 +2,7 @@
 #include "siam_averaging.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,9 +195,42 @@ static int by_id(const void *x, const void *y) {
     return strcmp((*(worker *const *)x)->id, (*(worker *const *)y)->id);
 }
 
+static int by_value(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Index of the first parameter that is NaN or infinite, n when all are finite. */
+static size_t first_non_finite(const float *p, size_t n) {
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(p[j]))
+            return j;
+    return n;
+}
+
+/* Ends the open round without a new model (lock held): every reporter gets the current global
+ * model marked late, as if its update had come after the round closed, so that the workers go
+ * on from one finite model. */
+static void drop_round(siam_averaging *a, outbox *o) {
+    for (size_t i = 0; i < a->n_workers; i++) {
+        worker *w = &a->w[i];
+        if (!w->reported)
+            continue;
+        queue(a, o, w->waiter, SIAM_RPC_OK, NULL, 1, 0, 0);
+        w->reported = 0;
+        w->pending--;
+        free(w->report);
+        w->report = NULL;
+        w->waiter = NULL;
+    }
+    a->reports = 0;
+    a->max_base = 0;
+}
+
 /* Closes the open round: averages the reports, answers the reporters. */
 static void close_round(siam_averaging *a, outbox *o, int timed_out, double now) {
     worker **rep = malloc((size_t)a->reports * sizeof *rep);
+    uint64_t *wgt = malloc((size_t)a->reports * sizeof *wgt);
     snapshot *s = calloc(1, sizeof *s);
     double *acc = calloc(a->n, sizeof *acc);
     float *params = malloc(a->n * sizeof *params);
@@ -204,8 +238,9 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     for (size_t i = 0; i < a->n_workers; i++)
         if (a->w[i].reported && rep)
             rep[k++] = &a->w[i];
-    if (!rep || !s || !acc || !params) {
+    if (!rep || !wgt || !s || !acc || !params) {
         free(rep);
+        free(wgt);
         free(s);
         free(acc);
         free(params);
@@ -227,19 +262,57 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     }
     qsort(rep, k, sizeof *rep, by_id);
     double t_avg = siam_now();
-    uint64_t total = 0;
+    /* the weights: each at most SIAM_AVERAGING_MAX_SAMPLES (submit refuses more), capped at
+     * SIAM_AVERAGING_WEIGHT_CAP x the lower median; so the total is at most 2^42 for 1024
+     * workers: no wrap, and exact in a double */
     for (size_t r = 0; r < k; r++)
-        total += rep[r]->samples;
+        wgt[r] = rep[r]->samples;
+    qsort(wgt, k, sizeof *wgt, by_value);
+    uint64_t cap = wgt[(k - 1) / 2] * SIAM_AVERAGING_WEIGHT_CAP;
+    uint64_t total = 0;
+    for (size_t r = 0; r < k; r++) {
+        wgt[r] = rep[r]->samples < cap ? rep[r]->samples : cap;
+        if (wgt[r] < rep[r]->samples)
+            LOG_WARN(COMPONENT,
+                     "worker %s reported %llu samples, more than %d x the round's median (%llu): "
+                     "its weight is capped at %llu",
+                     rep[r]->id, (unsigned long long)rep[r]->samples, SIAM_AVERAGING_WEIGHT_CAP,
+                     (unsigned long long)(cap / SIAM_AVERAGING_WEIGHT_CAP),
+                     (unsigned long long)cap);
+        total += wgt[r];
+    }
     for (size_t r = 0; r < k; r++) {
         const float *p = rep[r]->report;
-        double wgt = (double)rep[r]->samples;
+        double w = (double)wgt[r];
         for (size_t j = 0; j < a->n; j++)
-            acc[j] += wgt * (double)p[j];
+            acc[j] += w * (double)p[j];
     }
     for (size_t j = 0; j < a->n; j++)
         params[j] = (float)(acc[j] / (double)total);
     t_avg = siam_now() - t_avg;
     free(acc);
+    size_t bad = first_non_finite(params, a->n);
+    if (bad < a->n) {
+        /* finite reports with bounded weights cannot get here (a mean lies between its
+         * values); a report that skipped validation can, and must not reach the workers, the
+         * checkpoint or Similarity */
+        char names[512] = "";
+        size_t off = 0;
+        for (size_t r = 0; r < k && off < sizeof names; r++)
+            off += (size_t)snprintf(names + off, sizeof names - off, "%s%s (%llu samples)",
+                                    r ? ", " : "", rep[r]->id, (unsigned long long)wgt[r]);
+        LOG_ERROR(COMPONENT,
+                  "round %llu not closed: its mean is not finite (parameter %zu is %g) from %s; "
+                  "the global model stays round %llu and the reporters get it back unaveraged",
+                  (unsigned long long)a->round + 1, bad, (double)params[bad], names,
+                  (unsigned long long)a->round);
+        free(rep);
+        free(wgt);
+        free(s);
+        free(params);
+        drop_round(a, o);
+        return;
+    }
     s->params = params;
     s->refs = 1;
     snap_release(a, a->global);
@@ -289,6 +362,7 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
         w->waiter = NULL;
     }
     free(rep);
+    free(wgt);
     a->reports = 0;
     a->max_base = 0;
 }
@@ -468,6 +542,11 @@ int siam_averaging_set_model(siam_averaging *a, const char *spec, const float *p
                              uint64_t round, siam_error *err) {
     if (!spec || strlen(spec) >= SIAM_SPEC_MAX || !params || n == 0)
         return siam_error_set(err, SIAM_ERR_ARG, "a global model needs a spec and parameters");
+    size_t bad = first_non_finite(params, n);
+    if (bad < n) /* it would be sent to every worker and make every distance NaN or 0 */
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "parameter %zu of %zu is %g: a global model must be finite", bad, n,
+                              (double)params[bad]);
     pthread_mutex_lock(&a->lock);
     if (a->has_model) {
         int same = strcmp(a->spec, spec) == 0 && a->n == n;
@@ -539,6 +618,12 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         code = SIAM_RPC_INVALID_ARGUMENT;
         snprintf(msg, sizeof msg, "params has %zu floats, expected %zu for model '%.300s'",
                  u->n_params, a->n, a->spec);
+    } else if (u->samples > SIAM_AVERAGING_MAX_SAMPLES) {
+        code = SIAM_RPC_INVALID_ARGUMENT;
+        snprintf(msg, sizeof msg,
+                 "samples is %llu, expected at most %llu (the pairs trained since the last "
+                 "sync)",
+                 (unsigned long long)u->samples, (unsigned long long)SIAM_AVERAGING_MAX_SAMPLES);
     } else if (!find_worker(a, u->worker, 0) && a->n_workers >= SIAM_AVERAGING_MAX_WORKERS) {
         /* a bound on the server's memory for callers that invent names */
         code = SIAM_RPC_RESOURCE_EXHAUSTED;

@@ -6,7 +6,12 @@
  * the open round; the round closes when every live worker has reported, or sync_timeout seconds
  * after its first report, with whoever reported. The new global parameters are the
  * samples-weighted mean of the reports (accumulated in double, in worker-name order, so the
- * result does not depend on arrival order), and every reporter is answered with them. A report
+ * result does not depend on arrival order), and every reporter is answered with them. Weights
+ * are at most SIAM_AVERAGING_MAX_SAMPLES per report (INVALID_ARGUMENT above) and are capped at
+ * SIAM_AVERAGING_WEIGHT_CAP x the round's median weight (the answer's samples is the sum of the
+ * weights used). A mean that is not finite is never published: the round ends without a new
+ * model, every reporter is answered with the previous global model marked late (its update
+ * was not averaged), and an error is logged. A report
  * based on an older round than the newest (the worker missed a round) is late: it is not
  * averaged and is answered at once with the newest global parameters.
  *
@@ -49,6 +54,20 @@
 /* Distinct worker names the averaging keeps (joined or reported): RESOURCE_EXHAUSTED beyond. */
 #define SIAM_AVERAGING_MAX_WORKERS 1024
 
+/* Largest samples (averaging weight) one report may carry: INVALID_ARGUMENT above. A report's
+ * samples are the pairs the worker trained since it last synced; 2^32 of them is days of
+ * training at the fastest rate a worker reaches, so a larger value is a bug or an attack. The
+ * bound also keeps the arithmetic exact: SIAM_AVERAGING_MAX_WORKERS reports of at most 2^32
+ * sum to at most 2^42, far from wrapping a uint64 and exact in a double (2^53). */
+#define SIAM_AVERAGING_MAX_SAMPLES (UINT64_C(1) << 32)
+
+/* A report's weight in the mean is capped at this many times the median weight of its round
+ * (the lower median for an even count), with a warning naming the worker: one worker that
+ * claims far more samples than its peers does not silently become the whole average. Workers
+ * that sync every K steps report about K x batch pairs each, so honest weights differ by the
+ * ratio of batch sizes, well below 10. */
+#define SIAM_AVERAGING_WEIGHT_CAP 10
+
 typedef struct siam_averaging siam_averaging;
 
 /* What a waiter is told. params stay valid only during the callback. */
@@ -89,8 +108,9 @@ int siam_averaging_create(siam_averaging **out, const siam_averaging_config *cfg
 void siam_averaging_free(siam_averaging *a);
 
 /* Sets the global model when there is none yet (from --model, --resume or the first worker's
- * join). SIAM_ERR_MISMATCH naming both specs when a different one is already set; SIAM_OK
- * without change when the same spec is. */
+ * join). SIAM_ERR_ARG naming the first parameter that is NaN or infinite (a model that is not
+ * finite is never adopted); SIAM_ERR_MISMATCH naming both specs when a different one is already
+ * set; SIAM_OK without change when the same spec is. */
 int siam_averaging_set_model(siam_averaging *a, const char *spec, const float *params, size_t n,
                              uint64_t round, siam_error *err);
 int siam_averaging_has_model(siam_averaging *a);
@@ -98,7 +118,8 @@ int siam_averaging_has_model(siam_averaging *a);
 /* Hands an update over; the waiter is answered exactly once through cfg.reply, possibly before
  * this returns. The caller has validated that params are finite. FAILED_PRECONDITION when the
  * spec differs from the global model's (both named), or when there is no model yet;
- * INVALID_ARGUMENT for a wrong parameter count; ALREADY_EXISTS when this worker name already has
+ * INVALID_ARGUMENT for a wrong parameter count or samples above SIAM_AVERAGING_MAX_SAMPLES;
+ * ALREADY_EXISTS when this worker name already has
  * another report in the open round; UNAVAILABLE after shutdown; ABORTED for a call whose report
  * was sent again on another call (see the restart rules above). */
 void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, void *waiter);

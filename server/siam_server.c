@@ -106,7 +106,11 @@ static int initial_model(const config *c, siam_service *svc, siam_error *err) {
         if (rc)
             return rc;
         rc = siam_service_set_model(svc, ck.spec, ck.params, ck.n_params, ck.round, ck.step, err);
-        if (!rc)
+        if (rc) { /* name the file: the service does not know where the parameters came from */
+            char why[SIAM_ERROR_MSG_MAX];
+            snprintf(why, sizeof why, "%s", err->msg);
+            siam_error_set(err, rc, "--resume %s: %s", c->resume, why);
+        } else
             LOG_INFO(COMPONENT, "resumed from %s: round %llu, global step %llu, model %s",
                      c->resume, (unsigned long long)ck.round, (unsigned long long)ck.step, ck.spec);
         siam_checkpoint_free(&ck);

@@ -548,6 +548,12 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
                             strlen(u->model_spec), SIAM_SPEC_MAX);
     else if (u->n_params == 0)
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "params is empty");
+    else if (u->samples > SIAM_AVERAGING_MAX_SAMPLES)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                            "samples is %llu, expected at most %llu (the pairs trained since the "
+                            "last sync)",
+                            (unsigned long long)u->samples,
+                            (unsigned long long)SIAM_AVERAGING_MAX_SAMPLES);
     else
         check_finite("params", u->params, u->n_params, 1, &st);
     /* the spec as the averaging knows specs: canonical ("mlp", extra spaces), when it parses;

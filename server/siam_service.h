@@ -65,14 +65,17 @@ int siam_service_start_averaging(
     void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err);
 
 /* Sets the global model (siam-server --model or --resume) before any worker joins. The spec is
- * checked by building the model; n must be its parameter count. */
+ * checked by building the model; n must be its parameter count; every parameter must be finite
+ * (SIAM_ERR_ARG naming the first that is not: a checkpoint written from a poisoned round is
+ * refused, not served). */
 int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
                            uint64_t round, uint64_t global_step, siam_error *err);
 
 /* One SyncWeights call (WeightsUpdate -> GlobalWeights), answered through the reply function given
  * to siam_service_start_averaging (waiter passed back), now or when the round closes. Validates:
- * worker_id non-empty, model_spec a model spec, params non-empty and finite (INVALID_ARGUMENT
- * naming the field); then siam_averaging_submit's rules. */
+ * worker_id non-empty, model_spec a model spec, params non-empty and finite, samples at most
+ * SIAM_AVERAGING_MAX_SAMPLES (INVALID_ARGUMENT naming the field); then siam_averaging_submit's
+ * rules. */
 void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *waiter);
 
 /* One EmbeddingBatch -> one BatchResult. Validates: dim in 1..SIAM_SERVICE_MAX_DIM and equal to

@@ -254,7 +254,7 @@ static void test_fedavg(void) {
         random_params(&rng, p[i], N_PARAMS);
         random_params(&rng, q[i], N_PARAMS);
     }
-    const uint64_t s1[3] = {300, 1000, 7}, s2[3] = {5, 123456, 64};
+    const uint64_t s1[3] = {300, 1000, 7}, s2[3] = {5, 41, 64}; /* each within 10 x the median */
     /* Every 7th parameter cancels between w-c and w-a (300 * -10 * 2^20 m + 1000 * 3 * 2^20 m
      * = 0 exactly) next to w-b's small value: summed in name order (w-a, w-b, w-c) the small
      * value is rounded at the scale of 3e9 m, summed w-c, w-a, w-b it is not. So the reference
@@ -912,6 +912,139 @@ static void test_resent_reports(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* 9. Poisoned weights: samples are bounded (2^32), a round never publishes a non-finite model,
+ * a non-finite model is never adopted, and one worker's weight is capped at 10 x the median. */
+
+static void test_weights(void) {
+    const uint64_t max_samples = 4294967296ull; /* SIAM_AVERAGING_MAX_SAMPLES */
+    siam_rng rng;
+    siam_rng_seed(&rng, 99);
+    float g0[N_PARAMS], pa[N_PARAMS], pb[N_PARAMS], pc[N_PARAMS];
+    random_params(&rng, g0, N_PARAMS);
+    random_params(&rng, pa, N_PARAMS);
+    random_params(&rng, pb, N_PARAMS);
+    random_params(&rng, pc, N_PARAMS);
+    const char *names[3] = {"alpha", "beta", "gamma"};
+    const float *ps[3] = {pa, pb, pc};
+    call j[3], r[3];
+    memset(j, 0, sizeof j);
+    memset(r, 0, sizeof r);
+
+    /* samples whose sum wraps a uint64 (2^64-1 + 1 = 0) are refused, naming the field and the
+     * limit; the limit itself is accepted, and then capped by the median rule */
+    siam_averaging *a = make_avg(1, 3.0, SPEC, g0, N_PARAMS);
+    if (!a)
+        return;
+    for (int i = 0; i < 2; i++) {
+        submit(a, &j[i], names[i], SPEC, g0, N_PARAMS, 0, 0);
+        CHECK(answered(&j[i]) == 1 && j[i].code == SIAM_RPC_OK, "join %s", names[i]);
+    }
+    const uint64_t bad[2] = {UINT64_MAX, max_samples + 1};
+    for (int i = 0; i < 2; i++) {
+        call c = {0};
+        submit(a, &c, "alpha", SPEC, pa, N_PARAMS, bad[i], 0);
+        CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT &&
+                  strstr(c.msg, "samples") && strstr(c.msg, "4294967296"),
+              "samples %llu: %s '%s'", (unsigned long long)bad[i], siam_rpc_code_name(c.code),
+              c.msg);
+        call_reset(&c);
+    }
+    submit(a, &r[0], "alpha", SPEC, pa, N_PARAMS, max_samples, 0);
+    submit(a, &r[1], "beta", SPEC, pb, N_PARAMS, 1, 0);
+    {
+        const uint64_t used[2] = {10, 1}; /* alpha capped at 10 x the (lower) median, 1 */
+        float want[N_PARAMS];
+        ref_average(want, names, ps, used, 2, N_PARAMS);
+        for (int i = 0; i < 2; i++) {
+            CHECK(wait_for(&r[i], 5.0) == 1 && r[i].code == SIAM_RPC_OK && !r[i].late &&
+                      r[i].round == 1 && r[i].samples == 11,
+                  "%s: %s '%s' round %llu samples %llu late %d", names[i],
+                  siam_rpc_code_name(r[i].code), r[i].msg, (unsigned long long)r[i].round,
+                  (unsigned long long)r[i].samples, r[i].late);
+            CHECK(same_params(&r[i], want, N_PARAMS), "%s: params differ at %zu", names[i],
+                  first_diff(&r[i], want, N_PARAMS));
+        }
+    }
+    siam_averaging_free(a);
+    for (int i = 0; i < 3; i++) {
+        call_reset(&j[i]);
+        call_reset(&r[i]);
+    }
+
+    /* one huge but legal weight is capped at 10 x the median of the round's weights */
+    a = make_avg(1, 3.0, SPEC, g0, N_PARAMS);
+    if (!a)
+        return;
+    for (int i = 0; i < 3; i++)
+        submit(a, &j[i], names[i], SPEC, g0, N_PARAMS, 0, 0);
+    const uint64_t s[3] = {100, 1000000, 100}, used[3] = {100, 1000, 100};
+    for (int i = 0; i < 3; i++)
+        submit(a, &r[i], names[i], SPEC, ps[i], N_PARAMS, s[i], 0);
+    {
+        float want[N_PARAMS];
+        ref_average(want, names, ps, used, 3, N_PARAMS);
+        for (int i = 0; i < 3; i++) {
+            CHECK(wait_for(&r[i], 5.0) == 1 && r[i].code == SIAM_RPC_OK && r[i].samples == 1200,
+                  "capped round: %s: %s samples %llu", names[i], siam_rpc_code_name(r[i].code),
+                  (unsigned long long)r[i].samples);
+            CHECK(same_params(&r[i], want, N_PARAMS),
+                  "capped round: %s: params are not the capped mean (first difference at %zu)",
+                  names[i], first_diff(&r[i], want, N_PARAMS));
+        }
+    }
+    siam_averaging_free(a);
+    for (int i = 0; i < 3; i++) {
+        call_reset(&j[i]);
+        call_reset(&r[i]);
+    }
+
+    /* a round whose mean is not finite (here a report that skipped the service's validation)
+     * publishes nothing: the reporters get the previous model, marked late */
+    a = make_avg(1, 3.0, SPEC, g0, N_PARAMS);
+    if (!a)
+        return;
+    for (int i = 0; i < 2; i++)
+        submit(a, &j[i], names[i], SPEC, g0, N_PARAMS, 0, 0);
+    siam_averaging_info before, after;
+    siam_averaging_get_info(a, &before);
+    float inf_pa[N_PARAMS];
+    memcpy(inf_pa, pa, sizeof inf_pa);
+    inf_pa[3] = INFINITY;
+    submit(a, &r[0], "alpha", SPEC, inf_pa, N_PARAMS, 5, 0);
+    submit(a, &r[1], "beta", SPEC, pb, N_PARAMS, 5, 0);
+    for (int i = 0; i < 2; i++)
+        CHECK(wait_for(&r[i], 5.0) == 1 && r[i].code == SIAM_RPC_OK && r[i].late &&
+                  r[i].round == 0 && same_params(&r[i], g0, N_PARAMS),
+              "non-finite mean: %s: %s '%s' round %llu late %d", names[i],
+              siam_rpc_code_name(r[i].code), r[i].msg, (unsigned long long)r[i].round, r[i].late);
+    siam_averaging_get_info(a, &after);
+    float copy[N_PARAMS];
+    siam_error err = {0};
+    CHECK(after.round == 0 && after.version == before.version &&
+              siam_averaging_copy(a, copy, N_PARAMS, NULL, NULL, &err) == SIAM_OK &&
+              memcmp(copy, g0, sizeof copy) == 0,
+          "a non-finite mean became the global model (round %llu)",
+          (unsigned long long)after.round);
+    siam_averaging_free(a);
+    for (int i = 0; i < 3; i++) {
+        call_reset(&j[i]);
+        call_reset(&r[i]);
+    }
+
+    /* a non-finite model is never adopted */
+    a = make_avg(1, 3.0, NULL, NULL, 0);
+    if (!a)
+        return;
+    float nan_g[N_PARAMS];
+    memcpy(nan_g, g0, sizeof nan_g);
+    nan_g[N_PARAMS - 1] = NAN;
+    CHECK(siam_averaging_set_model(a, SPEC, nan_g, N_PARAMS, 0, &err) == SIAM_ERR_ARG &&
+              !siam_averaging_has_model(a) && strstr(err.msg, "finite"),
+          "set_model with a NaN: '%s', has_model %d", err.msg, siam_averaging_has_model(a));
+    siam_averaging_free(a);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* 6. Through the service: SyncWeights, image Similarity, Status */
 
 /* the service's SyncWeights reply function: decodes the GlobalWeights (resp is ours to free). */
@@ -1496,6 +1629,78 @@ static void test_service_first_join_specs(void) {
     free(P);
 }
 
+/* Poisoned weights through the service: a samples value whose sum with another wraps a uint64
+ * (before: the round closed with "0 samples", every global parameter inf, and image Similarity
+ * answered distance 0 for every pair) is INVALID_ARGUMENT naming the field and the limit; the
+ * round closes with the others, finite; a non-finite model is refused by set_model (the layer
+ * that adopts it, also for --resume) and as a first join. */
+static void test_service_poisoned_weights(void) {
+    siam_rng rng;
+    siam_rng_seed(&rng, 79);
+    siam_error err = {0};
+    const char *S = "in=28x28x1 dense4";
+    size_t n = 0;
+    float *P = model_params(S, 7, &rng, &n), *Q = model_params(S, 8, &rng, &n);
+    if (!P || !Q)
+        return;
+    siam_service *svc = NULL;
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_start_averaging(svc, 1, 5.0, NULL, NULL, svc_reply, &err) == 0, "start");
+    float *bad = malloc(n * sizeof *bad);
+    memcpy(bad, P, n * sizeof *bad);
+    bad[1] = INFINITY;
+    call c = {0};
+    sync_call(svc, &c, "w0", S, bad, n, 0, 0); /* a first join with inf is no model */
+    CHECK(answered(&c) == 1 && c.code == SIAM_RPC_INVALID_ARGUMENT && strstr(c.msg, "params[1]"),
+          "first join with inf: %s '%s'", siam_rpc_code_name(c.code), c.msg);
+    call_reset(&c);
+    int rc = siam_service_set_model(svc, S, bad, n, 3, 0, &err);
+    CHECK(rc != SIAM_OK && strstr(err.msg, "finite") &&
+              !siam_averaging_has_model(siam_service_averaging(svc)),
+          "set_model (--resume) with inf: %d '%s'", rc, err.msg);
+    CHECK(siam_service_set_model(svc, S, P, n, 0, 0, &err) == SIAM_OK, "set_model: %s", err.msg);
+
+    call j1 = {0}, j2 = {0}, r1 = {0}, r2 = {0};
+    sync_call(svc, &j1, "w1", S, P, n, 0, 0);
+    sync_call(svc, &j2, "w2", S, P, n, 0, 0);
+    sync_call(svc, &r1, "w1", S, Q, n, UINT64_MAX, 0);
+    CHECK(answered(&r1) == 1 && r1.code == SIAM_RPC_INVALID_ARGUMENT && strstr(r1.msg, "samples") &&
+              strstr(r1.msg, "4294967296"),
+          "samples 2^64-1: %s '%s'", siam_rpc_code_name(r1.code), r1.msg);
+    call_reset(&r1);
+    sync_call(svc, &r2, "w2", S, Q, n, 1, 0);
+    sync_call(svc, &r1, "w1", S, P, n, 1, 0);
+    CHECK(wait_for(&r1, 5.0) == 1 && wait_for(&r2, 5.0) == 1 && r1.code == SIAM_RPC_OK &&
+              r2.code == SIAM_RPC_OK && r1.round == 1 && r1.samples == 2,
+          "round after a refused weight: %s '%s' round %llu samples %llu",
+          siam_rpc_code_name(r1.code), r1.msg, (unsigned long long)r1.round,
+          (unsigned long long)r1.samples);
+    int finite = r1.params != NULL;
+    for (size_t i = 0; r1.params && i < r1.n_params; i++)
+        finite &= isfinite(r1.params[i]) != 0;
+    CHECK(finite, "the global model after the round is not finite");
+    /* and image Similarity tells different images apart */
+    uint8_t img[2 * 784];
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)(i < 784 ? 0 : 255);
+    Siam__V1__SimilarityResponse *sr = NULL;
+    siam_rpc_status st;
+    image_similarity(svc, img, 784, img + 784, 784, 0, NULL, 0, &sr, &st);
+    CHECK(sr && sr->n_distances == 1 && isfinite(sr->distances[0]) && sr->distances[0] > 0,
+          "black vs white image: distance %g",
+          sr && sr->n_distances ? (double)sr->distances[0] : -1.0);
+    if (sr)
+        siam__v1__similarity_response__free_unpacked(sr, NULL);
+    call_reset(&j1);
+    call_reset(&j2);
+    call_reset(&r1);
+    call_reset(&r2);
+    siam_service_free(svc);
+    free(bad);
+    free(P);
+    free(Q);
+}
+
 int main(void) {
     siam_log_set_level(SIAM_LOG_WARN);
     double t0 = siam_now();
@@ -1508,9 +1713,11 @@ int main(void) {
     test_restart_min_workers();
     test_resent_reports();
     test_worker_limit();
+    test_weights();
     test_service();
     test_service_rejected_first_join();
     test_service_first_join_specs();
+    test_service_poisoned_weights();
     printf("image distances: %d bit-exact, %d within 1e-6 relative; %.2f s\n", bitexact_distances,
            near_distances, siam_now() - t0);
     return tu_finish();
