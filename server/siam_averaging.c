@@ -399,8 +399,8 @@ static void *timer_main(void *arg) {
         double wake = siam_now() + 1.0;
         if (deadline < wake)
             wake = deadline;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        struct timespec ts; /* a->cond waits on CLOCK_MONOTONIC: a clock step cannot move it */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         double secs = wake - siam_now();
         if (secs < 0)
             secs = 0;
@@ -479,7 +479,13 @@ int siam_averaging_create(siam_averaging **out, const siam_averaging_config *cfg
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
     a->cfg = *cfg;
     pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->cond, NULL);
+    /* round deadlines are siam_now() (monotonic) times: the timed wait must use that clock,
+     * or setting the wall clock back would stretch a round's deadline by as much */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cond, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&a->timer, NULL, timer_main, a)) {
         siam_averaging_free(a);
         return siam_error_set(err, SIAM_ERR_NOMEM, "cannot start the averaging timer thread");
