@@ -227,6 +227,35 @@ static void drop_round(siam_averaging *a, outbox *o) {
     a->max_base = 0;
 }
 
+/* Joins whose callers have gone (cfg.gone) stop counting (lock held): each is answered
+ * CANCELLED (the rpc layer drops it), and its worker is no longer joined unless another call of
+ * its own is here. Only before min_workers is reached: afterwards joins do not wait. */
+static void prune_gone_joins(siam_averaging *a, outbox *o) {
+    if (!a->cfg.gone)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < a->n_join_waiters; i++) {
+        struct join_waiter jw = a->join_waiters[i];
+        if (!a->cfg.gone(jw.waiter)) {
+            a->join_waiters[k++] = jw;
+            continue;
+        }
+        worker *w = &a->w[jw.worker];
+        w->pending--;
+        queue(a, o, jw.waiter, SIAM_RPC_CANCELLED,
+              "the caller gave up waiting for the other workers; its join no longer counts", 0, 0,
+              0);
+        if (w->joined && w->pending == 0 && !w->reported) {
+            w->joined = 0;
+            a->joined--;
+            LOG_INFO(COMPONENT,
+                     "worker %s gave up its join (its call ended): %d of %d needed have joined",
+                     w->id, a->joined, a->cfg.min_workers);
+        }
+    }
+    a->n_join_waiters = k;
+}
+
 /* Closes the open round: averages the reports, answers the reporters. */
 static void close_round(siam_averaging *a, outbox *o, int timed_out, double now) {
     worker **rep = malloc((size_t)a->reports * sizeof *rep);
@@ -654,6 +683,7 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         return;
     }
 
+    prune_gone_joins(a, &o); /* before this join is counted with the others */
     if (!w->joined) {
         w->joined = 1;
         w->join_time = now;
@@ -763,7 +793,9 @@ void siam_averaging_stream(siam_averaging *a, const char *worker_id, int delta) 
 
 void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out) {
     memset(out, 0, sizeof *out);
+    outbox o = {0};
     pthread_mutex_lock(&a->lock);
+    prune_gone_joins(a, &o); /* Status counts only joins whose callers still wait */
     out->has_model = a->has_model;
     snprintf(out->spec, sizeof out->spec, "%s", a->has_model ? a->spec : "");
     out->n_params = a->n;
@@ -774,6 +806,7 @@ void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out) {
     out->sync_timeout = a->cfg.sync_timeout;
     waiting_text(a, out->waiting, sizeof out->waiting);
     pthread_mutex_unlock(&a->lock);
+    flush(a, &o);
 }
 
 int siam_averaging_worker(siam_averaging *a, const char *worker_id, int *live,

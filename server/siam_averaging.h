@@ -34,6 +34,11 @@
  *    same report sent again after its round closed with it (the answer was lost) is answered
  *    like the first, not late; after a restart the server cannot recognise it, and it is late.
  *
+ * A join counts towards min_workers only while its caller waits: before a join is counted
+ * (another worker joins) and in get_info, joins whose callers have gone (cfg.gone) are answered
+ * CANCELLED and their workers are no longer joined, unless another call of theirs is here.
+ * So a caller that gave up cannot release the others early.
+ *
  * Liveness is judged by calls, not by idle time: a joined worker is live while it has a Train
  * stream open (stream() counts them) or a call waiting here, and for sync_timeout seconds after
  * joining before its first stream. A worker that is computing for a long time is therefore live;
@@ -92,6 +97,10 @@ typedef struct {
     /* after every closed round (e.g. to checkpoint), outside the lock; may be NULL */
     void (*on_round)(void *ctx, const siam_averaging_answer *a);
     void *round_ctx;
+    /* 1 when the caller of a waiting call has gone (siam-server: siam_rpc_reply_cancelled), so
+     * that a join whose caller gave up does not count towards min_workers; may be NULL (every
+     * caller counts). Called under the averaging's lock: it must not call back in here. */
+    int (*gone)(void *waiter);
 } siam_averaging_config;
 
 typedef struct {

@@ -38,6 +38,8 @@ struct siam_service {
     siam_averaging *avg;
     /* how SyncWeights answers reach their caller (siam-server: siam_rpc_reply_send) */
     void (*sync_reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st);
+    /* whether a SyncWeights caller has gone (siam-server: siam_rpc_reply_cancelled); may be NULL */
+    int (*sync_cancelled)(void *waiter);
     /* the global model in inference mode, for Similarity with images; guarded by model_lock */
     pthread_mutex_t model_lock;
     siam_model *model;
@@ -450,13 +452,24 @@ static void sync_answer(void *waiter, const siam_averaging_answer *a) {
     free(c);
 }
 
+/* cfg.gone of the averaging: whether the caller of a waiting SyncWeights call has gone. */
+static int sync_gone(void *waiter) {
+    sync_call *c = waiter;
+    return c->svc->sync_cancelled && c->svc->sync_cancelled(c->waiter);
+}
+
+void siam_service_set_sync_cancelled(siam_service *svc, int (*cancelled)(void *waiter)) {
+    svc->sync_cancelled = cancelled;
+}
+
 int siam_service_start_averaging(
     siam_service *svc, int min_workers, double sync_timeout,
     void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
     void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err) {
     if (!svc || !reply)
         return siam_error_set(err, SIAM_ERR_ARG, "averaging needs a service and a reply function");
-    siam_averaging_config cfg = {min_workers, sync_timeout, sync_answer, on_round, round_ctx};
+    siam_averaging_config cfg = {min_workers, sync_timeout, sync_answer,
+                                 on_round,    round_ctx,    sync_gone};
     svc->sync_reply = reply;
     return siam_averaging_create(&svc->avg, &cfg, err);
 }

@@ -64,6 +64,11 @@ int siam_service_start_averaging(
     void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
     void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err);
 
+/* How the service learns that the caller of a waiting SyncWeights call has gone (siam-server:
+ * siam_rpc_reply_cancelled on the waiter it passed): such a join stops counting towards
+ * min_workers (siam_averaging.h). Set before the first SyncWeights call; NULL = never. */
+void siam_service_set_sync_cancelled(siam_service *svc, int (*cancelled)(void *waiter));
+
 /* Sets the global model (siam-server --model or --resume) before any worker joins. The spec is
  * checked by building the model; n must be its parameter count; every parameter must be finite
  * (SIAM_ERR_ARG naming the first that is not: a checkpoint written from a poisoned round is

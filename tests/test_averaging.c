@@ -361,7 +361,7 @@ static void test_errors(void) {
 
     { /* bad configurations */
         siam_averaging *a = NULL;
-        siam_averaging_config bad = {0, 1.0, record, NULL, NULL};
+        siam_averaging_config bad = {0, 1.0, record, NULL, NULL, NULL};
         CHECK(siam_averaging_create(&a, &bad, &err) == SIAM_ERR_ARG && !a, "min_workers 0");
         bad.min_workers = 1, bad.sync_timeout = 0;
         CHECK(siam_averaging_create(&a, &bad, &err) == SIAM_ERR_ARG && !a, "timeout 0");
@@ -515,7 +515,7 @@ static void test_restart_ahead(void) {
     random_params(&rng, pa, N_PARAMS);
     random_params(&rng, pb, N_PARAMS);
     random_params(&rng, pc, N_PARAMS);
-    siam_averaging_config cfg = {2, T, record, on_round, NULL};
+    siam_averaging_config cfg = {2, T, record, on_round, NULL, call_gone};
     siam_averaging *a = NULL;
     siam_error err = {0};
     CHECK(siam_averaging_create(&a, &cfg, &err) == SIAM_OK, "create: %s", err.msg);
@@ -897,6 +897,53 @@ static void test_worker_limit(void) {
  *   either way (before: the service adopted the spec as the global model and then refused the
  *   very join that set it as a spec mismatch, leaving a model no worker had joined with). */
 
+/* ------------------------------------------------------------------------------------------ */
+/* 7. A join whose caller gave up does not count towards min_workers */
+
+static void test_cancelled_joins(void) {
+    float g0[N_PARAMS];
+    siam_rng rng;
+    siam_rng_seed(&rng, 101);
+    random_params(&rng, g0, N_PARAMS);
+    siam_averaging *a = make_avg(2, 3.0, SPEC, g0, N_PARAMS);
+    if (!a)
+        return;
+    call ja = {0}, jb = {0}, jc = {0}, ja2 = {0};
+    submit(a, &ja, "alpha", SPEC, g0, N_PARAMS, 0, 0);
+    call_give_up(&ja); /* alpha's deadline passed: its call is cancelled */
+    submit(a, &jb, "beta", SPEC, g0, N_PARAMS, 0, 0);
+    sleep_s(0.1);
+    CHECK(answered(&jb) == 0,
+          "beta was released by alpha's join although alpha's caller had gone (%s)",
+          siam_rpc_code_name(jb.code));
+    CHECK(answered(&ja) == 1 && ja.code == SIAM_RPC_CANCELLED,
+          "the gone join: answered %d times, %s", ja.calls, siam_rpc_code_name(ja.code));
+    siam_averaging_info info;
+    siam_averaging_get_info(a, &info);
+    CHECK(info.joined == 1 && strcmp(info.waiting, "waiting for 1 more worker (1 of 2)") == 0,
+          "after a gone join: joined %d, '%s'", info.joined, info.waiting);
+    /* a waiting join whose caller goes: Status no longer counts it */
+    call_give_up(&jb);
+    siam_averaging_get_info(a, &info);
+    CHECK(info.joined == 0 && answered(&jb) == 1 && jb.code == SIAM_RPC_CANCELLED,
+          "after beta gave up too: joined %d, beta answered %d times (%s)", info.joined, jb.calls,
+          siam_rpc_code_name(jb.code));
+    /* two live joins release each other; alpha comes back under its name */
+    submit(a, &ja2, "alpha", SPEC, g0, N_PARAMS, 0, 0);
+    CHECK(answered(&ja2) == 0, "alpha alone was released");
+    submit(a, &jc, "gamma", SPEC, g0, N_PARAMS, 0, 0);
+    CHECK(wait_for(&ja2, 2.0) == 1 && wait_for(&jc, 2.0) == 1 && ja2.code == SIAM_RPC_OK &&
+              jc.code == SIAM_RPC_OK && same_params(&jc, g0, N_PARAMS),
+          "two live joins: %s %s", siam_rpc_code_name(ja2.code), siam_rpc_code_name(jc.code));
+    siam_averaging_free(a);
+    CHECK(ja.calls == 1 && jb.calls == 1 && jc.calls == 1 && ja2.calls == 1,
+          "answers: %d %d %d %d (each exactly once)", ja.calls, jb.calls, jc.calls, ja2.calls);
+    call_reset(&ja);
+    call_reset(&jb);
+    call_reset(&jc);
+    call_reset(&ja2);
+}
+
 int main(void) {
     siam_log_set_level(SIAM_LOG_WARN);
     sync_test_init();
@@ -911,6 +958,7 @@ int main(void) {
     test_resent_reports();
     test_worker_limit();
     test_weights();
+    test_cancelled_joins();
     printf("%.2f s\n", siam_now() - t0);
     return tu_finish();
 }

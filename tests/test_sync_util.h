@@ -38,6 +38,7 @@ typedef struct {
     uint32_t workers;
     uint64_t samples;
     int late;
+    int gone; /* the caller has given up (cfg.gone: call_gone) */
 } call;
 
 static inline void call_reset(call *c) {
@@ -121,9 +122,24 @@ static inline void on_round(void *ctx, const siam_averaging_answer *a) {
     pthread_mutex_unlock(&rec_lock);
 }
 
+/* cfg.gone: a fake cancellation, set with call_give_up */
+static inline int call_gone(void *waiter) {
+    call *c = waiter;
+    pthread_mutex_lock(&rec_lock);
+    int g = c->gone;
+    pthread_mutex_unlock(&rec_lock);
+    return g;
+}
+
+static inline void call_give_up(call *c) {
+    pthread_mutex_lock(&rec_lock);
+    c->gone = 1;
+    pthread_mutex_unlock(&rec_lock);
+}
+
 static inline siam_averaging *make_avg(int min_workers, double timeout, const char *spec,
                                        const float *params, size_t n) {
-    siam_averaging_config cfg = {min_workers, timeout, record, on_round, NULL};
+    siam_averaging_config cfg = {min_workers, timeout, record, on_round, NULL, call_gone};
     siam_averaging *a = NULL;
     siam_error err = {0};
     CHECK(siam_averaging_create(&a, &cfg, &err) == SIAM_OK, "create: %s", err.msg);
