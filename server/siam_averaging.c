@@ -22,6 +22,7 @@ typedef struct {
 
 typedef struct {
     char *id;
+    double last_seen; /* siam_now() of its last call or stream change: expiry */
     int joined;
     double join_time;
     int streams;    /* open Train streams */
@@ -72,6 +73,11 @@ struct siam_averaging {
     worker *w;
     size_t n_workers, cap_workers;
     int joined;
+    int quorum;             /* min_workers have joined since the start: joins no longer wait */
+    double expiry;          /* quiet workers are forgotten after this many seconds */
+    int table_level;        /* the highest fill threshold of the worker table logged (0..4) */
+    double refused_logged;  /* siam_now() of the last "name refused" line */
+    unsigned refused_since; /* names refused since that line */
 
     /* the open round */
     int reports;
@@ -152,12 +158,81 @@ static void flush(siam_averaging *a, outbox *o) {
     o->n = o->cap = 0;
 }
 
-static worker *find_worker(siam_averaging *a, const char *id, int create) {
+static int is_live(const siam_averaging *a, const worker *w, double now);
+
+static worker *find_worker(siam_averaging *a, const char *id) {
     for (size_t i = 0; i < a->n_workers; i++)
         if (strcmp(a->w[i].id, id) == 0)
             return &a->w[i];
-    if (!create)
+    return NULL;
+}
+
+/* Forgets workers quiet for longer than the expiry (lock held): no open stream, no call
+ * waiting here, no report in the open round, not live, not seen for a->expiry seconds. Such a
+ * worker that comes back is new (as after a restart: it joins again; a report it sends again
+ * is late). Moves the table: worker pointers taken before are invalid. */
+static void expire_quiet(siam_averaging *a, double now) {
+    size_t k = 0, gone = 0;
+    char names[256] = "";
+    size_t off = 0;
+    size_t *map = NULL; /* old index -> new, for the join waiters */
+    if (a->n_join_waiters)
+        map = malloc(a->n_workers * sizeof *map);
+    if (a->n_join_waiters && !map)
+        return; /* nothing is forgotten this time */
+    for (size_t i = 0; i < a->n_workers; i++) {
+        worker *w = &a->w[i];
+        int quiet = w->streams == 0 && w->pending == 0 && !w->reported && !is_live(a, w, now) &&
+                    now - w->last_seen > a->expiry;
+        if (!quiet) {
+            if (map)
+                map[i] = k;
+            a->w[k++] = *w;
+            continue;
+        }
+        if (off < sizeof names)
+            off +=
+                (size_t)snprintf(names + off, sizeof names - off, "%s%s", gone ? ", " : "", w->id);
+        gone++;
+        if (w->joined)
+            a->joined--;
+        free(w->id);
+        free(w->report);
+    }
+    for (size_t i = 0; map && i < a->n_join_waiters; i++)
+        a->join_waiters[i].worker = map[a->join_waiters[i].worker];
+    free(map);
+    a->n_workers = k;
+    if (gone)
+        LOG_INFO(COMPONENT, "forgot %zu worker(s) not seen for %g s: %s%s; %zu known", gone,
+                 a->expiry, names, off >= sizeof names ? "..." : "", a->n_workers);
+    if (a->n_workers * 2 < SIAM_AVERAGING_MAX_WORKERS)
+        a->table_level = 0;
+}
+
+/* The record of id, added when new (lock held): quiet workers are forgotten first, and when
+ * SIAM_AVERAGING_MAX_WORKERS are still known, NULL with *full set (a rate-limited warning says
+ * so). The fill is logged at 50, 75, 90 and 100 percent: invented names filling the table are
+ * visible. */
+static worker *find_or_add(siam_averaging *a, const char *id, double now, int *full) {
+    *full = 0;
+    worker *found = find_worker(a, id);
+    if (found)
+        return found;
+    expire_quiet(a, now);
+    if (a->n_workers >= SIAM_AVERAGING_MAX_WORKERS) {
+        *full = 1;
+        a->refused_since++;
+        if (now - a->refused_logged >= 5.0 || a->refused_logged == 0) {
+            LOG_WARN(COMPONENT,
+                     "worker table full (%d names, none quiet for %g s): refused %u new "
+                     "name(s) since the last such line, the latest '%s'",
+                     SIAM_AVERAGING_MAX_WORKERS, a->expiry, a->refused_since, id);
+            a->refused_logged = now;
+            a->refused_since = 0;
+        }
         return NULL;
+    }
     if (a->n_workers == a->cap_workers) {
         size_t cap = a->cap_workers ? 2 * a->cap_workers : 16;
         worker *w = realloc(a->w, cap * sizeof *w);
@@ -171,7 +246,18 @@ static worker *find_worker(siam_averaging *a, const char *id, int create) {
     w->id = strdup(id);
     if (!w->id)
         return NULL;
+    w->last_seen = now;
     a->n_workers++;
+    static const int pct[4] = {50, 75, 90, 100};
+    while (a->table_level < 4 &&
+           a->n_workers * 100 >= (size_t)pct[a->table_level] * SIAM_AVERAGING_MAX_WORKERS) {
+        LOG_WARN(COMPONENT,
+                 "worker table at %d%%: %zu of %d names known (the newest '%s'); names quiet for "
+                 "%.0f s are forgotten, beyond %d new names are refused",
+                 pct[a->table_level], a->n_workers, SIAM_AVERAGING_MAX_WORKERS, id, a->expiry,
+                 SIAM_AVERAGING_MAX_WORKERS);
+        a->table_level++;
+    }
     return w;
 }
 
@@ -183,7 +269,7 @@ static int is_live(const siam_averaging *a, const worker *w, double now) {
 }
 
 static void waiting_text(const siam_averaging *a, char *out, size_t cap) {
-    if (a->joined < a->cfg.min_workers)
+    if (!a->quorum && a->joined < a->cfg.min_workers)
         snprintf(out, cap, "waiting for %d more worker%s (%d of %d)",
                  a->cfg.min_workers - a->joined, a->cfg.min_workers - a->joined == 1 ? "" : "s",
                  a->joined, a->cfg.min_workers);
@@ -403,7 +489,7 @@ static void maybe_close(siam_averaging *a, outbox *o, double now) {
     if (a->reports == 0)
         return;
     int timed_out = now >= a->opened + a->cfg.sync_timeout;
-    int complete = a->joined >= a->cfg.min_workers;
+    int complete = a->quorum || a->joined >= a->cfg.min_workers;
     for (size_t i = 0; i < a->n_workers && complete; i++)
         if (!a->w[i].reported && is_live(a, &a->w[i], now))
             complete = 0;
@@ -507,6 +593,9 @@ int siam_averaging_create(siam_averaging **out, const siam_averaging_config *cfg
     if (!a)
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
     a->cfg = *cfg;
+    a->expiry = 10 * cfg->sync_timeout > SIAM_AVERAGING_DEFAULT_EXPIRY
+                    ? 10 * cfg->sync_timeout
+                    : SIAM_AVERAGING_DEFAULT_EXPIRY;
     pthread_mutex_init(&a->lock, NULL);
     /* round deadlines are siam_now() (monotonic) times: the timed wait must use that clock,
      * or setting the wall clock back would stretch a round's deadline by as much */
@@ -634,7 +723,7 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
     double now = siam_now();
     pthread_mutex_lock(&a->lock);
     uint64_t before = a->round;
-    int code = SIAM_RPC_OK;
+    int code = SIAM_RPC_OK, full = 0;
     worker *w = NULL;
     if (a->shut) {
         code = SIAM_RPC_UNAVAILABLE;
@@ -659,14 +748,14 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
                  "samples is %llu, expected at most %llu (the pairs trained since the last "
                  "sync)",
                  (unsigned long long)u->samples, (unsigned long long)SIAM_AVERAGING_MAX_SAMPLES);
-    } else if (!find_worker(a, u->worker, 0) && a->n_workers >= SIAM_AVERAGING_MAX_WORKERS) {
+    } else if (!(w = find_or_add(a, u->worker, now, &full)) && full) {
         /* a bound on the server's memory for callers that invent names */
         code = SIAM_RPC_RESOURCE_EXHAUSTED;
         snprintf(msg, sizeof msg,
                  "this server averages at most %d distinct workers and knows %zu; worker %s is "
-                 "one too many (restart the server to forget departed workers)",
-                 SIAM_AVERAGING_MAX_WORKERS, a->n_workers, u->worker);
-    } else if (!(w = find_worker(a, u->worker, 1))) {
+                 "one too many (workers not seen for %g s are forgotten)",
+                 SIAM_AVERAGING_MAX_WORKERS, a->n_workers, u->worker, a->expiry);
+    } else if (!w) {
         code = SIAM_RPC_RESOURCE_EXHAUSTED;
         snprintf(msg, sizeof msg, "out of memory for worker %s", u->worker);
     } else if (u->samples > 0 && w->reported && !same_report(a, w, u)) {
@@ -682,6 +771,7 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         flush(a, &o);
         return;
     }
+    w->last_seen = now;
 
     prune_gone_joins(a, &o); /* before this join is counted with the others */
     if (!w->joined) {
@@ -695,6 +785,8 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
                  (unsigned long long)a->round,
                  u->samples > 0 ? " with an update (it trained with an earlier server)" : "",
                  a->joined, a->cfg.min_workers, wait[0] ? "; " : "", wait);
+        if (a->joined >= a->cfg.min_workers)
+            a->quorum = 1; /* joins no longer wait, even when workers are forgotten later */
         if (a->joined == a->cfg.min_workers && a->n_join_waiters > 0) {
             for (size_t i = 0; i < a->n_join_waiters; i++) {
                 queue(a, &o, a->join_waiters[i].waiter, SIAM_RPC_OK, NULL, 0, 0, 0);
@@ -705,7 +797,7 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
     }
 
     if (u->samples == 0) { /* join: the current global model, once enough workers joined */
-        if (a->joined >= a->cfg.min_workers) {
+        if (a->quorum) {
             queue(a, &o, waiter, SIAM_RPC_OK, NULL, 0, 0, 0);
         } else {
             if (a->n_join_waiters == a->cap_join_waiters) {
@@ -777,15 +869,18 @@ void siam_averaging_stream(siam_averaging *a, const char *worker_id, int delta) 
     outbox o = {0};
     pthread_mutex_lock(&a->lock);
     uint64_t before = a->round;
-    worker *w = find_worker(a, worker_id, delta > 0);
+    double now = siam_now();
+    int full = 0;
+    worker *w = delta > 0 ? find_or_add(a, worker_id, now, &full) : find_worker(a, worker_id);
     if (w) {
+        w->last_seen = now;
         w->streams += delta;
         if (w->streams < 0)
             w->streams = 0;
         if (delta > 0)
             w->had_stream = 1;
         else /* a worker gone may have been the one the open round waited for */
-            maybe_close(a, &o, siam_now());
+            maybe_close(a, &o, now);
     }
     pthread_mutex_unlock(&a->lock);
     deliver(a, &o, before);
@@ -804,6 +899,8 @@ void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out) {
     out->min_workers = a->cfg.min_workers;
     out->joined = a->joined;
     out->sync_timeout = a->cfg.sync_timeout;
+    out->expiry = a->expiry;
+    out->known = a->n_workers;
     waiting_text(a, out->waiting, sizeof out->waiting);
     pthread_mutex_unlock(&a->lock);
     flush(a, &o);
@@ -814,7 +911,7 @@ int siam_averaging_worker(siam_averaging *a, const char *worker_id, int *live,
     *live = 0;
     *last_round = 0;
     pthread_mutex_lock(&a->lock);
-    worker *w = find_worker(a, worker_id, 0);
+    worker *w = find_worker(a, worker_id);
     int found = w && w->joined;
     if (found) {
         *live = is_live(a, w, siam_now());
@@ -842,4 +939,18 @@ int siam_averaging_copy(siam_averaging *a, float *dst, size_t n, uint64_t *round
         *version = a->version;
     pthread_mutex_unlock(&a->lock);
     return SIAM_OK;
+}
+
+void siam_averaging_set_expiry(siam_averaging *a, double seconds) {
+    pthread_mutex_lock(&a->lock);
+    if (seconds > 0)
+        a->expiry = seconds;
+    pthread_mutex_unlock(&a->lock);
+}
+
+double siam_averaging_expiry(siam_averaging *a) {
+    pthread_mutex_lock(&a->lock);
+    double e = a->expiry;
+    pthread_mutex_unlock(&a->lock);
+    return e;
 }

@@ -56,8 +56,15 @@
 #include "siam_checkpoint.h"
 #include "siam_error.h"
 
-/* Distinct worker names the averaging keeps (joined or reported): RESOURCE_EXHAUSTED beyond. */
-#define SIAM_AVERAGING_MAX_WORKERS 1024
+/* Distinct worker names the averaging keeps (joined, reported or streaming): beyond, a new name
+ * is RESOURCE_EXHAUSTED. Names quiet for the expiry time (no call waiting, no Train stream, no
+ * report in the open round, not live, not seen for siam_averaging_expiry seconds; default
+ * max(10 x sync_timeout, SIAM_AVERAGING_DEFAULT_EXPIRY)) are forgotten when a new name comes,
+ * so invented names cannot lock real workers out for longer than that. The table's fill is
+ * logged at 50/75/90/100 % and refused names once per 5 s with a count. A forgotten worker that
+ * comes back is new, as after a restart. */
+#define SIAM_AVERAGING_MAX_WORKERS    1024
+#define SIAM_AVERAGING_DEFAULT_EXPIRY 600.0
 
 /* Largest samples (averaging weight) one report may carry: INVALID_ARGUMENT above. A report's
  * samples are the pairs the worker trained since it last synced; 2^32 of them is days of
@@ -148,10 +155,16 @@ typedef struct {
     uint64_t version; /* changes whenever the global parameters change */
     int min_workers, joined;
     double sync_timeout;
+    double expiry;     /* seconds after which quiet workers are forgotten */
+    size_t known;      /* worker names known now */
     char waiting[128]; /* "waiting for 1 more worker (1 of 2)" or "" */
 } siam_averaging_info;
 
 void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out);
+
+/* The expiry time of quiet workers (see SIAM_AVERAGING_MAX_WORKERS); seconds <= 0 is ignored. */
+void siam_averaging_set_expiry(siam_averaging *a, double seconds);
+double siam_averaging_expiry(siam_averaging *a);
 
 /* Per worker, for Status: live now, and the last round its parameters went into. 0 when the
  * worker never called SyncWeights (then *live and *last_round are 0). */

@@ -93,7 +93,9 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
  * neither the worker table nor ts, except that the first decoded batch names the stream
  * (ts->worker_id) even if it fails. Worker names ("" = "anonymous") are stored as valid UTF-8
  * without control characters ('?' replaces the rest), cut to 127 bytes at a character
- * boundary; when the table is full, new workers train but are not listed. */
+ * boundary; when the table is full, new workers train but are not listed, unless a listed
+ * worker has been quiet for longer than the averaging's expiry (siam_averaging_expiry): it makes
+ * room. */
 int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *req, size_t len,
                        siam_rpc_buf *resp, siam_rpc_status *st);
 

@@ -944,6 +944,61 @@ static void test_cancelled_joins(void) {
     call_reset(&ja2);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* 8. Invented names: 1,024 of them fill the table, but once quiet for the expiry time they are
+ * forgotten and a real worker gets in; a worker with an open stream or a waiting call stays. */
+
+static void test_worker_expiry(void) {
+    float q[5] = {1, 2, 3, 4, 5};
+    const char *S5 = "in=1x2x2 dense1";
+    siam_averaging *a = make_avg(2, 0.05, S5, q, 5);
+    if (!a)
+        return;
+    siam_averaging_set_expiry(a, 0.3);
+    siam_averaging_info info;
+    siam_averaging_get_info(a, &info);
+    CHECK(info.expiry == 0.3, "expiry %g", info.expiry);
+    static call calls[SIAM_AVERAGING_MAX_WORKERS];
+    /* 1,022 invented names by SyncWeights joins that get released, 2 by Train streams */
+    for (int i = 0; i < SIAM_AVERAGING_MAX_WORKERS - 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fake%04d", i);
+        submit(a, &calls[i], name, S5, q, 5, 0, 0);
+    }
+    siam_averaging_stream(a, "streamer", +1); /* stays open: never forgotten */
+    siam_averaging_stream(a, "stream-gone", +1);
+    siam_averaging_stream(a, "stream-gone", -1);
+    call real = {0}, real2 = {0};
+    submit(a, &real, "real", S5, q, 5, 0, 0);
+    CHECK(answered(&real) == 1 && real.code == SIAM_RPC_RESOURCE_EXHAUSTED &&
+              strstr(real.msg, "forgotten"),
+          "a new name in a full table: %s '%s'", siam_rpc_code_name(real.code), real.msg);
+    call_reset(&real);
+    sleep_s(0.45);
+    submit(a, &real, "real", S5, q, 5, 0, 0);
+    CHECK(answered(&real) == 1 && real.code == SIAM_RPC_OK,
+          "a real worker after the invented names went quiet: %s '%s'",
+          siam_rpc_code_name(real.code), real.msg);
+    siam_averaging_get_info(a, &info);
+    CHECK(info.known == 2 && info.joined == 1 && info.waiting[0] == '\0',
+          "after expiry: %zu known (streamer and real), %d joined, waiting '%s'", info.known,
+          info.joined, info.waiting);
+    /* the streamer survived: it joins (a name the table still holds) */
+    submit(a, &real2, "streamer", S5, q, 5, 0, 0);
+    CHECK(answered(&real2) == 1 && real2.code == SIAM_RPC_OK, "streamer join: %s",
+          siam_rpc_code_name(real2.code));
+    int live = 0;
+    uint64_t last = 0;
+    CHECK(siam_averaging_worker(a, "fake0001", &live, &last) == 0,
+          "an invented name is still known after its expiry");
+    siam_averaging_stream(a, "streamer", -1);
+    siam_averaging_free(a);
+    for (int i = 0; i < SIAM_AVERAGING_MAX_WORKERS; i++)
+        call_reset(&calls[i]);
+    call_reset(&real);
+    call_reset(&real2);
+}
+
 int main(void) {
     siam_log_set_level(SIAM_LOG_WARN);
     sync_test_init();
@@ -959,6 +1014,7 @@ int main(void) {
     test_worker_limit();
     test_weights();
     test_cancelled_joins();
+    test_worker_expiry();
     printf("%.2f s\n", siam_now() - t0);
     return tu_finish();
 }

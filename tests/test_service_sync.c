@@ -630,6 +630,41 @@ static void test_service_poisoned_weights(void) {
     free(Q);
 }
 
+/* Invented names by Train: 1,024 of them fill Status's table; once quiet for the expiry they
+ * make room and a real worker is listed. */
+static void test_service_worker_expiry(void) {
+    siam_error err = {0};
+    siam_service *svc = NULL;
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_start_averaging(svc, 1, 0.05, NULL, NULL, svc_reply, &err) == 0, "start");
+    siam_averaging_set_expiry(siam_service_averaging(svc), 0.3);
+    for (int i = 0; i < SIAM_SERVICE_MAX_WORKERS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fake%04d", i);
+        siam_train_stream ts;
+        memset(&ts, 0, sizeof ts);
+        train_one(svc, &ts, name);
+        siam_service_train_end(svc, &ts);
+    }
+    siam_train_stream ts;
+    memset(&ts, 0, sizeof ts);
+    train_one(svc, &ts, "real");
+    Siam__V1__StatusResponse *s = get_status(svc);
+    CHECK(s && s->n_workers == SIAM_SERVICE_MAX_WORKERS && !status_worker(s, "real"),
+          "full table: %zu listed", s ? s->n_workers : 0);
+    siam__v1__status_response__free_unpacked(s, NULL);
+    siam_service_train_end(svc, &ts);
+    sleep_s(0.45);
+    memset(&ts, 0, sizeof ts);
+    train_one(svc, &ts, "real");
+    s = get_status(svc);
+    CHECK(s && status_worker(s, "real") && status_worker(s, "real")->pairs_trained == 1,
+          "a real worker is not listed after the invented names went quiet");
+    siam__v1__status_response__free_unpacked(s, NULL);
+    siam_service_train_end(svc, &ts);
+    siam_service_free(svc);
+}
+
 int main(void) {
     siam_log_set_level(SIAM_LOG_WARN);
     sync_test_init();
@@ -638,6 +673,7 @@ int main(void) {
     test_service_rejected_first_join();
     test_service_first_join_specs();
     test_service_poisoned_weights();
+    test_service_worker_expiry();
     printf("image distances: %d bit-exact, %d within 1e-6 relative; %.2f s\n", bitexact_distances,
            near_distances, siam_now() - t0);
     return tu_finish();
