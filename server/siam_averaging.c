@@ -2,6 +2,7 @@
 #include "siam_averaging.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ typedef struct {
 
 typedef struct {
     char *id;
+    double last_seen; /* siam_now() of its last call or stream change: expiry */
     int joined;
     double join_time;
     int streams;    /* open Train streams */
@@ -71,6 +73,11 @@ struct siam_averaging {
     worker *w;
     size_t n_workers, cap_workers;
     int joined;
+    int quorum;             /* min_workers have joined since the start: joins no longer wait */
+    double expiry;          /* quiet workers are forgotten after this many seconds */
+    int table_level;        /* the highest fill threshold of the worker table logged (0..4) */
+    double refused_logged;  /* siam_now() of the last "name refused" line */
+    unsigned refused_since; /* names refused since that line */
 
     /* the open round */
     int reports;
@@ -151,12 +158,81 @@ static void flush(siam_averaging *a, outbox *o) {
     o->n = o->cap = 0;
 }
 
-static worker *find_worker(siam_averaging *a, const char *id, int create) {
+static int is_live(const siam_averaging *a, const worker *w, double now);
+
+static worker *find_worker(siam_averaging *a, const char *id) {
     for (size_t i = 0; i < a->n_workers; i++)
         if (strcmp(a->w[i].id, id) == 0)
             return &a->w[i];
-    if (!create)
+    return NULL;
+}
+
+/* Forgets workers quiet for longer than the expiry (lock held): no open stream, no call
+ * waiting here, no report in the open round, not live, not seen for a->expiry seconds. Such a
+ * worker that comes back is new (as after a restart: it joins again; a report it sends again
+ * is late). Moves the table: worker pointers taken before are invalid. */
+static void expire_quiet(siam_averaging *a, double now) {
+    size_t k = 0, gone = 0;
+    char names[256] = "";
+    size_t off = 0;
+    size_t *map = NULL; /* old index -> new, for the join waiters */
+    if (a->n_join_waiters)
+        map = malloc(a->n_workers * sizeof *map);
+    if (a->n_join_waiters && !map)
+        return; /* nothing is forgotten this time */
+    for (size_t i = 0; i < a->n_workers; i++) {
+        worker *w = &a->w[i];
+        int quiet = w->streams == 0 && w->pending == 0 && !w->reported && !is_live(a, w, now) &&
+                    now - w->last_seen > a->expiry;
+        if (!quiet) {
+            if (map)
+                map[i] = k;
+            a->w[k++] = *w;
+            continue;
+        }
+        if (off < sizeof names)
+            off +=
+                (size_t)snprintf(names + off, sizeof names - off, "%s%s", gone ? ", " : "", w->id);
+        gone++;
+        if (w->joined)
+            a->joined--;
+        free(w->id);
+        free(w->report);
+    }
+    for (size_t i = 0; map && i < a->n_join_waiters; i++)
+        a->join_waiters[i].worker = map[a->join_waiters[i].worker];
+    free(map);
+    a->n_workers = k;
+    if (gone)
+        LOG_INFO(COMPONENT, "forgot %zu worker(s) not seen for %g s: %s%s; %zu known", gone,
+                 a->expiry, names, off >= sizeof names ? "..." : "", a->n_workers);
+    if (a->n_workers * 2 < SIAM_AVERAGING_MAX_WORKERS)
+        a->table_level = 0;
+}
+
+/* The record of id, added when new (lock held): quiet workers are forgotten first, and when
+ * SIAM_AVERAGING_MAX_WORKERS are still known, NULL with *full set (a rate-limited warning says
+ * so). The fill is logged at 50, 75, 90 and 100 percent: invented names filling the table are
+ * visible. */
+static worker *find_or_add(siam_averaging *a, const char *id, double now, int *full) {
+    *full = 0;
+    worker *found = find_worker(a, id);
+    if (found)
+        return found;
+    expire_quiet(a, now);
+    if (a->n_workers >= SIAM_AVERAGING_MAX_WORKERS) {
+        *full = 1;
+        a->refused_since++;
+        if (now - a->refused_logged >= 5.0 || a->refused_logged == 0) {
+            LOG_WARN(COMPONENT,
+                     "worker table full (%d names, none quiet for %g s): refused %u new "
+                     "name(s) since the last such line, the latest '%s'",
+                     SIAM_AVERAGING_MAX_WORKERS, a->expiry, a->refused_since, id);
+            a->refused_logged = now;
+            a->refused_since = 0;
+        }
         return NULL;
+    }
     if (a->n_workers == a->cap_workers) {
         size_t cap = a->cap_workers ? 2 * a->cap_workers : 16;
         worker *w = realloc(a->w, cap * sizeof *w);
@@ -170,7 +246,18 @@ static worker *find_worker(siam_averaging *a, const char *id, int create) {
     w->id = strdup(id);
     if (!w->id)
         return NULL;
+    w->last_seen = now;
     a->n_workers++;
+    static const int pct[4] = {50, 75, 90, 100};
+    while (a->table_level < 4 &&
+           a->n_workers * 100 >= (size_t)pct[a->table_level] * SIAM_AVERAGING_MAX_WORKERS) {
+        LOG_WARN(COMPONENT,
+                 "worker table at %d%%: %zu of %d names known (the newest '%s'); names quiet for "
+                 "%.0f s are forgotten, beyond %d new names are refused",
+                 pct[a->table_level], a->n_workers, SIAM_AVERAGING_MAX_WORKERS, id, a->expiry,
+                 SIAM_AVERAGING_MAX_WORKERS);
+        a->table_level++;
+    }
     return w;
 }
 
@@ -182,7 +269,7 @@ static int is_live(const siam_averaging *a, const worker *w, double now) {
 }
 
 static void waiting_text(const siam_averaging *a, char *out, size_t cap) {
-    if (a->joined < a->cfg.min_workers)
+    if (!a->quorum && a->joined < a->cfg.min_workers)
         snprintf(out, cap, "waiting for %d more worker%s (%d of %d)",
                  a->cfg.min_workers - a->joined, a->cfg.min_workers - a->joined == 1 ? "" : "s",
                  a->joined, a->cfg.min_workers);
@@ -194,9 +281,71 @@ static int by_id(const void *x, const void *y) {
     return strcmp((*(worker *const *)x)->id, (*(worker *const *)y)->id);
 }
 
+static int by_value(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Index of the first parameter that is NaN or infinite, n when all are finite. */
+static size_t first_non_finite(const float *p, size_t n) {
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(p[j]))
+            return j;
+    return n;
+}
+
+/* Ends the open round without a new model (lock held): every reporter gets the current global
+ * model marked late, as if its update had come after the round closed, so that the workers go
+ * on from one finite model. */
+static void drop_round(siam_averaging *a, outbox *o) {
+    for (size_t i = 0; i < a->n_workers; i++) {
+        worker *w = &a->w[i];
+        if (!w->reported)
+            continue;
+        queue(a, o, w->waiter, SIAM_RPC_OK, NULL, 1, 0, 0);
+        w->reported = 0;
+        w->pending--;
+        free(w->report);
+        w->report = NULL;
+        w->waiter = NULL;
+    }
+    a->reports = 0;
+    a->max_base = 0;
+}
+
+/* Joins whose callers have gone (cfg.gone) stop counting (lock held): each is answered
+ * CANCELLED (the rpc layer drops it), and its worker is no longer joined unless another call of
+ * its own is here. Only before min_workers is reached: afterwards joins do not wait. */
+static void prune_gone_joins(siam_averaging *a, outbox *o) {
+    if (!a->cfg.gone)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < a->n_join_waiters; i++) {
+        struct join_waiter jw = a->join_waiters[i];
+        if (!a->cfg.gone(jw.waiter)) {
+            a->join_waiters[k++] = jw;
+            continue;
+        }
+        worker *w = &a->w[jw.worker];
+        w->pending--;
+        queue(a, o, jw.waiter, SIAM_RPC_CANCELLED,
+              "the caller gave up waiting for the other workers; its join no longer counts", 0, 0,
+              0);
+        if (w->joined && w->pending == 0 && !w->reported) {
+            w->joined = 0;
+            a->joined--;
+            LOG_INFO(COMPONENT,
+                     "worker %s gave up its join (its call ended): %d of %d needed have joined",
+                     w->id, a->joined, a->cfg.min_workers);
+        }
+    }
+    a->n_join_waiters = k;
+}
+
 /* Closes the open round: averages the reports, answers the reporters. */
 static void close_round(siam_averaging *a, outbox *o, int timed_out, double now) {
     worker **rep = malloc((size_t)a->reports * sizeof *rep);
+    uint64_t *wgt = malloc((size_t)a->reports * sizeof *wgt);
     snapshot *s = calloc(1, sizeof *s);
     double *acc = calloc(a->n, sizeof *acc);
     float *params = malloc(a->n * sizeof *params);
@@ -204,8 +353,9 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     for (size_t i = 0; i < a->n_workers; i++)
         if (a->w[i].reported && rep)
             rep[k++] = &a->w[i];
-    if (!rep || !s || !acc || !params) {
+    if (!rep || !wgt || !s || !acc || !params) {
         free(rep);
+        free(wgt);
         free(s);
         free(acc);
         free(params);
@@ -227,19 +377,57 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
     }
     qsort(rep, k, sizeof *rep, by_id);
     double t_avg = siam_now();
-    uint64_t total = 0;
+    /* the weights: each at most SIAM_AVERAGING_MAX_SAMPLES (submit refuses more), capped at
+     * SIAM_AVERAGING_WEIGHT_CAP x the lower median; so the total is at most 2^42 for 1024
+     * workers: no wrap, and exact in a double */
     for (size_t r = 0; r < k; r++)
-        total += rep[r]->samples;
+        wgt[r] = rep[r]->samples;
+    qsort(wgt, k, sizeof *wgt, by_value);
+    uint64_t cap = wgt[(k - 1) / 2] * SIAM_AVERAGING_WEIGHT_CAP;
+    uint64_t total = 0;
+    for (size_t r = 0; r < k; r++) {
+        wgt[r] = rep[r]->samples < cap ? rep[r]->samples : cap;
+        if (wgt[r] < rep[r]->samples)
+            LOG_WARN(COMPONENT,
+                     "worker %s reported %llu samples, more than %d x the round's median (%llu): "
+                     "its weight is capped at %llu",
+                     rep[r]->id, (unsigned long long)rep[r]->samples, SIAM_AVERAGING_WEIGHT_CAP,
+                     (unsigned long long)(cap / SIAM_AVERAGING_WEIGHT_CAP),
+                     (unsigned long long)cap);
+        total += wgt[r];
+    }
     for (size_t r = 0; r < k; r++) {
         const float *p = rep[r]->report;
-        double wgt = (double)rep[r]->samples;
+        double w = (double)wgt[r];
         for (size_t j = 0; j < a->n; j++)
-            acc[j] += wgt * (double)p[j];
+            acc[j] += w * (double)p[j];
     }
     for (size_t j = 0; j < a->n; j++)
         params[j] = (float)(acc[j] / (double)total);
     t_avg = siam_now() - t_avg;
     free(acc);
+    size_t bad = first_non_finite(params, a->n);
+    if (bad < a->n) {
+        /* finite reports with bounded weights cannot get here (a mean lies between its
+         * values); a report that skipped validation can, and must not reach the workers, the
+         * checkpoint or Similarity */
+        char names[512] = "";
+        size_t off = 0;
+        for (size_t r = 0; r < k && off < sizeof names; r++)
+            off += (size_t)snprintf(names + off, sizeof names - off, "%s%s (%llu samples)",
+                                    r ? ", " : "", rep[r]->id, (unsigned long long)wgt[r]);
+        LOG_ERROR(COMPONENT,
+                  "round %llu not closed: its mean is not finite (parameter %zu is %g) from %s; "
+                  "the global model stays round %llu and the reporters get it back unaveraged",
+                  (unsigned long long)a->round + 1, bad, (double)params[bad], names,
+                  (unsigned long long)a->round);
+        free(rep);
+        free(wgt);
+        free(s);
+        free(params);
+        drop_round(a, o);
+        return;
+    }
     s->params = params;
     s->refs = 1;
     snap_release(a, a->global);
@@ -289,6 +477,7 @@ static void close_round(siam_averaging *a, outbox *o, int timed_out, double now)
         w->waiter = NULL;
     }
     free(rep);
+    free(wgt);
     a->reports = 0;
     a->max_base = 0;
 }
@@ -300,7 +489,7 @@ static void maybe_close(siam_averaging *a, outbox *o, double now) {
     if (a->reports == 0)
         return;
     int timed_out = now >= a->opened + a->cfg.sync_timeout;
-    int complete = a->joined >= a->cfg.min_workers;
+    int complete = a->quorum || a->joined >= a->cfg.min_workers;
     for (size_t i = 0; i < a->n_workers && complete; i++)
         if (!a->w[i].reported && is_live(a, &a->w[i], now))
             complete = 0;
@@ -325,8 +514,8 @@ static void *timer_main(void *arg) {
         double wake = siam_now() + 1.0;
         if (deadline < wake)
             wake = deadline;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        struct timespec ts; /* a->cond waits on CLOCK_MONOTONIC: a clock step cannot move it */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         double secs = wake - siam_now();
         if (secs < 0)
             secs = 0;
@@ -404,8 +593,17 @@ int siam_averaging_create(siam_averaging **out, const siam_averaging_config *cfg
     if (!a)
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
     a->cfg = *cfg;
+    a->expiry = 10 * cfg->sync_timeout > SIAM_AVERAGING_DEFAULT_EXPIRY
+                    ? 10 * cfg->sync_timeout
+                    : SIAM_AVERAGING_DEFAULT_EXPIRY;
     pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->cond, NULL);
+    /* round deadlines are siam_now() (monotonic) times: the timed wait must use that clock,
+     * or setting the wall clock back would stretch a round's deadline by as much */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cond, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&a->timer, NULL, timer_main, a)) {
         siam_averaging_free(a);
         return siam_error_set(err, SIAM_ERR_NOMEM, "cannot start the averaging timer thread");
@@ -468,6 +666,11 @@ int siam_averaging_set_model(siam_averaging *a, const char *spec, const float *p
                              uint64_t round, siam_error *err) {
     if (!spec || strlen(spec) >= SIAM_SPEC_MAX || !params || n == 0)
         return siam_error_set(err, SIAM_ERR_ARG, "a global model needs a spec and parameters");
+    size_t bad = first_non_finite(params, n);
+    if (bad < n) /* it would be sent to every worker and make every distance NaN or 0 */
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "parameter %zu of %zu is %g: a global model must be finite", bad, n,
+                              (double)params[bad]);
     pthread_mutex_lock(&a->lock);
     if (a->has_model) {
         int same = strcmp(a->spec, spec) == 0 && a->n == n;
@@ -520,7 +723,7 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
     double now = siam_now();
     pthread_mutex_lock(&a->lock);
     uint64_t before = a->round;
-    int code = SIAM_RPC_OK;
+    int code = SIAM_RPC_OK, full = 0;
     worker *w = NULL;
     if (a->shut) {
         code = SIAM_RPC_UNAVAILABLE;
@@ -539,14 +742,20 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         code = SIAM_RPC_INVALID_ARGUMENT;
         snprintf(msg, sizeof msg, "params has %zu floats, expected %zu for model '%.300s'",
                  u->n_params, a->n, a->spec);
-    } else if (!find_worker(a, u->worker, 0) && a->n_workers >= SIAM_AVERAGING_MAX_WORKERS) {
+    } else if (u->samples > SIAM_AVERAGING_MAX_SAMPLES) {
+        code = SIAM_RPC_INVALID_ARGUMENT;
+        snprintf(msg, sizeof msg,
+                 "samples is %llu, expected at most %llu (the pairs trained since the last "
+                 "sync)",
+                 (unsigned long long)u->samples, (unsigned long long)SIAM_AVERAGING_MAX_SAMPLES);
+    } else if (!(w = find_or_add(a, u->worker, now, &full)) && full) {
         /* a bound on the server's memory for callers that invent names */
         code = SIAM_RPC_RESOURCE_EXHAUSTED;
         snprintf(msg, sizeof msg,
                  "this server averages at most %d distinct workers and knows %zu; worker %s is "
-                 "one too many (restart the server to forget departed workers)",
-                 SIAM_AVERAGING_MAX_WORKERS, a->n_workers, u->worker);
-    } else if (!(w = find_worker(a, u->worker, 1))) {
+                 "one too many (workers not seen for %g s are forgotten)",
+                 SIAM_AVERAGING_MAX_WORKERS, a->n_workers, u->worker, a->expiry);
+    } else if (!w) {
         code = SIAM_RPC_RESOURCE_EXHAUSTED;
         snprintf(msg, sizeof msg, "out of memory for worker %s", u->worker);
     } else if (u->samples > 0 && w->reported && !same_report(a, w, u)) {
@@ -562,7 +771,9 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
         flush(a, &o);
         return;
     }
+    w->last_seen = now;
 
+    prune_gone_joins(a, &o); /* before this join is counted with the others */
     if (!w->joined) {
         w->joined = 1;
         w->join_time = now;
@@ -574,6 +785,8 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
                  (unsigned long long)a->round,
                  u->samples > 0 ? " with an update (it trained with an earlier server)" : "",
                  a->joined, a->cfg.min_workers, wait[0] ? "; " : "", wait);
+        if (a->joined >= a->cfg.min_workers)
+            a->quorum = 1; /* joins no longer wait, even when workers are forgotten later */
         if (a->joined == a->cfg.min_workers && a->n_join_waiters > 0) {
             for (size_t i = 0; i < a->n_join_waiters; i++) {
                 queue(a, &o, a->join_waiters[i].waiter, SIAM_RPC_OK, NULL, 0, 0, 0);
@@ -584,7 +797,7 @@ void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, vo
     }
 
     if (u->samples == 0) { /* join: the current global model, once enough workers joined */
-        if (a->joined >= a->cfg.min_workers) {
+        if (a->quorum) {
             queue(a, &o, waiter, SIAM_RPC_OK, NULL, 0, 0, 0);
         } else {
             if (a->n_join_waiters == a->cap_join_waiters) {
@@ -656,15 +869,18 @@ void siam_averaging_stream(siam_averaging *a, const char *worker_id, int delta) 
     outbox o = {0};
     pthread_mutex_lock(&a->lock);
     uint64_t before = a->round;
-    worker *w = find_worker(a, worker_id, delta > 0);
+    double now = siam_now();
+    int full = 0;
+    worker *w = delta > 0 ? find_or_add(a, worker_id, now, &full) : find_worker(a, worker_id);
     if (w) {
+        w->last_seen = now;
         w->streams += delta;
         if (w->streams < 0)
             w->streams = 0;
         if (delta > 0)
             w->had_stream = 1;
         else /* a worker gone may have been the one the open round waited for */
-            maybe_close(a, &o, siam_now());
+            maybe_close(a, &o, now);
     }
     pthread_mutex_unlock(&a->lock);
     deliver(a, &o, before);
@@ -672,7 +888,9 @@ void siam_averaging_stream(siam_averaging *a, const char *worker_id, int delta) 
 
 void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out) {
     memset(out, 0, sizeof *out);
+    outbox o = {0};
     pthread_mutex_lock(&a->lock);
+    prune_gone_joins(a, &o); /* Status counts only joins whose callers still wait */
     out->has_model = a->has_model;
     snprintf(out->spec, sizeof out->spec, "%s", a->has_model ? a->spec : "");
     out->n_params = a->n;
@@ -681,8 +899,11 @@ void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out) {
     out->min_workers = a->cfg.min_workers;
     out->joined = a->joined;
     out->sync_timeout = a->cfg.sync_timeout;
+    out->expiry = a->expiry;
+    out->known = a->n_workers;
     waiting_text(a, out->waiting, sizeof out->waiting);
     pthread_mutex_unlock(&a->lock);
+    flush(a, &o);
 }
 
 int siam_averaging_worker(siam_averaging *a, const char *worker_id, int *live,
@@ -690,7 +911,7 @@ int siam_averaging_worker(siam_averaging *a, const char *worker_id, int *live,
     *live = 0;
     *last_round = 0;
     pthread_mutex_lock(&a->lock);
-    worker *w = find_worker(a, worker_id, 0);
+    worker *w = find_worker(a, worker_id);
     int found = w && w->joined;
     if (found) {
         *live = is_live(a, w, siam_now());
@@ -718,4 +939,18 @@ int siam_averaging_copy(siam_averaging *a, float *dst, size_t n, uint64_t *round
         *version = a->version;
     pthread_mutex_unlock(&a->lock);
     return SIAM_OK;
+}
+
+void siam_averaging_set_expiry(siam_averaging *a, double seconds) {
+    pthread_mutex_lock(&a->lock);
+    if (seconds > 0)
+        a->expiry = seconds;
+    pthread_mutex_unlock(&a->lock);
+}
+
+double siam_averaging_expiry(siam_averaging *a) {
+    pthread_mutex_lock(&a->lock);
+    double e = a->expiry;
+    pthread_mutex_unlock(&a->lock);
+    return e;
 }

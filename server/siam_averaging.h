@@ -6,7 +6,12 @@
  * the open round; the round closes when every live worker has reported, or sync_timeout seconds
  * after its first report, with whoever reported. The new global parameters are the
  * samples-weighted mean of the reports (accumulated in double, in worker-name order, so the
- * result does not depend on arrival order), and every reporter is answered with them. A report
+ * result does not depend on arrival order), and every reporter is answered with them. Weights
+ * are at most SIAM_AVERAGING_MAX_SAMPLES per report (INVALID_ARGUMENT above) and are capped at
+ * SIAM_AVERAGING_WEIGHT_CAP x the round's median weight (the answer's samples is the sum of the
+ * weights used). A mean that is not finite is never published: the round ends without a new
+ * model, every reporter is answered with the previous global model marked late (its update
+ * was not averaged), and an error is logged. A report
  * based on an older round than the newest (the worker missed a round) is late: it is not
  * averaged and is answered at once with the newest global parameters.
  *
@@ -29,6 +34,11 @@
  *    same report sent again after its round closed with it (the answer was lost) is answered
  *    like the first, not late; after a restart the server cannot recognise it, and it is late.
  *
+ * A join counts towards min_workers only while its caller waits: before a join is counted
+ * (another worker joins) and in get_info, joins whose callers have gone (cfg.gone) are answered
+ * CANCELLED and their workers are no longer joined, unless another call of theirs is here.
+ * So a caller that gave up cannot release the others early.
+ *
  * Liveness is judged by calls, not by idle time: a joined worker is live while it has a Train
  * stream open (stream() counts them) or a call waiting here, and for sync_timeout seconds after
  * joining before its first stream. A worker that is computing for a long time is therefore live;
@@ -46,8 +56,29 @@
 #include "siam_checkpoint.h"
 #include "siam_error.h"
 
-/* Distinct worker names the averaging keeps (joined or reported): RESOURCE_EXHAUSTED beyond. */
-#define SIAM_AVERAGING_MAX_WORKERS 1024
+/* Distinct worker names the averaging keeps (joined, reported or streaming): beyond, a new name
+ * is RESOURCE_EXHAUSTED. Names quiet for the expiry time (no call waiting, no Train stream, no
+ * report in the open round, not live, not seen for siam_averaging_expiry seconds; default
+ * max(10 x sync_timeout, SIAM_AVERAGING_DEFAULT_EXPIRY)) are forgotten when a new name comes,
+ * so invented names cannot lock real workers out for longer than that. The table's fill is
+ * logged at 50/75/90/100 % and refused names once per 5 s with a count. A forgotten worker that
+ * comes back is new, as after a restart. */
+#define SIAM_AVERAGING_MAX_WORKERS    1024
+#define SIAM_AVERAGING_DEFAULT_EXPIRY 600.0
+
+/* Largest samples (averaging weight) one report may carry: INVALID_ARGUMENT above. A report's
+ * samples are the pairs the worker trained since it last synced; 2^32 of them is days of
+ * training at the fastest rate a worker reaches, so a larger value is a bug or an attack. The
+ * bound also keeps the arithmetic exact: SIAM_AVERAGING_MAX_WORKERS reports of at most 2^32
+ * sum to at most 2^42, far from wrapping a uint64 and exact in a double (2^53). */
+#define SIAM_AVERAGING_MAX_SAMPLES (UINT64_C(1) << 32)
+
+/* A report's weight in the mean is capped at this many times the median weight of its round
+ * (the lower median for an even count), with a warning naming the worker: one worker that
+ * claims far more samples than its peers does not silently become the whole average. Workers
+ * that sync every K steps report about K x batch pairs each, so honest weights differ by the
+ * ratio of batch sizes, well below 10. */
+#define SIAM_AVERAGING_WEIGHT_CAP 10
 
 typedef struct siam_averaging siam_averaging;
 
@@ -73,6 +104,10 @@ typedef struct {
     /* after every closed round (e.g. to checkpoint), outside the lock; may be NULL */
     void (*on_round)(void *ctx, const siam_averaging_answer *a);
     void *round_ctx;
+    /* 1 when the caller of a waiting call has gone (siam-server: siam_rpc_reply_cancelled), so
+     * that a join whose caller gave up does not count towards min_workers; may be NULL (every
+     * caller counts). Called under the averaging's lock: it must not call back in here. */
+    int (*gone)(void *waiter);
 } siam_averaging_config;
 
 typedef struct {
@@ -89,8 +124,9 @@ int siam_averaging_create(siam_averaging **out, const siam_averaging_config *cfg
 void siam_averaging_free(siam_averaging *a);
 
 /* Sets the global model when there is none yet (from --model, --resume or the first worker's
- * join). SIAM_ERR_MISMATCH naming both specs when a different one is already set; SIAM_OK
- * without change when the same spec is. */
+ * join). SIAM_ERR_ARG naming the first parameter that is NaN or infinite (a model that is not
+ * finite is never adopted); SIAM_ERR_MISMATCH naming both specs when a different one is already
+ * set; SIAM_OK without change when the same spec is. */
 int siam_averaging_set_model(siam_averaging *a, const char *spec, const float *params, size_t n,
                              uint64_t round, siam_error *err);
 int siam_averaging_has_model(siam_averaging *a);
@@ -98,7 +134,8 @@ int siam_averaging_has_model(siam_averaging *a);
 /* Hands an update over; the waiter is answered exactly once through cfg.reply, possibly before
  * this returns. The caller has validated that params are finite. FAILED_PRECONDITION when the
  * spec differs from the global model's (both named), or when there is no model yet;
- * INVALID_ARGUMENT for a wrong parameter count; ALREADY_EXISTS when this worker name already has
+ * INVALID_ARGUMENT for a wrong parameter count or samples above SIAM_AVERAGING_MAX_SAMPLES;
+ * ALREADY_EXISTS when this worker name already has
  * another report in the open round; UNAVAILABLE after shutdown; ABORTED for a call whose report
  * was sent again on another call (see the restart rules above). */
 void siam_averaging_submit(siam_averaging *a, const siam_averaging_update *u, void *waiter);
@@ -118,10 +155,16 @@ typedef struct {
     uint64_t version; /* changes whenever the global parameters change */
     int min_workers, joined;
     double sync_timeout;
+    double expiry;     /* seconds after which quiet workers are forgotten */
+    size_t known;      /* worker names known now */
     char waiting[128]; /* "waiting for 1 more worker (1 of 2)" or "" */
 } siam_averaging_info;
 
 void siam_averaging_get_info(siam_averaging *a, siam_averaging_info *out);
+
+/* The expiry time of quiet workers (see SIAM_AVERAGING_MAX_WORKERS); seconds <= 0 is ignored. */
+void siam_averaging_set_expiry(siam_averaging *a, double seconds);
+double siam_averaging_expiry(siam_averaging *a);
 
 /* Per worker, for Status: live now, and the last round its parameters went into. 0 when the
  * worker never called SyncWeights (then *live and *last_round are 0). */

@@ -106,7 +106,11 @@ static int initial_model(const config *c, siam_service *svc, siam_error *err) {
         if (rc)
             return rc;
         rc = siam_service_set_model(svc, ck.spec, ck.params, ck.n_params, ck.round, ck.step, err);
-        if (!rc)
+        if (rc) { /* name the file: the service does not know where the parameters came from */
+            char why[SIAM_ERROR_MSG_MAX];
+            snprintf(why, sizeof why, "%s", err->msg);
+            siam_error_set(err, rc, "--resume %s: %s", c->resume, why);
+        } else
             LOG_INFO(COMPONENT, "resumed from %s: round %llu, global step %llu, model %s",
                      c->resume, (unsigned long long)ck.round, (unsigned long long)ck.step, ck.spec);
         siam_checkpoint_free(&ck);
@@ -195,6 +199,11 @@ static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *
     siam_rpc_reply_send(waiter, resp, st);
 }
 
+/* A join whose caller gave up must not count towards --min-workers: the service asks. */
+static int sync_cancelled(void *waiter) {
+    return siam_rpc_reply_cancelled(waiter);
+}
+
 static void sync_weights(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
                          siam_rpc_reply *reply) {
     (void)call;
@@ -232,6 +241,7 @@ static int serve(const config *c, siam_error *err, int *usage) {
     if (rc)
         return rc;
     checkpointer ck = {.c = c, .svc = svc};
+    siam_service_set_sync_cancelled(svc, sync_cancelled);
     pthread_mutex_init(&ck.lock, NULL);
     /* a checkpoint path that cannot be written fails at start, not at the first round */
     if (c->checkpoint && (rc = siam_atomic_check_writable(c->checkpoint, err))) {

@@ -33,11 +33,16 @@ struct siam_service {
     uint64_t global_step; /* batches answered, all workers */
     siam_worker_record workers[SIAM_SERVICE_MAX_WORKERS];
     int n_workers;
+    int table_level;        /* fill thresholds of the worker table logged (0..4) */
+    double refused_logged;  /* siam_now() of the last "not listed" line */
+    unsigned refused_since; /* names not listed since that line */
 
     /* weight averaging and the global model (siam_service_start_averaging); NULL before */
     siam_averaging *avg;
     /* how SyncWeights answers reach their caller (siam-server: siam_rpc_reply_send) */
     void (*sync_reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st);
+    /* whether a SyncWeights caller has gone (siam-server: siam_rpc_reply_cancelled); may be NULL */
+    int (*sync_cancelled)(void *waiter);
     /* the global model in inference mode, for Similarity with images; guarded by model_lock */
     pthread_mutex_t model_lock;
     siam_model *model;
@@ -314,17 +319,59 @@ static int validate_batch(const Siam__V1__EmbeddingBatch *b, const siam_train_st
 _Static_assert(sizeof(((siam_worker_record *)0)->id) == sizeof(((siam_train_stream *)0)->worker_id),
                "worker names are copied between the stream and the worker table");
 
-/* The record of worker `id` in the table, added if new and there is room; NULL when full.
- * Caller holds svc->lock. */
-static siam_worker_record *worker_record(siam_service *svc, const char *id) {
+/* The record of worker `id` in the table, added if new. When the table is full, the record
+ * quiet longest is reused if it is quiet for longer than the averaging's expiry (not seen by
+ * Train or SyncWeights and not live in the averaging, see SIAM_AVERAGING_MAX_WORKERS);
+ * otherwise NULL, with a warning at most every 5 s counting the names not listed. The fill is
+ * logged at 50/75/90/100 %. Caller holds svc->lock (the averaging's lock is taken inside). */
+static siam_worker_record *worker_record(siam_service *svc, const char *id, double now) {
     for (int i = 0; i < svc->n_workers; i++)
         if (strcmp(svc->workers[i].id, id) == 0)
             return &svc->workers[i];
-    if (svc->n_workers >= SIAM_SERVICE_MAX_WORKERS)
-        return NULL;
-    siam_worker_record *w = &svc->workers[svc->n_workers++];
+    siam_worker_record *w = NULL;
+    if (svc->n_workers < SIAM_SERVICE_MAX_WORKERS) {
+        w = &svc->workers[svc->n_workers++];
+        static const int pct[4] = {50, 75, 90, 100};
+        while (svc->table_level < 4 &&
+               svc->n_workers * 100 >= pct[svc->table_level] * SIAM_SERVICE_MAX_WORKERS) {
+            LOG_WARN("service",
+                     "Status worker table at %d%%: %d of %d names (the newest '%s'); names quiet "
+                     "for longer than the expiry are replaced, beyond that new names are not "
+                     "listed",
+                     pct[svc->table_level], svc->n_workers, SIAM_SERVICE_MAX_WORKERS, id);
+            svc->table_level++;
+        }
+    } else {
+        double expiry = svc->avg ? siam_averaging_expiry(svc->avg) : SIAM_AVERAGING_DEFAULT_EXPIRY;
+        for (int i = 0; i < svc->n_workers; i++) {
+            siam_worker_record *r = &svc->workers[i];
+            int live = 0;
+            uint64_t last_round = 0;
+            if (now - r->last_seen <= expiry || (w && r->last_seen >= w->last_seen))
+                continue;
+            if (svc->avg)
+                siam_averaging_worker(svc->avg, r->id, &live, &last_round);
+            if (!live)
+                w = r;
+        }
+        if (!w) {
+            svc->refused_since++;
+            if (svc->refused_logged == 0 || now - svc->refused_logged >= 5.0) {
+                LOG_WARN("service",
+                         "Status worker table full (%d names, none quiet for %g s): %u new "
+                         "name(s) not listed since the last such line, the latest '%s'",
+                         SIAM_SERVICE_MAX_WORKERS, expiry, svc->refused_since, id);
+                svc->refused_logged = now;
+                svc->refused_since = 0;
+            }
+            return NULL;
+        }
+        LOG_DEBUG("service", "Status lists %s in place of %s (not seen for %g s)", id, w->id,
+                  now - w->last_seen);
+    }
     memset(w, 0, sizeof *w);
     snprintf(w->id, sizeof w->id, "%s", id);
+    w->last_seen = now;
     return w;
 }
 
@@ -403,7 +450,7 @@ int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *
     double now = siam_now();
     pthread_mutex_lock(&svc->lock);
     svc->global_step++;
-    siam_worker_record *w = worker_record(svc, id);
+    siam_worker_record *w = worker_record(svc, id, now);
     if (w) {
         w->last_seen = now;
         w->pairs_trained += (uint64_t)B;
@@ -450,13 +497,24 @@ static void sync_answer(void *waiter, const siam_averaging_answer *a) {
     free(c);
 }
 
+/* cfg.gone of the averaging: whether the caller of a waiting SyncWeights call has gone. */
+static int sync_gone(void *waiter) {
+    sync_call *c = waiter;
+    return c->svc->sync_cancelled && c->svc->sync_cancelled(c->waiter);
+}
+
+void siam_service_set_sync_cancelled(siam_service *svc, int (*cancelled)(void *waiter)) {
+    svc->sync_cancelled = cancelled;
+}
+
 int siam_service_start_averaging(
     siam_service *svc, int min_workers, double sync_timeout,
     void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
     void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err) {
     if (!svc || !reply)
         return siam_error_set(err, SIAM_ERR_ARG, "averaging needs a service and a reply function");
-    siam_averaging_config cfg = {min_workers, sync_timeout, sync_answer, on_round, round_ctx};
+    siam_averaging_config cfg = {min_workers, sync_timeout, sync_answer,
+                                 on_round,    round_ctx,    sync_gone};
     svc->sync_reply = reply;
     return siam_averaging_create(&svc->avg, &cfg, err);
 }
@@ -548,6 +606,12 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
                             strlen(u->model_spec), SIAM_SPEC_MAX);
     else if (u->n_params == 0)
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "params is empty");
+    else if (u->samples > SIAM_AVERAGING_MAX_SAMPLES)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                            "samples is %llu, expected at most %llu (the pairs trained since the "
+                            "last sync)",
+                            (unsigned long long)u->samples,
+                            (unsigned long long)SIAM_AVERAGING_MAX_SAMPLES);
     else
         check_finite("params", u->params, u->n_params, 1, &st);
     /* the spec as the averaging knows specs: canonical ("mlp", extra spaces), when it parses;
@@ -572,7 +636,7 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
     }
     double now = siam_now();
     pthread_mutex_lock(&svc->lock);
-    siam_worker_record *w = worker_record(svc, id);
+    siam_worker_record *w = worker_record(svc, id, now);
     if (w)
         w->last_seen = now;
     pthread_mutex_unlock(&svc->lock);

@@ -64,15 +64,23 @@ int siam_service_start_averaging(
     void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
     void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err);
 
+/* How the service learns that the caller of a waiting SyncWeights call has gone (siam-server:
+ * siam_rpc_reply_cancelled on the waiter it passed): such a join stops counting towards
+ * min_workers (siam_averaging.h). Set before the first SyncWeights call; NULL = never. */
+void siam_service_set_sync_cancelled(siam_service *svc, int (*cancelled)(void *waiter));
+
 /* Sets the global model (siam-server --model or --resume) before any worker joins. The spec is
- * checked by building the model; n must be its parameter count. */
+ * checked by building the model; n must be its parameter count; every parameter must be finite
+ * (SIAM_ERR_ARG naming the first that is not: a checkpoint written from a poisoned round is
+ * refused, not served). */
 int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
                            uint64_t round, uint64_t global_step, siam_error *err);
 
 /* One SyncWeights call (WeightsUpdate -> GlobalWeights), answered through the reply function given
  * to siam_service_start_averaging (waiter passed back), now or when the round closes. Validates:
- * worker_id non-empty, model_spec a model spec, params non-empty and finite (INVALID_ARGUMENT
- * naming the field); then siam_averaging_submit's rules. */
+ * worker_id non-empty, model_spec a model spec, params non-empty and finite, samples at most
+ * SIAM_AVERAGING_MAX_SAMPLES (INVALID_ARGUMENT naming the field); then siam_averaging_submit's
+ * rules. */
 void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *waiter);
 
 /* One EmbeddingBatch -> one BatchResult. Validates: dim in 1..SIAM_SERVICE_MAX_DIM and equal to
@@ -85,7 +93,9 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
  * neither the worker table nor ts, except that the first decoded batch names the stream
  * (ts->worker_id) even if it fails. Worker names ("" = "anonymous") are stored as valid UTF-8
  * without control characters ('?' replaces the rest), cut to 127 bytes at a character
- * boundary; when the table is full, new workers train but are not listed. */
+ * boundary; when the table is full, new workers train but are not listed, unless a listed
+ * worker has been quiet for longer than the averaging's expiry (siam_averaging_expiry): it makes
+ * room. */
 int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *req, size_t len,
                        siam_rpc_buf *resp, siam_rpc_status *st);
 

@@ -103,6 +103,10 @@ typedef void (*siam_rpc_deferred_fn)(void *ctx, const siam_rpc_call_info *call, 
  * st's code and message. The reply is gone afterwards. If the client has given up meanwhile,
  * the answer is dropped. */
 void siam_rpc_reply_send(siam_rpc_reply *reply, siam_rpc_buf *resp, const siam_rpc_status *st);
+/* 1 once the caller of a pending deferred call has gone (cancelled it, its deadline passed, its
+ * connection broke): whatever is sent will be dropped. 0 while the caller still waits. The
+ * reply stays valid, and must still be sent, until siam_rpc_reply_send. Thread-safe. */
+int siam_rpc_reply_cancelled(const siam_rpc_reply *reply);
 
 /* Bidirectional stream that answers every request message with one response, in order. The rpc
  * layer reads the next request only after the previous response has been sent, so one stream

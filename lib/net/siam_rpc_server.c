@@ -32,6 +32,7 @@
 enum tag_kind {
     T_UNARY_NEW,
     T_UNARY_DONE,
+    T_UNARY_CLOSE, /* a deferred call's RECV_CLOSE_ON_SERVER, started when it arrives */
     T_STREAM_NEW,
     T_STREAM_MD,
     T_STREAM_CLOSE,
@@ -182,6 +183,12 @@ typedef struct {
     grpc_byte_buffer *payload;
     grpc_byte_buffer *resp;
     int cancelled;
+    /* deferred calls learn early that their caller went away (siam_rpc_reply_cancelled): their
+     * RECV_CLOSE_ON_SERVER (t_close) is started when they arrive, not with the answer. Then the
+     * context is freed once the reply was sent and t_close and t_done are both back; guarded
+     * by srv->lock */
+    struct tag t_close;
+    int watching, tags, replied, gone;
 } unary_call;
 
 static void arm_unary(siam_rpc_server *s, method *m);
@@ -195,6 +202,29 @@ static void unary_free(unary_call *c) {
     if (c->call)
         grpc_call_unref(c->call);
     free(c);
+}
+
+/* One of the call's tags is back (or was never handed out): frees the call when it was the last
+ * and, for a watched deferred call, the reply has been sent. */
+static void unary_tag_back(unary_call *c) {
+    siam_rpc_server *s = c->srv;
+    int last = 1;
+    pthread_mutex_lock(&s->lock);
+    if (c->watching)
+        last = --c->tags == 0 && c->replied;
+    pthread_mutex_unlock(&s->lock);
+    if (last) {
+        call_ended(s);
+        unary_free(c);
+    }
+}
+
+/* A deferred call's t_close is back: the call is over, cancelled if its caller went away. */
+static void unary_closed(unary_call *c) {
+    pthread_mutex_lock(&c->srv->lock);
+    c->gone = c->cancelled != 0;
+    pthread_mutex_unlock(&c->srv->lock);
+    unary_tag_back(c);
 }
 
 /* Sends the answer (or the status) of a unary call and frees resp. */
@@ -214,14 +244,15 @@ static void unary_answer(unary_call *c, siam_rpc_buf *resp, const siam_rpc_statu
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = (grpc_status_code)st->code;
     ops[n++].data.send_status_from_server.status_details = &details;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    if (!c->watching) { /* a watched call has it out already (one per call) */
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    }
     grpc_call_error e = grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_done, NULL);
     grpc_slice_unref(details);
     if (e != GRPC_CALL_OK) {
         LOG_ERROR(COMPONENT, "%s: cannot answer: %s", c->m->path, grpc_call_error_to_string(e));
-        call_ended(c->srv);
-        unary_free(c);
+        unary_tag_back(c);
     }
 }
 
@@ -251,6 +282,22 @@ static void unary_new(unary_call *c, int success) {
                             "%s: out of memory reading a request of %zu bytes", c->m->path,
                             grpc_byte_buffer_length(c->payload));
     else if (c->m->deferred) {
+        /* watch for the caller going away while the answer is pending */
+        c->t_close = (struct tag){T_UNARY_CLOSE, c};
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op.data.recv_close_on_server.cancelled = &c->cancelled;
+        pthread_mutex_lock(&s->lock);
+        c->watching = 1;
+        c->tags = 1;
+        pthread_mutex_unlock(&s->lock);
+        if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
+            pthread_mutex_lock(&s->lock);
+            c->watching = 0; /* unwatched: the answer's batch receives the close */
+            c->tags = 0;
+            pthread_mutex_unlock(&s->lock);
+        }
         /* the handler answers with siam_rpc_reply_send, now or from another thread later */
         c->m->deferred(c->m->ctx, &info, req.data, req.len, (siam_rpc_reply *)c);
         siam_rpc_buf_free(&req);
@@ -265,12 +312,24 @@ static void unary_new(unary_call *c, int success) {
 
 void siam_rpc_reply_send(siam_rpc_reply *reply, siam_rpc_buf *resp, const siam_rpc_status *st) {
     siam_rpc_buf empty = {0};
-    unary_answer((unary_call *)reply, resp ? resp : &empty, st);
+    unary_call *c = (unary_call *)reply;
+    pthread_mutex_lock(&c->srv->lock);
+    c->replied = 1;
+    c->tags += c->watching; /* t_done */
+    pthread_mutex_unlock(&c->srv->lock);
+    unary_answer(c, resp ? resp : &empty, st);
+}
+
+int siam_rpc_reply_cancelled(const siam_rpc_reply *reply) {
+    unary_call *c = (unary_call *)reply;
+    pthread_mutex_lock(&c->srv->lock);
+    int gone = c->gone;
+    pthread_mutex_unlock(&c->srv->lock);
+    return gone;
 }
 
 static void unary_done(unary_call *c) {
-    call_ended(c->srv);
-    unary_free(c);
+    unary_tag_back(c);
 }
 
 static void arm_unary(siam_rpc_server *s, method *m) {
@@ -622,6 +681,9 @@ static void *cq_thread(void *arg) {
             break;
         case T_UNARY_DONE:
             unary_done(t->owner);
+            break;
+        case T_UNARY_CLOSE:
+            unary_closed(t->owner);
             break;
         case T_STREAM_NEW:
         case T_STREAM_MD:
