@@ -58,11 +58,9 @@ static int call_window_run(void *arg, double *units) {
 int bench_call_rate(int (*fn)(void *), void *ctx, int reps, double *rate) {
     call_window w = {fn, ctx, 1};
     double el = 0;
-    int rc = 0;
     for (;;) { /* warm-up: double the window until it lasts 50 ms */
-        double t0 = siam_now();
-        for (long i = 0; i < w.inner && !rc; i++)
-            rc = fn(ctx);
+        double units, t0 = siam_now();
+        int rc = call_window_run(&w, &units);
         el = siam_now() - t0;
         if (rc)
             return rc;
