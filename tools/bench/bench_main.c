@@ -1,0 +1,112 @@
+/* bench_main.c: siam-bench's command line; each suite reports its own figures.
+ *   local       OpenBLAS sgemm at the shapes the models use and the local training rate (both
+ *               forward passes + backward + Adam, no network) of each model (the default);
+ *   head        the server's loss head alone on one thread: the contrastive loss and its
+ *               gradients, and the whole Train request path (decode, validate, compute, encode);
+ *   similarity  a load generator for siam-server's Similarity: N callers, each with its own
+ *               channel, sending one pre-encoded request back to back;
+ *   load        siam-server under sustained mixed load: concurrent Train streams (one thread
+ *               each) and Similarity callers for a timed window after a warm-up; calls, failures
+ *               and latency percentiles per RPC, and the server's RSS sampled every second. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench_stats.h"
+#include "bench_suites.h"
+#include "siam_dataset.h"
+#include "siam_options.h"
+#include "siam_service.h"
+
+int main(int argc, char **argv) {
+    bench_config c = {.suite = "local",
+                      .data = SIAM_DATA_DIR_DEFAULT,
+                      .server = "127.0.0.1:50051",
+                      .reps = 5,
+                      .scale = 1,
+                      .batch = 0,
+                      .dim = 128,
+                      .callers = 4,
+                      .pairs = 1,
+                      .seconds = 0.0f,
+                      .only = "all",
+                      .streams = 32,
+                      .warmup = 5.0f,
+                      .channels = "connections"};
+    const siam_option opts[] = {
+        {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0, "local|head|similarity|load", NULL,
+         "local: sgemm + local training; head: the server's loss head on one thread; "
+         "similarity: Similarity load on a siam-server; load: Train streams + Similarity "
+         "callers at once on a siam-server, with its RSS"},
+        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "local: Fashion-MNIST directory"},
+        {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
+         "local: OpenBLAS threads (0 = library default)"},
+        {"reps", SIAM_OPT_INT, &c.reps, 1, BENCH_MAX_REPS, NULL, "N",
+         "timed repeats per figure (median)"},
+        {"scale", SIAM_OPT_INT, &c.scale, 1, 100, NULL, "K",
+         "local: multiply the steps per training timing by K"},
+        {"only", SIAM_OPT_CHOICE, &c.only, 0, 0, "all|sgemm|train", NULL,
+         "local: which figures to take"},
+        {"batch", SIAM_OPT_INT, &c.batch, 0, 65536, NULL, "B",
+         "head: pairs per batch (0 = 857); load: pairs per Train batch (0 = 128)"},
+        {"dim", SIAM_OPT_INT, &c.dim, 1, SIAM_SERVICE_MAX_DIM, NULL, "D",
+         "head, similarity, load: embedding dimension"},
+        {"server", SIAM_OPT_STRING, &c.server, 0, 0, NULL, "ADDR", "similarity, load: siam-server"},
+        {"callers", SIAM_OPT_INT, &c.callers, 0, 1024, NULL, "N",
+         "similarity (>= 1), load: concurrent Similarity callers, one thread each"},
+        {"pairs", SIAM_OPT_INT, &c.pairs, 1, 65536, NULL, "P",
+         "similarity: pairs per request (load cycles through 1, 10, 100 and 1000)"},
+        {"seconds", SIAM_OPT_FLOAT, &c.seconds, 0, 3600, NULL, "S",
+         "similarity, load: length of the timed window (0 = 10 for similarity, 60 for load)"},
+        {"streams", SIAM_OPT_INT, &c.streams, 0, 1024, NULL, "N",
+         "load: concurrent Train streams, one thread each"},
+        {"warmup", SIAM_OPT_FLOAT, &c.warmup, 0, 600, NULL, "S",
+         "load: seconds of load before the timed window, not counted"},
+        {"channels", SIAM_OPT_CHOICE, &c.channels, 0, 0, "connections|per-thread|shared", NULL,
+         "load: a channel and a connection per thread (as separate workers), a channel per "
+         "thread (gRPC puts them on one connection), or one channel for all threads"},
+        {"server-pid", SIAM_OPT_INT, &c.server_pid, 0, 2147483647, NULL, "PID",
+         "load: sample this process's RSS (/proc/PID/status) every second; 0 = do not"},
+        {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL,
+         "head, similarity, load: also print the figures as one JSON line"},
+    };
+    int rc = siam_options_main(
+        BENCH_PROG, SIAM_VERSION,
+        "Benchmarks, as medians. --suite local: sgemm GFLOP/s at the models' shapes and local "
+        "training\npairs/s; head: the loss head alone (pairs/s); similarity: Similarity "
+        "requests/s and\nlatency percentiles from concurrent callers (exit 1 if any call fails).\n"
+        "load: --streams Train streams (batch x dim random finite floats) and --callers "
+        "Similarity callers\n(1/10/100/1000 pairs per request, in turn) against --server for "
+        "--warmup + --seconds;\nreports calls, failures (each printed), latency p50/p90/p99/max "
+        "per RPC, throughput, and\nwith --server-pid the server's RSS every second: first/median/"
+        "last/max after the warm-up\nand 'flat' when last <= first + max(10%, 16 MB) and the "
+        "second half's median is not\nabove the first half's by more; exit 1 if a call failed, "
+        "a stream or caller made no progress, or\nStatus does not answer afterwards.\n"
+        "Output: one 'kind name value unit' line per figure.",
+        opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (strcmp(c.suite, "head") == 0) {
+        if (!c.batch)
+            c.batch = 857;
+        return bench_suite_head(&c);
+    }
+    if (strcmp(c.suite, "similarity") == 0) {
+        if (c.callers < 1) {
+            fprintf(stderr, BENCH_PROG ": --suite similarity needs --callers 1 or more\n");
+            return 2;
+        }
+        if (c.seconds <= 0)
+            c.seconds = 10.0f;
+        return bench_suite_similarity(&c);
+    }
+    if (strcmp(c.suite, "load") == 0) {
+        if (c.seconds <= 0)
+            c.seconds = 60.0f;
+        if (c.streams + c.callers < 1) {
+            fprintf(stderr, BENCH_PROG ": --suite load needs --streams or --callers above 0\n");
+            return 2;
+        }
+        return bench_suite_load(&c);
+    }
+    return bench_suite_local(&c);
+}

@@ -1,0 +1,30 @@
+/* bench_suites.h: siam-bench's settings and the entry point of each suite. */
+#ifndef BENCH_SUITES_H
+#define BENCH_SUITES_H
+
+#define BENCH_PROG "siam-bench"
+
+/* The command line, after bench_main has filled in each suite's defaults. */
+typedef struct {
+    const char *suite, *data, *server;
+    int threads, reps, scale, json;
+    int batch, dim, callers, pairs;
+    float seconds;
+    const char *only;
+    int streams, server_pid; /* load */
+    float warmup;
+    const char *channels;
+} bench_config;
+
+/* Each returns the process's exit code: 0, 1 (a failure), 2 (a bad command line). */
+
+/* sgemm GFLOP/s at the models' shapes and local training pairs/s (bench_local.c) */
+int bench_suite_local(const bench_config *c);
+/* the server's loss head alone, in process (bench_head.c) */
+int bench_suite_head(const bench_config *c);
+/* Similarity load from concurrent callers on a siam-server (bench_similarity.c) */
+int bench_suite_similarity(const bench_config *c);
+/* Train streams and Similarity callers at once on a siam-server, and its RSS (bench_load.c) */
+int bench_suite_load(const bench_config *c);
+
+#endif
