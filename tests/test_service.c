@@ -1,6 +1,6 @@
 /* test_service: the server's request path (server/siam_service) called with encoded protobuf
- * requests, as siam-server's gRPC methods call it. Train answers equal lib/nn/siam_loss bit for bit,
- * the loss matches an independent double-precision reference, the gradients match finite
+ * requests, as siam-server's gRPC methods call it. Train answers equal lib/nn/siam_loss bit for
+ * bit, the loss matches an independent double-precision reference, the gradients match finite
  * differences of the loss the service itself reports; every malformed request gets
  * INVALID_ARGUMENT naming the field and the value, and the service keeps answering afterwards;
  * Similarity, Status and Health by hand; several threads at once. */
@@ -13,6 +13,7 @@
 #include "siam_loss.h"
 #include "siam_rng.h"
 #include "siam_service.h"
+#include "siam_wire.h"
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "siam/v1/siam.pb-c.h"
@@ -763,7 +764,7 @@ static void test_status_health(void) {
     CHECK(rc == SIAM_RPC_OK &&
               serving == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
           "health '': %s %d", st.msg, serving);
-    rc = health(&svc, "siam.v1.Siamese", &serving, &st);
+    rc = health(&svc, SIAM_WIRE_SERVICE, &serving, &st);
     CHECK(rc == SIAM_RPC_OK &&
               serving == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
           "health siam.v1.Siamese: %s %d", st.msg, serving);

@@ -336,9 +336,11 @@ static void probe_destruct(void *user_data) {
 }
 
 /* Connects once to target. 1 when the server speaks TLS and sent a certificate (*leaf_pem gets
- * it, malloc'd, or NULL), 0 otherwise (not TLS, gone, or no answer within timeout_s). */
-static int tls_probe(const char *target, const char *server_name, double timeout_s,
-                     char **leaf_pem) {
+ * it, malloc'd, or NULL), 0 otherwise (not TLS, gone, or no answer within timeout_s). method is
+ * the path the probe's call names: gRPC connects only for a call, but the handshake fails before
+ * the call is sent, so the server never sees it. */
+static int tls_probe(const char *target, const char *server_name, const char *method,
+                     double timeout_s, char **leaf_pem) {
     *leaf_pem = NULL;
     probe_state *p = calloc(1, sizeof *p);
     if (!p)
@@ -371,10 +373,11 @@ static int tls_probe(const char *target, const char *server_name, double timeout
         grpc_channel *chan = grpc_channel_create(target, creds, &cargs);
         grpc_channel_credentials_release(creds);
         grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-        grpc_slice path = grpc_slice_from_static_string("/siam.v1.Siamese/TlsDiagnosis");
+        grpc_slice path = grpc_slice_from_copied_string(method);
         grpc_call *call = chan ? grpc_channel_create_call(chan, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                                           path, NULL, after(timeout_s), NULL)
                                : NULL;
+        grpc_slice_unref(path);
         if (call) {
             grpc_metadata_array trailing;
             grpc_metadata_array_init(&trailing);
@@ -477,9 +480,10 @@ static void explain_server_cert(const siam_rpc_channel *ch, const char *leaf_pem
             c.subject, c.issuer, ch->tls_ca, cas);
 }
 
-/* A call that failed to connect: if TLS is why, st becomes UNAUTHENTICATED "TLS: ..." saying
- * which side refused what (siam_rpc_status_is_permanent then holds). Other failures stay. */
-static void explain_failure(siam_rpc_channel *ch, siam_rpc_status *st, double timeout_s) {
+/* A call to method that failed to connect: if TLS is why, st becomes UNAUTHENTICATED "TLS: ..."
+ * saying which side refused what (siam_rpc_status_is_permanent then holds). Other failures stay. */
+static void explain_failure(siam_rpc_channel *ch, const char *method, siam_rpc_status *st,
+                            double timeout_s) {
     const char *m = st->msg;
     if (st->code != SIAM_RPC_UNAVAILABLE ||
         (!strstr(m, "failed to connect") && !strstr(m, "empty address list")))
@@ -494,7 +498,7 @@ static void explain_failure(siam_rpc_channel *ch, siam_rpc_status *st, double ti
     siam_error e = {0};
     const char *name = strstr(m, "Peer name ");
     if (!ch->tls_ca) {
-        if (closed && tls_probe(ch->target, NULL, timeout_s, &leaf)) {
+        if (closed && tls_probe(ch->target, NULL, method, timeout_s, &leaf)) {
             int parsed = leaf && siam_x509_parse_pem(leaf, 0, &c, &e) == SIAM_OK;
             say(why, sizeof why,
                 "the server at %s requires TLS%s%s%s%s%s: give --tls-ca with the CA "
@@ -509,7 +513,7 @@ static void explain_failure(siam_rpc_channel *ch, siam_rpc_status *st, double ti
         size_t l = end ? (size_t)(end - name) : strcspn(name, " ");
         say(host, sizeof host, "%.*s", (int)(l < sizeof host ? l : sizeof host - 1), name);
         char certnames[SIAM_X509_TEXT_MAX + 8] = "?";
-        if (tls_probe(ch->target, ch->tls_server_name, timeout_s, &leaf) && leaf &&
+        if (tls_probe(ch->target, ch->tls_server_name, method, timeout_s, &leaf) && leaf &&
             siam_x509_parse_pem(leaf, 0, &c, &e) == SIAM_OK)
             say(certnames, sizeof certnames, "%s", c.names[0] ? c.names : c.subject);
         say(why, sizeof why,
@@ -518,7 +522,7 @@ static void explain_failure(siam_rpc_channel *ch, siam_rpc_status *st, double ti
             "--tls-server-name)",
             certnames, host);
     } else if (strstr(m, "certificate verify failed")) {
-        tls_probe(ch->target, ch->tls_server_name, timeout_s, &leaf);
+        tls_probe(ch->target, ch->tls_server_name, method, timeout_s, &leaf);
         explain_server_cert(ch, leaf, why, sizeof why);
     } else if (strstr(m, "wrong version number") || strstr(m, "unknown protocol") ||
                strstr(m, "packet length too long") || strstr(m, "record layer failure")) {
@@ -527,7 +531,7 @@ static void explain_failure(siam_rpc_channel *ch, siam_rpc_status *st, double ti
             "--tls-key?): drop --tls-ca, or start the server with TLS",
             ch->target);
     } else if (closed) {
-        if (tls_probe(ch->target, ch->tls_server_name, timeout_s, &leaf)) {
+        if (tls_probe(ch->target, ch->tls_server_name, method, timeout_s, &leaf)) {
             if (!ch->tls_cert)
                 say(why, sizeof why,
                     "the server requires a client certificate (mutual TLS): give --tls-cert "
@@ -633,7 +637,7 @@ int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, 
         grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (code != GRPC_STATUS_OK) {
             status_from_call(st, code, details);
-            explain_failure(ch, st, timeout_s);
+            explain_failure(ch, method, st, timeout_s);
         } else if (!recv)
             siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "%s: the server sent no answer", method);
         else if (siam_rpc_flatten(recv, resp))
@@ -797,7 +801,7 @@ int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_tim
     /* the server's initial metadata proves it is there and serves the method */
     if (wait_ops(s, OP_MD | OP_RECV_MD, st, "answer to the stream's start")) {
         siam_rpc_stream_free(s);
-        explain_failure(ch, st, op_timeout_s);
+        explain_failure(ch, method, st, op_timeout_s);
         return st->code;
     }
     *out = s;

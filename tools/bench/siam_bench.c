@@ -29,6 +29,7 @@
 #include "siam_service.h"
 #include "siam_tensor.h"
 #include "siam_trainer.h"
+#include "siam_wire.h"
 
 #define PROG "siam-bench"
 
