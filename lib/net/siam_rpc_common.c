@@ -10,6 +10,7 @@
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
 #include <grpc/support/log.h>
+#include <grpc/support/time.h>
 
 #include "siam_auth.h"
 #include "siam_log.h"
@@ -403,4 +404,19 @@ grpc_arg siam_rpc_int_arg(const char *key, int value) {
     a.key = (char *)key;
     a.value.integer = value;
     return a;
+}
+
+gpr_timespec siam_rpc_deadline(double seconds) {
+    if (seconds <= 0)
+        return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_micros((int64_t)(seconds * 1e6), GPR_TIMESPAN));
+}
+
+void siam_rpc_cq_destroy(grpc_completion_queue *cq) {
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
 }
