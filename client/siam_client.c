@@ -19,11 +19,11 @@
 #include "siam_rpc.h"
 #include "siam_tensor.h"
 #include "siam_weight_sync.h"
+#include "siam_wire.h"
 #include "siam_worker.h"
 
 #define COMPONENT        "client"
 #define PROG             "siam-client"
-#define METHOD_STATUS    "/siam.v1.Siamese/Status"
 #define STATUS_TIMEOUT_S 10.0
 
 typedef struct {
@@ -88,7 +88,7 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
     int code;
     char why[256] = "";
     /* a worker may be started before its server: the first call retries like any other */
-    while ((code = siam_rpc_call(ch, METHOD_STATUS, empty, 0, timeout, &resp, &st)) !=
+    while ((code = siam_rpc_call(ch, SIAM_METHOD_STATUS, empty, 0, timeout, &resp, &st)) !=
                SIAM_RPC_OK &&
            siam_retry_again(retry, ch, c->server, "Status", &st, why, sizeof why))
         siam_rpc_buf_free(&resp);
@@ -170,7 +170,7 @@ static int same_settings(void *ctx, char *why, size_t cap) {
     siam_rpc_buf resp = {0};
     siam_rpc_status st = {0};
     double timeout = k->c->timeout < STATUS_TIMEOUT_S ? k->c->timeout : STATUS_TIMEOUT_S;
-    if (siam_rpc_call(k->ch, METHOD_STATUS, empty, 0, timeout, &resp, &st) != SIAM_RPC_OK) {
+    if (siam_rpc_call(k->ch, SIAM_METHOD_STATUS, empty, 0, timeout, &resp, &st) != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);
         return 0; /* not back yet: the attempt fails and is retried */
     }

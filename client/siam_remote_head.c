@@ -8,9 +8,9 @@
 
 #include "siam/v1/siam.pb-c.h"
 #include "siam_log.h"
+#include "siam_wire.h"
 
-#define COMPONENT    "client"
-#define METHOD_TRAIN "/siam.v1.Siamese/Train"
+#define COMPONENT "client"
 
 /* One attempt: opens the stream when there is none, sends the batch, runs idle (once per call:
  * *idled) while the server computes, and receives the answer. Returns the gRPC code (st says
@@ -26,7 +26,7 @@ static int attempt(siam_remote_head *h, const Siam__V1__EmbeddingBatch *req, sia
         h->stream = NULL;
     }
     if (!h->stream) {
-        code = siam_rpc_stream_open(h->ch, METHOD_TRAIN, h->timeout, &h->stream, st);
+        code = siam_rpc_stream_open(h->ch, SIAM_METHOD_TRAIN, h->timeout, &h->stream, st);
         h->opened_after = h->retry ? h->retry->reconnects : 0;
     }
     if (code == SIAM_RPC_OK) {

@@ -8,11 +8,10 @@
 #include "siam/v1/siam.pb-c.h"
 #include "siam_checkpoint.h"
 #include "siam_log.h"
+#include "siam_wire.h"
 
-#define COMPONENT     "sync"
-#define METHOD_SYNC   "/siam.v1.Siamese/SyncWeights"
-#define METHOD_STATUS "/siam.v1.Siamese/Status"
-#define JOIN_POLL_S   10.0 /* a waiting join is retried (and the wait logged) this often */
+#define COMPONENT   "sync"
+#define JOIN_POLL_S 10.0 /* a waiting join is retried (and the wait logged) this often */
 
 /* The server's "waiting for ..." text, or "" (best effort: the join is retried anyway).
  * Returns the Status call's code (st says why it failed). */
@@ -20,7 +19,7 @@ static int server_waiting(siam_weight_sync *s, char *out, size_t cap, siam_rpc_s
     static const uint8_t empty[1];
     siam_rpc_buf resp = {0};
     out[0] = '\0';
-    if (siam_rpc_call(s->ch, METHOD_STATUS, empty, 0, JOIN_POLL_S, &resp, st) != SIAM_RPC_OK) {
+    if (siam_rpc_call(s->ch, SIAM_METHOD_STATUS, empty, 0, JOIN_POLL_S, &resp, st) != SIAM_RPC_OK) {
         siam_rpc_buf_free(&resp);
         return st->code;
     }
@@ -61,7 +60,7 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
     char why[256] = "";
     for (;;) {
         double timeout = samples == 0 ? JOIN_POLL_S : s->timeout;
-        code = siam_rpc_call(s->ch, METHOD_SYNC, buf, len, timeout, &resp, &st);
+        code = siam_rpc_call(s->ch, SIAM_METHOD_SYNC_WEIGHTS, buf, len, timeout, &resp, &st);
         if (code == SIAM_RPC_OK)
             break;
         siam_rpc_buf_free(&resp);

@@ -17,6 +17,7 @@
 #include "siam_rpc.h"
 #include "siam_service.h"
 #include "siam_tensor.h"
+#include "siam_wire.h"
 
 #define COMPONENT "server"
 

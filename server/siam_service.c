@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "siam_log.h"
+#include "siam_wire.h"
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "siam/v1/siam.pb-c.h"
@@ -901,7 +902,7 @@ int siam_service_health(siam_service *svc, const uint8_t *req, size_t len, siam_
     if (!q)
         return st->code;
     const char *name = q->service ? q->service : "";
-    if (name[0] != '\0' && strcmp(name, "siam.v1.Siamese") != 0) {
+    if (name[0] != '\0' && strcmp(name, SIAM_WIRE_SERVICE) != 0) {
         char shown[160];
         copy_name(shown, sizeof shown, name);
         rc = siam_rpc_status_set(st, SIAM_RPC_NOT_FOUND, "unknown service '%s'", shown);

@@ -18,13 +18,6 @@
 /* Similarity with images: most pairs per request (2 x 4096 images are embedded at once). */
 #define SIAM_SERVICE_MAX_IMAGE_PAIRS 4096
 
-/* Full method paths. */
-#define SIAM_METHOD_TRAIN        "/siam.v1.Siamese/Train"
-#define SIAM_METHOD_SIMILARITY   "/siam.v1.Siamese/Similarity"
-#define SIAM_METHOD_SYNC_WEIGHTS "/siam.v1.Siamese/SyncWeights"
-#define SIAM_METHOD_STATUS       "/siam.v1.Siamese/Status"
-#define SIAM_METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
-
 /* The request path's state: loss head settings, the worker table, the averaging and the global
  * model in inference mode. Opaque; thread-safe (every entry point below may be called from any
  * thread at once). */

@@ -5,7 +5,9 @@
 #     (linked to siam_base, which sits below nn) it must fail for want of that header.
 #  2. Every #include "siam_*.h" in lib/, server/, client/ and tools/ names a header of its own
 #     layer or one below it (the table below is CMakeLists.txt's), gRPC headers appear only in
-#     lib/net, and the generated protobuf headers never in lib/.
+#     lib/net, and the wire (the generated protobuf headers, lib/wire's siam_wire.h, a siam
+#     service name or method path) never in lib/: the programs and tools speak the protocol, the
+#     layers below them take paths as parameters.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SIAM_BIN_DIR:?SIAM_BIN_DIR is the build directory}
@@ -31,9 +33,10 @@ declare -A allowed=(
   [lib/eval]="lib/eval lib/nn lib/base"
   [lib/train]="lib/train lib/eval lib/data lib/nn lib/base"
   [lib/net]="lib/net lib/base"
-  [server]="server lib/net lib/eval lib/nn lib/base"
-  [client]="client lib/train lib/eval lib/data lib/nn lib/net lib/base"
-  [tools/bench]="tools/bench server lib/train lib/eval lib/data lib/nn lib/net lib/base"
+  [lib/wire]="lib/wire"
+  [server]="server lib/wire lib/net lib/eval lib/nn lib/base"
+  [client]="client lib/wire lib/train lib/eval lib/data lib/nn lib/net lib/base"
+  [tools/bench]="tools/bench server lib/wire lib/train lib/eval lib/data lib/nn lib/net lib/base"
 )
 checked=0
 for dir in "${!allowed[@]}"; do
@@ -42,7 +45,7 @@ for dir in "${!allowed[@]}"; do
     rel=${f#"$root"/}
     while IFS= read -r hdr; do
       found=""
-      for d in lib/base lib/nn lib/data lib/eval lib/train lib/net server client tools/bench; do
+      for d in lib/base lib/nn lib/data lib/eval lib/train lib/net lib/wire server client tools/bench; do
         [ -f "$root/$d/$hdr" ] && found=$d
       done
       [ -n "$found" ] || continue # generated or system header
@@ -52,8 +55,11 @@ for dir in "${!allowed[@]}"; do
     if [ "$dir" != lib/net ] && grep -qE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]grpc/(grpc|support|byte_buffer|slice)' "$f"; then
       fail "$rel includes a gRPC header: only lib/net may"
     fi
-    if [[ $dir == lib/* ]] && grep -qE '\.pb-c\.h"' "$f"; then
+    if [[ $dir == lib/* && $dir != lib/wire ]] && grep -qE '\.pb-c\.h"' "$f"; then
       fail "$rel includes generated protobuf code: lib/ does not know the wire"
+    fi
+    if [[ $dir == lib/* && $dir != lib/wire ]] && grep -qE '"/?(siam\.v1\.|grpc\.health\.v1\.)' "$f"; then
+      fail "$rel names a service or method of the wire ($(grep -oE '"/?(siam\.v1\.|grpc\.health\.v1\.)[^"]*' "$f" | head -1)\"): lib/ takes paths from its callers"
     fi
   done
 done

@@ -1,10 +1,13 @@
 /* test_proto: the wire contract's generated code (protoc-c, built at build time) round-trips a
- * training batch bit-exactly, with the field names DESIGN.md fixes, and refuses garbage. */
+ * training batch bit-exactly, with the field names DESIGN.md fixes, and refuses garbage; the
+ * paths of siam_wire.h are methods of its services. */
 #include "test_util.h"
 
 #include <string.h>
 
+#include "grpc/health/v1/health.pb-c.h"
 #include "siam/v1/siam.pb-c.h"
+#include "siam_wire.h"
 
 int main(void) {
     float left[6] = {0.1f, -2.5f, 3e-8f, 1.0f, 0.0f, -0.0f}, right[6] = {1, 2, 3, 4, 5, 6};
@@ -46,5 +49,33 @@ int main(void) {
             found |= strcmp(svc->methods[k].name, methods[i]) == 0;
         CHECK(found, "method %s in the service", methods[i]);
     }
+
+    /* siam_wire.h names what the .proto files define: every path is "/" service "/" a method of
+     * that service, and every method of the services has its path */
+    CHECK(strcmp(SIAM_WIRE_SERVICE, svc->name) == 0, "SIAM_WIRE_SERVICE %s", SIAM_WIRE_SERVICE);
+    const ProtobufCServiceDescriptor *health = &grpc__health__v1__health__descriptor;
+    CHECK(strcmp(SIAM_WIRE_HEALTH_SERVICE, health->name) == 0, "SIAM_WIRE_HEALTH_SERVICE %s",
+          SIAM_WIRE_HEALTH_SERVICE);
+    const struct {
+        const char *path;
+        const ProtobufCServiceDescriptor *svc;
+    } paths[] = {{SIAM_METHOD_TRAIN, svc},
+                 {SIAM_METHOD_SIMILARITY, svc},
+                 {SIAM_METHOD_SYNC_WEIGHTS, svc},
+                 {SIAM_METHOD_STATUS, svc},
+                 {SIAM_METHOD_HEALTH_CHECK, health}};
+    int n_paths = (int)(sizeof paths / sizeof paths[0]);
+    for (int i = 0; i < n_paths; i++) {
+        char prefix[128];
+        snprintf(prefix, sizeof prefix, "/%s/", paths[i].svc->name);
+        int found = 0;
+        if (strncmp(paths[i].path, prefix, strlen(prefix)) == 0)
+            for (unsigned k = 0; k < paths[i].svc->n_methods; k++)
+                found |= strcmp(paths[i].svc->methods[k].name, paths[i].path + strlen(prefix)) == 0;
+        CHECK(found, "%s is a method of %s", paths[i].path, paths[i].svc->name);
+    }
+    CHECK(svc->n_methods == 4 && health->n_methods == 1,
+          "siam_wire.h has a path for every method (%u + %u methods)", svc->n_methods,
+          health->n_methods);
     return tu_finish();
 }

@@ -23,6 +23,7 @@
 #include "siam_service.h"
 #include "siam_trainer.h"
 #include "siam_weight_sync.h"
+#include "siam_wire.h"
 
 #define SPEC       "in=28x28x1 dense16 relu dropout0.2 dense8"
 #define BATCH      24

@@ -13,6 +13,7 @@
 #include "siam_loss.h"
 #include "siam_rng.h"
 #include "siam_service.h"
+#include "siam_wire.h"
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "siam/v1/siam.pb-c.h"
@@ -763,7 +764,7 @@ static void test_status_health(void) {
     CHECK(rc == SIAM_RPC_OK &&
               serving == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
           "health '': %s %d", st.msg, serving);
-    rc = health(svc, "siam.v1.Siamese", &serving, &st);
+    rc = health(svc, SIAM_WIRE_SERVICE, &serving, &st);
     CHECK(rc == SIAM_RPC_OK &&
               serving == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
           "health siam.v1.Siamese: %s %d", st.msg, serving);

@@ -82,7 +82,7 @@ typedef struct siam_rpc_server siam_rpc_server;
 
 /* What a handler knows about its call. */
 typedef struct {
-    const char *method; /* "/siam.v1.Siamese/Train" */
+    const char *method; /* "/pkg.Service/Method" */
     const char *peer;   /* "ipv4:127.0.0.1:60308" */
 } siam_rpc_call_info;
 
@@ -149,7 +149,7 @@ typedef struct {
  * (an expired certificate, a key readable by others) go to the log. */
 int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *cfg,
                            siam_error *err);
-/* Registers methods by full path ("/siam.v1.Siamese/Similarity"); before start. fn/handler and
+/* Registers methods by full path ("/pkg.Service/Method"); before start. fn/handler and
  * ctx must outlive the server. Calls to paths not registered get UNIMPLEMENTED at once. */
 int siam_rpc_server_add_unary(siam_rpc_server *s, const char *method, siam_rpc_unary_fn fn,
                               void *ctx, siam_error *err);
@@ -204,7 +204,8 @@ typedef struct {
  * server at ADDR requires TLS ...". gRPC 1.51 says only "certificate verify failed" or "Socket
  * closed" for most of these, so to tell them apart this layer connects once more with a TLS
  * check that accepts any certificate, records the server's certificate and hangs up before any
- * byte of a call is sent; the certificate is then compared with tls_ca and the clock. */
+ * byte of a call is sent (gRPC needs a method path to connect: the probe names the failed call's,
+ * which never reaches the server); the certificate is then compared with tls_ca and the clock. */
 int siam_rpc_channel_create_ex(siam_rpc_channel **out, const siam_rpc_channel_config *cfg,
                                siam_error *err);
 /* A plaintext channel without a token: siam_rpc_channel_create_ex with only target and

@@ -4,6 +4,7 @@
 #define SIAM_RPC_INTERNAL_H
 
 #include <grpc/grpc.h>
+#include <grpc/support/time.h>
 
 #include "siam_rpc.h"
 
@@ -16,6 +17,19 @@ grpc_byte_buffer *siam_rpc_take_payload(siam_rpc_buf *b);
 
 /* An integer channel argument. */
 grpc_arg siam_rpc_int_arg(const char *key, int value);
+
+/* The monotonic time seconds from now; never (infinite future) for seconds <= 0. */
+gpr_timespec siam_rpc_deadline(double seconds);
+
+/* Shuts cq down, drains what is left in it and destroys it. */
+void siam_rpc_cq_destroy(grpc_completion_queue *cq);
+
+/* ---- gRPC's own log (siam_rpc_log) ----
+ * Installs the capture of gRPC's log (siam_rpc_init, before grpc_init). core_version is the core
+ * that runs (grpc_version_string()); when it is not the one siam was built against, gRPC's lines
+ * stay out of siam's log (a warning says so once) and this returns 0; else 1. Either way the
+ * TLS lines are kept for the explanations below, scrubbed. */
+int siam_rpc_log_capture(const char *core_version);
 
 /* ---- gRPC's own log lines about TLS ----
  * gRPC 1.51 says what went wrong in a TLS handshake or with a certificate or key only in its log

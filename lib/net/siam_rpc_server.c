@@ -24,7 +24,7 @@
 #include "siam_log.h"
 #include "siam_rpc.h"
 #include "siam_rpc_internal.h"
-#include "siam_x509.h"
+#include "siam_rpc_tls.h"
 
 #define COMPONENT   "rpc"
 #define MAX_METHODS 16
@@ -76,13 +76,8 @@ struct siam_rpc_server {
     int shutting_down, shutdown_done, live_calls;
     struct tag shutdown_tag;
 
-    /* TLS (tls_cert_pem NULL: plaintext): the files' contents and their paths for messages */
-    char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
-    char *tls_cert_path, *tls_key_path, *tls_client_ca_path;
-    int tls_role; /* siam_rpc_tls_server_role is on */
-    /* bearer token */
-    int has_token, secret_slot;
-    siam_auth_secret secret;
+    siam_rpc_server_security sec; /* TLS files and bearer token */
+    int tls_role;                 /* siam_rpc_tls_server_role is on */
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -113,7 +108,7 @@ static void call_ended(siam_rpc_server *s) {
  * (rate-limited) warning naming the method and the peer. */
 static int check_auth(siam_rpc_server *s, const grpc_metadata_array *md, const char *path,
                       grpc_call *call, siam_rpc_status *st) {
-    if (!s->has_token)
+    if (!s->sec.has_token)
         return SIAM_RPC_OK;
     const grpc_metadata *found = NULL;
     int count = 0;
@@ -123,11 +118,11 @@ static int check_auth(siam_rpc_server *s, const grpc_metadata_array *md, const c
             count++;
         }
     siam_auth_result r =
-        count == 0 ? SIAM_AUTH_MISSING
-        : count > 1
-            ? SIAM_AUTH_MALFORMED
-            : siam_auth_check_bearer(&s->secret, (const char *)GRPC_SLICE_START_PTR(found->value),
-                                     GRPC_SLICE_LENGTH(found->value));
+        count == 0  ? SIAM_AUTH_MISSING
+        : count > 1 ? SIAM_AUTH_MALFORMED
+                    : siam_auth_check_bearer(&s->sec.secret,
+                                             (const char *)GRPC_SLICE_START_PTR(found->value),
+                                             GRPC_SLICE_LENGTH(found->value));
     if (r == SIAM_AUTH_OK)
         return SIAM_RPC_OK;
     const char *why =
@@ -713,126 +708,6 @@ static void *cq_thread(void *arg) {
     return NULL;
 }
 
-/* ---- TLS and token ---------------------------------------------------------------------- */
-
-static char *dup_or_null(const char *p, int *oom) {
-    char *d = p ? strdup(p) : NULL;
-    if (p && !d)
-        *oom = 1;
-    return d;
-}
-
-/* Reads and checks the TLS files and takes the token (siam_rpc_server_create). */
-static int load_security(siam_rpc_server *s, const siam_rpc_server_config *cfg, siam_error *err) {
-    if (cfg->auth_token) {
-        size_t len = strlen(cfg->auth_token);
-        if (siam_auth_secret_set(&s->secret, cfg->auth_token, len) != SIAM_OK)
-            return siam_error_set(err, SIAM_ERR_ARG, "the bearer token must be 1 to %d characters",
-                                  SIAM_AUTH_TOKEN_MAX);
-        s->has_token = 1;
-        s->secret_slot = siam_rpc_secret_add(cfg->auth_token, len);
-    }
-    if (!cfg->tls_cert && !cfg->tls_key && !cfg->tls_client_ca)
-        return SIAM_OK;
-    if (!cfg->tls_cert || !cfg->tls_key)
-        return siam_error_set(err, SIAM_ERR_ARG,
-                              "TLS needs both --tls-cert and --tls-key (the server's certificate "
-                              "and its private key)%s",
-                              cfg->tls_client_ca && !cfg->tls_cert && !cfg->tls_key
-                                  ? "; --tls-client-ca only adds client certificates to them"
-                                  : "");
-    int oom = 0;
-    s->tls_cert_path = dup_or_null(cfg->tls_cert, &oom);
-    s->tls_key_path = dup_or_null(cfg->tls_key, &oom);
-    s->tls_client_ca_path = dup_or_null(cfg->tls_client_ca, &oom);
-    if (oom)
-        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
-    char warning[SIAM_ERROR_MSG_MAX];
-    int rc = siam_pem_load("--tls-cert", cfg->tls_cert, SIAM_PEM_CERTIFICATES, &s->tls_cert_pem,
-                           NULL, 0, err);
-    if (!rc)
-        rc = siam_pem_load("--tls-key", cfg->tls_key, SIAM_PEM_PRIVATE_KEY, &s->tls_key_pem,
-                           warning, sizeof warning, err);
-    if (!rc && warning[0])
-        LOG_WARN(COMPONENT, "%s", warning);
-    if (!rc && cfg->tls_client_ca)
-        rc = siam_pem_load("--tls-client-ca", cfg->tls_client_ca, SIAM_PEM_CERTIFICATES,
-                           &s->tls_client_ca_pem, NULL, 0, err);
-    return rc;
-}
-
-/* After binding: what the server presents and asks for, and what will go wrong with it. */
-static void log_security(const siam_rpc_server *s) {
-    if (s->tls_cert_pem) {
-        siam_x509_cert c;
-        siam_error e = {0};
-        if (siam_x509_parse_pem(s->tls_cert_pem, 0, &c, &e) == SIAM_OK) {
-            char until[64], from[64];
-            siam_x509_format_time(c.not_after, until, sizeof until);
-            siam_x509_format_time(c.not_before, from, sizeof from);
-            LOG_INFO(COMPONENT,
-                     "TLS: certificate '%s' (%s) issued by '%s', valid until %s, from %s",
-                     c.subject, c.names[0] ? c.names : "no subjectAltName", c.issuer, until,
-                     s->tls_cert_path);
-            time_t now = time(NULL);
-            if ((int64_t)now > c.not_after)
-                LOG_WARN(COMPONENT,
-                         "TLS: --tls-cert %s expired on %s: every client will refuse it; renew "
-                         "the certificate",
-                         s->tls_cert_path, until);
-            else if ((int64_t)now < c.not_before)
-                LOG_WARN(COMPONENT,
-                         "TLS: --tls-cert %s is valid only from %s: clients will refuse it until "
-                         "then (check the clocks)",
-                         s->tls_cert_path, from);
-            else if (c.not_after - (int64_t)now < 14 * 86400)
-                LOG_WARN(COMPONENT, "TLS: --tls-cert %s expires soon, on %s: renew it",
-                         s->tls_cert_path, until);
-        }
-        if (s->tls_client_ca_pem) {
-            siam_x509_cert ca;
-            char names[SIAM_X509_TEXT_MAX * 2] = "";
-            for (int i = 0; siam_x509_parse_pem(s->tls_client_ca_pem, i, &ca, &e) == SIAM_OK; i++)
-                if (strlen(names) + strlen(ca.subject) + 8 < sizeof names)
-                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'",
-                             i ? ", " : "", ca.subject);
-            LOG_INFO(COMPONENT,
-                     "TLS: mutual TLS: every client must present a certificate signed by %s "
-                     "(--tls-client-ca %s)",
-                     names, s->tls_client_ca_path);
-        } else {
-            LOG_INFO(COMPONENT, "TLS: clients are not asked for certificates (no --tls-client-ca)");
-        }
-    }
-    if (s->has_token)
-        LOG_INFO(COMPONENT, "every call needs the bearer token (the health check too)%s",
-                 s->tls_cert_pem ? "" : "; without TLS it travels in clear text");
-}
-
-/* gRPC refused the TLS files while binding: say which, in terms of the files. */
-static int tls_bind_error(siam_rpc_server *s, siam_error *err) {
-    char lines[1024];
-    siam_rpc_tls_log_get(lines, sizeof lines);
-    if (strstr(lines, "Invalid private key"))
-        return siam_error_set(err, SIAM_ERR_FORMAT,
-                              "--tls-key %s does not match the certificate in --tls-cert %s (or "
-                              "is damaged): give the key the certificate was made for",
-                              s->tls_key_path, s->tls_cert_path);
-    if (strstr(lines, "cert chain"))
-        return siam_error_set(err, SIAM_ERR_FORMAT,
-                              "--tls-cert %s: gRPC cannot load the certificate chain (%s)",
-                              s->tls_cert_path, lines);
-    if (strstr(lines, "root certificate") || strstr(lines, "verification certs"))
-        return siam_error_set(err, SIAM_ERR_FORMAT,
-                              "--tls-client-ca %s: gRPC cannot load CA certificates from it (%s)",
-                              s->tls_client_ca_path ? s->tls_client_ca_path : "?", lines);
-    if (strstr(lines, "secure server") || strstr(lines, "andshaker factory"))
-        return siam_error_set(err, SIAM_ERR_FORMAT,
-                              "gRPC refuses the TLS files --tls-cert %s / --tls-key %s: %s",
-                              s->tls_cert_path, s->tls_key_path, lines);
-    return 0;
-}
-
 /* ---- public API ------------------------------------------------------------------------- */
 
 int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *cfg,
@@ -857,8 +732,7 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
     pthread_cond_init(&s->cond, NULL);
     s->shutdown_tag = (struct tag){T_SHUTDOWN, s};
 
-    s->secret_slot = -1;
-    int rc = load_security(s, cfg, err);
+    int rc = siam_rpc_server_security_load(&s->sec, cfg, err);
     if (rc) {
         siam_rpc_server_free(s);
         return rc;
@@ -956,11 +830,11 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
                                 i ? "," : "", s->methods[i].path);
 
     grpc_server_credentials *creds;
-    if (s->tls_cert_pem) {
-        grpc_ssl_pem_key_cert_pair pair = {s->tls_key_pem, s->tls_cert_pem};
+    if (s->sec.cert_pem) {
+        grpc_ssl_pem_key_cert_pair pair = {s->sec.key_pem, s->sec.cert_pem};
         creds = grpc_ssl_server_credentials_create_ex(
-            s->tls_client_ca_pem, &pair, 1,
-            s->tls_client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+            s->sec.client_ca_pem, &pair, 1,
+            s->sec.client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                  : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
             NULL);
     } else {
@@ -971,7 +845,7 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
     siam_rpc_tls_log_reset();
     int bound = grpc_server_add_http2_port(s->server, s->listen, creds);
     grpc_server_credentials_release(creds);
-    if (bound <= 0 && s->tls_cert_pem && tls_bind_error(s, err))
+    if (bound <= 0 && s->sec.cert_pem && siam_rpc_server_security_bind_error(&s->sec, err))
         return err ? err->code : SIAM_ERR_FORMAT;
     if (bound <= 0)
         return siam_error_set(err, SIAM_ERR_IO,
@@ -980,11 +854,11 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
                               s->listen);
     grpc_server_start(s->server);
     s->started = 1;
-    if (s->tls_cert_pem) {
-        siam_rpc_tls_server_role(1, s->tls_client_ca_path);
+    if (s->sec.cert_pem) {
+        siam_rpc_tls_server_role(1, s->sec.client_ca_path);
         s->tls_role = 1;
     }
-    log_security(s);
+    siam_rpc_server_security_log(&s->sec);
     s->threads = calloc((size_t)s->n_threads, sizeof *s->threads);
     if (!s->threads)
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
@@ -1070,17 +944,7 @@ void siam_rpc_server_free(siam_rpc_server *s) {
     free(s->threads);
     if (s->tls_role)
         siam_rpc_tls_server_role(0, NULL);
-    if (s->tls_key_pem) {
-        siam_auth_wipe(s->tls_key_pem, strlen(s->tls_key_pem));
-        free(s->tls_key_pem);
-    }
-    free(s->tls_cert_pem);
-    free(s->tls_client_ca_pem);
-    free(s->tls_cert_path);
-    free(s->tls_key_path);
-    free(s->tls_client_ca_path);
-    siam_auth_secret_clear(&s->secret);
-    siam_rpc_secret_remove(s->secret_slot);
+    siam_rpc_server_security_free(&s->sec);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);

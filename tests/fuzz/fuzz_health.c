@@ -10,6 +10,7 @@
 
 #include "fuzz_common.h"
 #include "siam_service.h"
+#include "siam_wire.h"
 
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -41,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     const char *name = q->service ? q->service : "";
-    if (name[0] == '\0' || strcmp(name, "siam.v1.Siamese") == 0) {
+    if (name[0] == '\0' || strcmp(name, SIAM_WIRE_SERVICE) == 0) {
         FUZZ_CHECK(rc == SIAM_RPC_OK, "service '%s' answered %s: %s", name, siam_rpc_code_name(rc),
                    st.msg);
         Grpc__Health__V1__HealthCheckResponse *r =

@@ -13,6 +13,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "siam/v1/siam.pb-c.h"
+#include "siam_wire.h"
 
 static const char *out_dir;
 static int failures;
@@ -420,7 +421,7 @@ static void health(const char *name, const char *service) {
 
 static void health_corpus(void) {
     health("empty", "");
-    health("siam", "siam.v1.Siamese");
+    health("siam", SIAM_WIRE_SERVICE);
     health("other", "grpc.health.v1.Health");
     health("invalid_utf8", "siam.v1.\xff\xfe\x01Siamese\xe2\x82");
     char name[301];

@@ -12,6 +12,7 @@
 #include "bench_wire.h"
 #include "siam_log.h"
 #include "siam_service.h"
+#include "siam_wire.h"
 
 /* Similarity request sizes the load callers cycle through (pairs per request). */
 static const int load_sim_pairs[] = {1, 10, 100, 1000};

@@ -9,6 +9,7 @@
 #include "bench_wire.h"
 #include "siam_log.h"
 #include "siam_service.h"
+#include "siam_wire.h"
 
 /* One caller: its own channel (so its own connection), sending the shared pre-encoded request
  * back to back. */

@@ -5,6 +5,7 @@
 
 #include "siam/v1/siam.pb-c.h"
 #include "siam_error.h"
+#include "siam_wire.h"
 
 /* At dim 128 the distance of such a pair is about 0.9, so dissimilar pairs fall on both sides
  * of the margin 1 and both branches of the loss run. */
