@@ -153,10 +153,14 @@ static int train_message(void *ctx, void *stream, const uint8_t *req, size_t len
         return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                    "the server is out of memory for a new stream");
     int rc = siam_service_train(ctx, &t->ts, req, len, resp, st);
-    if (rc != SIAM_RPC_OK)
-        LOG_WARN(COMPONENT, "Train from %s (%s): %s: %s",
-                 t->ts.worker_id[0] ? t->ts.worker_id : "?", t->peer, siam_rpc_code_name(rc),
-                 st->msg);
+    if (rc != SIAM_RPC_OK) {
+        /* any caller can send bad batches as fast as it likes: at most a few lines per code */
+        char kind[64];
+        snprintf(kind, sizeof kind, "Train %s", siam_rpc_code_name(rc));
+        LOG_WARN_LIMITED(COMPONENT, kind, "Train from %s (%s): %s: %s",
+                         t->ts.worker_id[0] ? t->ts.worker_id : "?", t->peer,
+                         siam_rpc_code_name(rc), st->msg);
+    }
     return rc;
 }
 
@@ -166,7 +170,12 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
         return;
     siam_service_train_end(ctx, &t->ts);
     double secs = siam_now() - t->opened;
-    LOG_INFO(COMPONENT,
+    if (SIAM_LOG_INFO < siam_log_threshold) {
+        free(t);
+        return;
+    }
+    char line[SIAM_LOG_LIMIT_LINE_MAX];
+    snprintf(line, sizeof line,
              "stream of %s (%s) ended %s%s%s: %llu batches, %llu pairs, mean loss %.4f, %.1f s, "
              "%.0f pairs/s",
              t->ts.worker_id[0] ? t->ts.worker_id : "unnamed worker", t->peer,
@@ -175,6 +184,16 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
              (unsigned long long)t->ts.pairs,
              t->ts.pairs ? t->ts.loss_sum / (double)t->ts.pairs : 0.0, secs,
              secs > 0 ? (double)t->ts.pairs / secs : 0.0);
+    /* a stream that trained is summarised always; one that answered no batch is what a flood of
+     * bad requests (each ending its stream) looks like, so its line is rate-limited */
+    if (t->ts.batches == 0) {
+        char kind[64];
+        snprintf(kind, sizeof kind, "Train stream without batches %s",
+                 siam_rpc_code_name(final->code));
+        siam_log_limited(SIAM_LOG_INFO, COMPONENT, kind, "%s", line);
+    } else {
+        LOG_INFO(COMPONENT, "%s", line);
+    }
     free(t);
 }
 
@@ -183,15 +202,23 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
 static int similarity(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
                       siam_rpc_buf *resp, siam_rpc_status *st) {
     int rc = siam_service_similarity(ctx, req, len, resp, st);
-    if (rc != SIAM_RPC_OK)
-        LOG_DEBUG(COMPONENT, "Similarity from %s: %s: %s", call->peer, siam_rpc_code_name(rc),
-                  st->msg);
+    if (rc != SIAM_RPC_OK && SIAM_LOG_DEBUG >= siam_log_threshold) {
+        char kind[64];
+        snprintf(kind, sizeof kind, "Similarity %s", siam_rpc_code_name(rc));
+        siam_log_limited(SIAM_LOG_DEBUG, COMPONENT, kind, "Similarity from %s: %s: %s", call->peer,
+                         siam_rpc_code_name(rc), st->msg);
+    }
     return rc;
 }
 
 static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
-    if (st->code != SIAM_RPC_OK)
-        LOG_WARN(COMPONENT, "SyncWeights: %s: %s", siam_rpc_code_name(st->code), st->msg);
+    if (st->code != SIAM_RPC_OK) {
+        /* bad updates are the caller's to send at will: rate-limited per code, like Train */
+        char kind[64];
+        snprintf(kind, sizeof kind, "SyncWeights %s", siam_rpc_code_name(st->code));
+        LOG_WARN_LIMITED(COMPONENT, kind, "SyncWeights: %s: %s", siam_rpc_code_name(st->code),
+                         st->msg);
+    }
     siam_rpc_reply_send(waiter, resp, st);
 }
 
@@ -306,6 +333,7 @@ static int serve(const config *c, siam_error *err, int *usage) {
     siam_rpc_server_free(srv);
     siam_rpc_shutdown();
     final_checkpoint(&ck);
+    siam_log_limited_flush(); /* the counts of rate-limited lines not yet reported */
     LOG_INFO(COMPONENT,
              "stopped in %.2f s (%d call(s) cancelled after the grace period); %llu "
              "batches answered in total; peak_rss_mb=%.1f",
