@@ -69,13 +69,17 @@ static int save_checkpoint(checkpointer *k, const siam_averaging_answer *a, cons
             if (shutdown) /* the caller's last line says what is lost and how to fix it */
                 LOG_ERROR(COMPONENT, "checkpoint of round %llu (shutdown) not written: %s",
                           (unsigned long long)a->round, err->msg);
-            else /* every round may fail alike (a full disk): a few lines, then a count */
+            else { /* every round may fail alike (a full disk): a few lines, then a count */
+                char newest[64] = "none of this run";
+                if (k->saved_any)
+                    snprintf(newest, sizeof newest, "round %llu",
+                             (unsigned long long)k->saved_round);
                 siam_log_limited(SIAM_LOG_ERROR, COMPONENT, "periodic checkpoint failed",
                                  "checkpoint of round %llu (periodic) not written: %s; training "
-                                 "goes on, the newest checkpoint on disk is %s (Status: "
+                                 "goes on, the newest checkpoint written is %s (Status: "
                                  "checkpoint_failures)",
-                                 (unsigned long long)a->round, err->msg,
-                                 k->saved_any ? "an older round" : "none of this run");
+                                 (unsigned long long)a->round, err->msg, newest);
+            }
         } else {
             k->saved_round = a->round;
             k->saved_any = 1;
