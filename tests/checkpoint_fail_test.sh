@@ -189,5 +189,8 @@ wait "$server_pid"
 rc=$?
 check "with its checkpoints written, siam-server exits 0 on SIGTERM (rc $rc)" "[ $rc -eq 0 ]"
 
+check "no sanitizer reports (a sanitizer's abort would also exit non-zero)" \
+  "no_sanitizer_reports '$tmp/server.log' '$tmp/ok.log'"
+
 echo "$((checks - fails)) of $checks checks passed"
 [ $fails -eq 0 ]
