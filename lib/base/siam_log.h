@@ -40,12 +40,14 @@ void siam_log_write(int level, const char *component, const char *fmt, ...)
  * invents kinds cannot grow the table or escape the limit. Thread-safe; no allocation (a line is
  * formatted on the stack, cut at SIAM_LOG_LIMIT_LINE_MAX bytes). Lines below the level threshold
  * are dropped before they are counted. */
-#define SIAM_LOG_LIMIT_KINDS    64
-#define SIAM_LOG_LIMIT_KIND_MAX 64   /* bytes of a kind (and of a component) that tell kinds apart \
-                                      */
-#define SIAM_LOG_LIMIT_LINE_MAX 1024 /* bytes of a rate-limited message */
-#define SIAM_LOG_LIMIT_BURST    5    /* default lines per kind and window */
-#define SIAM_LOG_LIMIT_INTERVAL 10.0 /* default window, seconds */
+#define SIAM_LOG_LIMIT_KINDS 64
+/* bytes of a kind (and of a component) that tell kinds apart */
+#define SIAM_LOG_LIMIT_KIND_MAX 64
+/* bytes of a rate-limited message */
+#define SIAM_LOG_LIMIT_LINE_MAX 1024
+/* the default rule: lines per kind and window, and the window in seconds */
+#define SIAM_LOG_LIMIT_BURST    5
+#define SIAM_LOG_LIMIT_INTERVAL 10.0
 
 void siam_log_limited(int level, const char *component, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
