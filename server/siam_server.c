@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "siam_atomic.h"
 #include "siam_auth.h"
@@ -39,64 +41,128 @@ typedef struct {
     pthread_mutex_t lock; /* one writer at a time (they share the temp file name) */
     uint64_t saved_round; /* newest round written */
     int saved_any;
+    uint64_t failures; /* checkpoints not written */
 } checkpointer;
 
-static void save_checkpoint(checkpointer *k, const siam_averaging_answer *a, const char *why) {
+/* Wall-clock seconds since 1970, for Status's checkpoint times. */
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Writes the checkpoint of a's round (unless that round or a newer one is written already; always
+ * at shutdown) and reports the outcome to the service for Status. SIAM_OK when it was written or
+ * there was nothing to write; otherwise the error, logged here. */
+static int save_checkpoint(checkpointer *k, const siam_averaging_answer *a, const char *why,
+                           siam_error *err) {
     if (!k->c->checkpoint)
-        return;
+        return SIAM_OK;
+    int rc = SIAM_OK, shutdown = strcmp(why, "shutdown") == 0;
     pthread_mutex_lock(&k->lock);
-    if (!k->saved_any || a->round > k->saved_round || strcmp(why, "shutdown") == 0) {
+    if (!k->saved_any || a->round > k->saved_round || shutdown) {
         uint64_t step = siam_service_global_step(k->svc);
-        siam_error err = {0};
-        if (siam_checkpoint_save(k->c->checkpoint, a->spec, step, a->round, a->params, a->n_params,
-                                 NULL, 0, &err))
-            LOG_ERROR(COMPONENT, "checkpoint of round %llu not written: %s",
-                      (unsigned long long)a->round, err.msg);
-        else {
+        rc = siam_checkpoint_save(k->c->checkpoint, a->spec, step, a->round, a->params, a->n_params,
+                                  NULL, 0, err);
+        if (rc) {
+            k->failures++;
+            siam_service_checkpoint_failed(k->svc, a->round, wall_now(), err->msg);
+            if (shutdown) /* the caller's last line says what is lost and how to fix it */
+                LOG_ERROR(COMPONENT, "checkpoint of round %llu (shutdown) not written: %s",
+                          (unsigned long long)a->round, err->msg);
+            else { /* every round may fail alike (a full disk): a few lines, then a count */
+                char newest[64] = "none of this run";
+                if (k->saved_any)
+                    snprintf(newest, sizeof newest, "round %llu",
+                             (unsigned long long)k->saved_round);
+                siam_log_limited(SIAM_LOG_ERROR, COMPONENT, "periodic checkpoint failed",
+                                 "checkpoint of round %llu (periodic) not written: %s; training "
+                                 "goes on, the newest checkpoint written is %s (Status: "
+                                 "checkpoint_failures)",
+                                 (unsigned long long)a->round, err->msg, newest);
+            }
+        } else {
             k->saved_round = a->round;
             k->saved_any = 1;
+            siam_service_checkpoint_written(k->svc, k->c->checkpoint, a->round, wall_now());
             LOG_INFO(COMPONENT, "checkpoint of round %llu (%s) written to %s",
                      (unsigned long long)a->round, why, k->c->checkpoint);
         }
     }
     pthread_mutex_unlock(&k->lock);
+    return rc;
 }
 
 static void on_round(void *ctx, const siam_averaging_answer *a) {
     checkpointer *k = ctx;
+    siam_error err = {0};
+    /* a failure is logged and reported in Status; the round itself stands */
     if (k->c->checkpoint_every > 0 && a->round % (uint64_t)k->c->checkpoint_every == 0)
-        save_checkpoint(k, a, "periodic");
+        save_checkpoint(k, a, "periodic", &err);
 }
 
-/* The global model at shutdown, written when the server has one. */
-static void final_checkpoint(checkpointer *k) {
+/* The global model at shutdown, written when the server has one. SIAM_OK when it was written or
+ * there is nothing to write; otherwise the error, with *round the round that is lost. */
+static int final_checkpoint(checkpointer *k, uint64_t *round, siam_error *err) {
     siam_averaging_info info;
     siam_averaging_get_info(siam_service_averaging(k->svc), &info);
+    *round = info.round;
     if (!info.has_model)
-        return;
+        return SIAM_OK;
     if (!k->c->checkpoint) {
         LOG_WARN(COMPONENT, "the global model (round %llu) is not saved: no --checkpoint PATH",
                  (unsigned long long)info.round);
-        return;
+        return SIAM_OK;
     }
     float *p = malloc(info.n_params * sizeof *p);
-    siam_error err = {0};
-    uint64_t round = 0;
-    if (!p ||
-        siam_averaging_copy(siam_service_averaging(k->svc), p, info.n_params, &round, NULL, &err)) {
-        LOG_ERROR(COMPONENT, "checkpoint at shutdown not written: %s",
-                  p ? err.msg : "out of memory");
+    int rc =
+        p ? siam_averaging_copy(siam_service_averaging(k->svc), p, info.n_params, round, NULL, err)
+          : siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a copy of the %zu parameters",
+                           info.n_params);
+    if (rc) {
+        LOG_ERROR(COMPONENT, "checkpoint at shutdown not written: %s", err->msg);
+        pthread_mutex_lock(&k->lock);
+        k->failures++;
+        pthread_mutex_unlock(&k->lock);
+        siam_service_checkpoint_failed(k->svc, *round, wall_now(), err->msg);
         free(p);
-        return;
+        return rc;
     }
     siam_averaging_answer a;
     memset(&a, 0, sizeof a);
-    a.round = round;
+    a.round = *round;
     a.spec = info.spec;
     a.params = p;
     a.n_params = info.n_params;
-    save_checkpoint(k, &a, "shutdown");
+    rc = save_checkpoint(k, &a, "shutdown", err);
     free(p);
+    return rc;
+}
+
+/* The last log line of a server whose shutdown checkpoint failed: what is lost, what is on disk,
+ * and the fix; the error returned makes siam-server exit 1 instead of 0. */
+static int model_lost(const checkpointer *k, uint64_t round, const siam_error *why,
+                      siam_error *err) {
+    const char *path = k->c->checkpoint;
+    char on_disk[4200];
+    if (k->saved_any && access(path, R_OK) == 0)
+        snprintf(on_disk, sizeof on_disk,
+                 "the file still holds round %llu, the newest written: restart with --resume %s",
+                 (unsigned long long)k->saved_round, path);
+    else if (k->saved_any)
+        snprintf(on_disk, sizeof on_disk,
+                 "round %llu was the newest written, but %s cannot be read any more",
+                 (unsigned long long)k->saved_round, path);
+    else
+        snprintf(on_disk, sizeof on_disk, "this run wrote no checkpoint");
+    /* why names the path */
+    siam_error_set(err, SIAM_ERR_IO,
+                   "exiting with status 1: the global model of round %llu is lost, its checkpoint "
+                   "not written: %s. Fix: free space on that file system, make it writable or "
+                   "restore the directory (or choose another --checkpoint); %s",
+                   (unsigned long long)round, why->msg, on_disk);
+    LOG_ERROR(COMPONENT, "%s", err->msg);
+    return SIAM_ERR_IO;
 }
 
 /* --resume PATH or --model SPEC: the global model before any worker joins. */
@@ -158,10 +224,14 @@ static int train_message(void *ctx, void *stream, const uint8_t *req, size_t len
         return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                    "the server is out of memory for a new stream");
     int rc = siam_service_train(ctx, &t->ts, req, len, resp, st);
-    if (rc != SIAM_RPC_OK)
-        LOG_WARN(COMPONENT, "Train from %s (%s): %s: %s",
-                 t->ts.worker_id[0] ? t->ts.worker_id : "?", t->peer, siam_rpc_code_name(rc),
-                 st->msg);
+    if (rc != SIAM_RPC_OK) {
+        /* any caller can send bad batches as fast as it likes: at most a few lines per code */
+        char kind[64];
+        snprintf(kind, sizeof kind, "Train %s", siam_rpc_code_name(rc));
+        LOG_WARN_LIMITED(COMPONENT, kind, "Train from %s (%s): %s: %s",
+                         t->ts.worker_id[0] ? t->ts.worker_id : "?", t->peer,
+                         siam_rpc_code_name(rc), st->msg);
+    }
     return rc;
 }
 
@@ -171,7 +241,12 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
         return;
     siam_service_train_end(ctx, &t->ts);
     double secs = siam_now() - t->opened;
-    LOG_INFO(COMPONENT,
+    if (SIAM_LOG_INFO < siam_log_threshold) {
+        free(t);
+        return;
+    }
+    char line[SIAM_LOG_LIMIT_LINE_MAX];
+    snprintf(line, sizeof line,
              "stream of %s (%s) ended %s%s%s: %llu batches, %llu pairs, mean loss %.4f, %.1f s, "
              "%.0f pairs/s",
              t->ts.worker_id[0] ? t->ts.worker_id : "unnamed worker", t->peer,
@@ -180,6 +255,16 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
              (unsigned long long)t->ts.pairs,
              t->ts.pairs ? t->ts.loss_sum / (double)t->ts.pairs : 0.0, secs,
              secs > 0 ? (double)t->ts.pairs / secs : 0.0);
+    /* a stream that trained is summarised always; one that answered no batch is what a flood of
+     * bad requests (each ending its stream) looks like, so its line is rate-limited */
+    if (t->ts.batches == 0) {
+        char kind[64];
+        snprintf(kind, sizeof kind, "Train stream without batches %s",
+                 siam_rpc_code_name(final->code));
+        siam_log_limited(SIAM_LOG_INFO, COMPONENT, kind, "%s", line);
+    } else {
+        LOG_INFO(COMPONENT, "%s", line);
+    }
     free(t);
 }
 
@@ -188,15 +273,23 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
 static int similarity(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
                       siam_rpc_buf *resp, siam_rpc_status *st) {
     int rc = siam_service_similarity(ctx, req, len, resp, st);
-    if (rc != SIAM_RPC_OK)
-        LOG_DEBUG(COMPONENT, "Similarity from %s: %s: %s", call->peer, siam_rpc_code_name(rc),
-                  st->msg);
+    if (rc != SIAM_RPC_OK && SIAM_LOG_DEBUG >= siam_log_threshold) {
+        char kind[64];
+        snprintf(kind, sizeof kind, "Similarity %s", siam_rpc_code_name(rc));
+        siam_log_limited(SIAM_LOG_DEBUG, COMPONENT, kind, "Similarity from %s: %s: %s", call->peer,
+                         siam_rpc_code_name(rc), st->msg);
+    }
     return rc;
 }
 
 static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
-    if (st->code != SIAM_RPC_OK)
-        LOG_WARN(COMPONENT, "SyncWeights: %s: %s", siam_rpc_code_name(st->code), st->msg);
+    if (st->code != SIAM_RPC_OK) {
+        /* bad updates are the caller's to send at will: rate-limited per code, like Train */
+        char kind[64];
+        snprintf(kind, sizeof kind, "SyncWeights %s", siam_rpc_code_name(st->code));
+        LOG_WARN_LIMITED(COMPONENT, kind, "SyncWeights: %s: %s", siam_rpc_code_name(st->code),
+                         st->msg);
+    }
     siam_rpc_reply_send(waiter, resp, st);
 }
 
@@ -233,8 +326,8 @@ static void bound_address(char *out, size_t n, const char *listen, int port) {
 }
 
 /* Returns SIAM_OK, or an error in *err with *usage set when it is the configuration's (TLS files,
- * exit 2) rather than the run's (exit 1). */
-static int serve(const config *c, siam_error *err, int *usage) {
+ * exit 2) rather than the run's (exit 1), and *reported set when it is logged already. */
+static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     siam_label_convention conv =
         strcmp(c->labels, "dissimilar") == 0 ? SIAM_LABELS_DISSIMILAR : SIAM_LABELS_SIMILAR;
     siam_service *svc = NULL;
@@ -316,15 +409,27 @@ static int serve(const config *c, siam_error *err, int *usage) {
     int cancelled = siam_rpc_server_stop(srv, c->grace);
     siam_rpc_server_free(srv);
     siam_rpc_shutdown();
-    final_checkpoint(&ck);
+    siam_error ck_err = {0};
+    uint64_t last_round = 0;
+    int ck_rc = final_checkpoint(&ck, &last_round, &ck_err);
+    if (!ck_rc && ck.failures)
+        LOG_WARN(COMPONENT,
+                 "%llu checkpoint(s) could not be written during the run; the one at shutdown "
+                 "(round %llu) was",
+                 (unsigned long long)ck.failures, (unsigned long long)last_round);
+    siam_log_limited_flush(); /* the counts of rate-limited lines not yet reported */
     LOG_INFO(COMPONENT,
              "stopped in %.2f s (%d call(s) cancelled after the grace period); %llu "
              "batches answered in total; peak_rss_mb=%.1f",
              siam_now() - t0, cancelled, (unsigned long long)siam_service_global_step(svc),
              siam_peak_rss_mb());
+    if (ck_rc) {
+        rc = model_lost(&ck, last_round, &ck_err, err);
+        *reported = 1;
+    }
     siam_service_free(svc);
     pthread_mutex_destroy(&ck.lock);
-    return SIAM_OK;
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -421,11 +526,12 @@ int main(int argc, char **argv) {
                                 "text, readable by anyone on the network path; add TLS");
         c.auth_token = token;
     }
-    int usage = 0;
-    rc = serve(&c, &err, &usage);
+    int usage = 0, reported = 0;
+    rc = serve(&c, &err, &usage, &reported);
     siam_auth_wipe(token, sizeof token);
     if (rc) {
-        fprintf(stderr, "siam-server: error: %s\n", err.msg);
+        if (!reported)
+            fprintf(stderr, "siam-server: error: %s\n", err.msg);
         return usage ? 2 : 1;
     }
     return 0;

@@ -48,6 +48,15 @@ struct siam_service {
     pthread_mutex_t model_lock;
     siam_model *model;
     uint64_t model_version; /* of the averaging parameters it holds */
+
+    /* the server's checkpoints (siam_service_checkpoint_*), guarded by lock */
+    char ckpt_path[4096]; /* the newest written; "" before */
+    uint64_t ckpt_round;
+    double ckpt_time;
+    uint64_t ckpt_failures;
+    uint64_t ckpt_failed_round;
+    double ckpt_failed_time;
+    char ckpt_error[SIAM_ERROR_MSG_MAX]; /* the newest failure's message; "" before */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -816,6 +825,30 @@ int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, s
 /* ------------------------------------------------------------------------------------------ */
 /* Status */
 
+void siam_service_checkpoint_written(siam_service *svc, const char *path, uint64_t round,
+                                     double unix_time) {
+    if (!svc)
+        return;
+    pthread_mutex_lock(&svc->lock);
+    /* the path is the operator's, but Status must carry valid UTF-8 */
+    copy_name(svc->ckpt_path, sizeof svc->ckpt_path, path ? path : "");
+    svc->ckpt_round = round;
+    svc->ckpt_time = unix_time;
+    pthread_mutex_unlock(&svc->lock);
+}
+
+void siam_service_checkpoint_failed(siam_service *svc, uint64_t round, double unix_time,
+                                    const char *why) {
+    if (!svc)
+        return;
+    pthread_mutex_lock(&svc->lock);
+    svc->ckpt_failures++;
+    svc->ckpt_failed_round = round;
+    svc->ckpt_failed_time = unix_time;
+    copy_name(svc->ckpt_error, sizeof svc->ckpt_error, why && why[0] ? why : "unknown error");
+    pthread_mutex_unlock(&svc->lock);
+}
+
 int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                         siam_rpc_status *st) {
     int rc = begin(svc, resp, st);
@@ -830,8 +863,14 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
 
     /* snapshot under the lock, encode outside it */
     siam_worker_record *snap = NULL;
+    char ckpt_path[sizeof svc->ckpt_path], ckpt_error[sizeof svc->ckpt_error];
     pthread_mutex_lock(&svc->lock);
     uint64_t global_step = svc->global_step;
+    memcpy(ckpt_path, svc->ckpt_path, sizeof ckpt_path);
+    memcpy(ckpt_error, svc->ckpt_error, sizeof ckpt_error);
+    uint64_t ckpt_round = svc->ckpt_round, ckpt_failures = svc->ckpt_failures,
+             ckpt_failed_round = svc->ckpt_failed_round;
+    double ckpt_time = svc->ckpt_time, ckpt_failed_time = svc->ckpt_failed_time;
     int nw = svc->n_workers;
     if (nw > 0) {
         snap = malloc((size_t)nw * sizeof *snap);
@@ -879,6 +918,13 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     r.joined_workers = (uint32_t)info.joined;
     r.waiting = info.waiting;
     r.sync_timeout_seconds = info.sync_timeout;
+    r.checkpoint_path = ckpt_path;
+    r.checkpoint_round = ckpt_round;
+    r.checkpoint_unix_time = ckpt_time;
+    r.checkpoint_failures = ckpt_failures;
+    r.checkpoint_failed_round = ckpt_failed_round;
+    r.checkpoint_failed_unix_time = ckpt_failed_time;
+    r.checkpoint_error = ckpt_error;
     r.n_workers = (size_t)nw;
     r.workers = wp;
     rc = encode(&r.base, "StatusResponse", resp, st);

@@ -104,7 +104,17 @@ void siam_service_train_end(siam_service *svc, siam_train_stream *ts);
 int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                             siam_rpc_status *st);
 
-/* StatusRequest -> StatusResponse. */
+/* The server's checkpoints of the global model, for Status (the service writes none itself):
+ * siam-server calls one of these after every checkpoint it attempts. unix_time is the wall clock
+ * (seconds since 1970) of the attempt. Strings are copied (as valid UTF-8, cut to fit). */
+void siam_service_checkpoint_written(siam_service *svc, const char *path, uint64_t round,
+                                     double unix_time);
+/* A checkpoint of `round` that could not be written; why is the error message (naming the path).
+ * Counted, and kept as the newest failure. */
+void siam_service_checkpoint_failed(siam_service *svc, uint64_t round, double unix_time,
+                                    const char *why);
+
+/* StatusRequest -> StatusResponse: settings, the averaging, the workers, the checkpoints. */
 int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                         siam_rpc_status *st);
 

@@ -923,6 +923,42 @@ static void test_init(void) {
     siam_service_free(svc);
 }
 
+/* The checkpoint fields of Status: what siam-server reports through the setters. */
+static void test_status_checkpoints(void) {
+    siam_service *svc = NULL;
+    siam_error err;
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "1.0.0", &err) == 0, "init");
+    Siam__V1__StatusResponse *s = status(svc);
+    if (s) {
+        CHECK(strcmp(s->checkpoint_path, "") == 0 && s->checkpoint_round == 0 &&
+                  s->checkpoint_unix_time == 0.0 && s->checkpoint_failures == 0 &&
+                  strcmp(s->checkpoint_error, "") == 0,
+              "fresh: no checkpoint, no failure ('%s', '%s')", s->checkpoint_path,
+              s->checkpoint_error);
+        siam__v1__status_response__free_unpacked(s, NULL);
+    }
+    siam_service_checkpoint_written(svc, "/ck/global.ckpt", 10, 1000.5);
+    siam_service_checkpoint_failed(svc, 20, 2000.25, "/ck/global.ckpt: No space left on device");
+    /* a path that is not UTF-8 (the operator's bytes) must still give a valid proto3 string */
+    siam_service_checkpoint_failed(svc, 30, 3000.0, "/ck/\xff\xfe: No space left on device");
+    s = status(svc);
+    if (s) {
+        CHECK(strcmp(s->checkpoint_path, "/ck/global.ckpt") == 0 && s->checkpoint_round == 10 &&
+                  s->checkpoint_unix_time == 1000.5,
+              "newest written: '%s' round %llu at %f", s->checkpoint_path,
+              (unsigned long long)s->checkpoint_round, s->checkpoint_unix_time);
+        CHECK(s->checkpoint_failures == 2 && s->checkpoint_failed_round == 30 &&
+                  s->checkpoint_failed_unix_time == 3000.0,
+              "2 failures, the newest of round 30: %llu, %llu, %f",
+              (unsigned long long)s->checkpoint_failures,
+              (unsigned long long)s->checkpoint_failed_round, s->checkpoint_failed_unix_time);
+        CHECK(strcmp(s->checkpoint_error, "/ck/??: No space left on device") == 0,
+              "the newest error, as valid UTF-8: '%s'", s->checkpoint_error);
+        siam__v1__status_response__free_unpacked(s, NULL);
+    }
+    siam_service_free(svc);
+}
+
 int main(void) {
     tu_trap_fp();
     test_init();
@@ -931,6 +967,7 @@ int main(void) {
     test_train_validation();
     test_similarity();
     test_status_health();
+    test_status_checkpoints();
     test_worker_table_full();
     test_threads();
     return tu_finish();

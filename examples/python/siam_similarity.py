@@ -257,6 +257,15 @@ def demo(siam, address, dim):
           f"{st.label_convention} pairs, global step {st.global_step}, "
           f"{len(st.workers)} worker(s) seen")
     print(f"health: {siam.serving_status_name(health.status)}")
+    # the server's checkpoints (getattr: stubs made from an older siam.proto lack these fields)
+    utc = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    if getattr(st, "checkpoint_path", ""):
+        print(f"checkpoint: round {st.checkpoint_round} written to {st.checkpoint_path} at "
+              f"{utc(st.checkpoint_unix_time)}")
+    if getattr(st, "checkpoint_failures", 0):
+        print(f"checkpoint failures: {st.checkpoint_failures}; the newest, of round "
+              f"{st.checkpoint_failed_round} at {utc(st.checkpoint_failed_unix_time)}: "
+              f"{st.checkpoint_error}")
 
     # A few pairs of `dim`-dimensional embeddings: identical, close, at distance margin/2 (the
     # default threshold), far.

@@ -40,6 +40,120 @@ void siam_log_write(int level, const char *component, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* ---- rate-limited lines ---- */
+
+typedef struct {
+    int used;
+    int level; /* of its newest line: the level of a flushed summary */
+    char component[SIAM_LOG_LIMIT_KIND_MAX], kind[SIAM_LOG_LIMIT_KIND_MAX];
+    double window_start;
+    unsigned printed;              /* lines written in the current window */
+    unsigned long long suppressed; /* lines counted, not written, since the window opened */
+} limit_slot;
+
+/* Guards the limiter's table and rule; taken before log_lock, never inside it. */
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static limit_slot limit_slots[SIAM_LOG_LIMIT_KINDS];
+static int limit_burst = SIAM_LOG_LIMIT_BURST;
+static double limit_interval = SIAM_LOG_LIMIT_INTERVAL;
+static double (*limit_clock)(void) = siam_now;
+
+/* The slot of (component, kind), claimed if new; the last slot holds every kind the table has no
+ * room for. Called with limit_lock. */
+static limit_slot *limit_find(const char *component, const char *kind) {
+    const size_t n = SIAM_LOG_LIMIT_KIND_MAX - 1; /* stored copies are cut to this */
+    for (int i = 0; i < SIAM_LOG_LIMIT_KINDS - 1; i++) {
+        limit_slot *k = &limit_slots[i];
+        if (!k->used) {
+            k->used = 1;
+            snprintf(k->component, sizeof k->component, "%s", component);
+            snprintf(k->kind, sizeof k->kind, "%s", kind);
+            return k;
+        }
+        if (strncmp(k->kind, kind, n) == 0 && strncmp(k->component, component, n) == 0)
+            return k;
+    }
+    limit_slot *other = &limit_slots[SIAM_LOG_LIMIT_KINDS - 1];
+    if (!other->used) {
+        other->used = 1;
+        snprintf(other->component, sizeof other->component, "%s", component);
+        snprintf(other->kind, sizeof other->kind, "%s", "other kinds");
+    }
+    return other;
+}
+
+void siam_log_limited(int level, const char *component, const char *kind, const char *fmt, ...) {
+    if (level < siam_log_threshold)
+        return;
+    if (!component)
+        component = "?";
+    if (!kind)
+        kind = "";
+    unsigned long long reported = 0;
+    double span = 0.0;
+    pthread_mutex_lock(&limit_lock);
+    double now = limit_clock();
+    limit_slot *k = limit_find(component, kind);
+    k->level = level;
+    if (k->printed == 0 || now - k->window_start >= limit_interval) {
+        /* a new window: this line opens it and reports what the previous one suppressed */
+        reported = k->suppressed;
+        span = now - k->window_start;
+        k->window_start = now;
+        k->printed = 1;
+        k->suppressed = 0;
+    } else if (k->printed < (unsigned)limit_burst) {
+        k->printed++;
+    } else {
+        k->suppressed++;
+        pthread_mutex_unlock(&limit_lock);
+        return; /* counted only: a suppressed line costs no formatting */
+    }
+    pthread_mutex_unlock(&limit_lock);
+
+    char msg[SIAM_LOG_LIMIT_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (reported)
+        siam_log_write(level, component, "%s (suppressed %llu similar messages in the last %.1f s)",
+                       msg, reported, span);
+    else
+        siam_log_write(level, component, "%s", msg);
+}
+
+void siam_log_limited_flush(void) {
+    pthread_mutex_lock(&limit_lock);
+    double now = limit_clock();
+    for (int i = 0; i < SIAM_LOG_LIMIT_KINDS; i++) {
+        limit_slot *k = &limit_slots[i];
+        /* written under limit_lock (the order is limit_lock, then log_lock): at shutdown */
+        if (k->used && k->suppressed && k->level >= siam_log_threshold)
+            siam_log_write(k->level, k->component,
+                           "%s (suppressed %llu similar messages in the last %.1f s)", k->kind,
+                           k->suppressed, now - k->window_start);
+        k->printed = 0;
+        k->suppressed = 0;
+    }
+    pthread_mutex_unlock(&limit_lock);
+}
+
+int siam_log_limit_configure(int burst, double interval, double (*clock)(void), siam_error *err) {
+    if (burst < 1 || !(interval > 0.0))
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "log rate limit: %d line(s) per %g s; need at least 1 line and an "
+                              "interval above 0",
+                              burst, interval);
+    pthread_mutex_lock(&limit_lock);
+    limit_burst = burst;
+    limit_interval = interval;
+    limit_clock = clock ? clock : siam_now;
+    memset(limit_slots, 0, sizeof limit_slots);
+    pthread_mutex_unlock(&limit_lock);
+    return SIAM_OK;
+}
+
 int siam_log_parse_level(const char *name, int *level, siam_error *err) {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++) {

@@ -29,6 +29,43 @@ void siam_log_write(int level, const char *component, const char *fmt, ...)
 #define LOG_WARN(c, ...)  SIAM_LOG(SIAM_LOG_WARN, c, __VA_ARGS__)
 #define LOG_ERROR(c, ...) SIAM_LOG(SIAM_LOG_ERROR, c, __VA_ARGS__)
 
+/* ---- rate-limited lines, for what callers can trigger at will (bad requests, refusals) ----
+ * Lines are grouped by kind: the component and a caller-given kind string (e.g. "Train
+ * INVALID_ARGUMENT"), compared by content. Per kind, a window opens with its first line and lasts
+ * `interval` seconds: its first `burst` lines are written, the rest only counted. The first line
+ * of the kind after the window has closed opens the next window and ends with
+ * " (suppressed K similar messages in the last S s)", S the time since the previous window
+ * opened; siam_log_limited_flush writes the counts still pending (at shutdown). At most
+ * SIAM_LOG_LIMIT_KINDS kinds are tracked: kinds beyond share one last slot, so a caller that
+ * invents kinds cannot grow the table or escape the limit. Thread-safe; no allocation (a line is
+ * formatted on the stack, cut at SIAM_LOG_LIMIT_LINE_MAX bytes). Lines below the level threshold
+ * are dropped before they are counted. */
+#define SIAM_LOG_LIMIT_KINDS 64
+/* bytes of a kind (and of a component) that tell kinds apart */
+#define SIAM_LOG_LIMIT_KIND_MAX 64
+/* bytes of a rate-limited message */
+#define SIAM_LOG_LIMIT_LINE_MAX 1024
+/* the default rule: lines per kind and window, and the window in seconds */
+#define SIAM_LOG_LIMIT_BURST    5
+#define SIAM_LOG_LIMIT_INTERVAL 10.0
+
+void siam_log_limited(int level, const char *component, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define LOG_WARN_LIMITED(c, kind, ...)                                                             \
+    do {                                                                                           \
+        if (SIAM_LOG_WARN >= siam_log_threshold)                                                   \
+            siam_log_limited(SIAM_LOG_WARN, (c), (kind), __VA_ARGS__);                             \
+    } while (0)
+
+/* Writes one line per kind with suppressed lines still unreported ("<kind> (suppressed K similar
+ * messages in the last S s)") and starts every kind afresh. */
+void siam_log_limited_flush(void);
+
+/* Sets the limiter's rule: burst lines (>= 1) per interval seconds (> 0), and its clock (seconds,
+ * monotonic; NULL = siam_now). Forgets every kind. SIAM_ERR_ARG for a bad burst or interval.
+ * For tests (an injected clock) and programs that want another rule. */
+int siam_log_limit_configure(int burst, double interval, double (*clock)(void), siam_error *err);
+
 /* "debug", "info", "warn", "error" to a level; SIAM_ERR_ARG otherwise. */
 int siam_log_parse_level(const char *name, int *level, siam_error *err);
 void siam_log_set_level(int level);

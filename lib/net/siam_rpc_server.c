@@ -163,6 +163,8 @@ static int message_too_big(const siam_rpc_server *s, const char *path, grpc_byte
                         "on siam-server and on siam-client (other callers: their "
                         "max_send_message_length)",
                         path, n, s->max_message, setting);
+    siam_log_limited(SIAM_LOG_WARN, COMPONENT, "oversize message", "RESOURCE_EXHAUSTED %s",
+                     st->msg);
     return 1;
 }
 
