@@ -22,6 +22,7 @@
 
 #include "siam_auth.h"
 #include "siam_log.h"
+#include "siam_rpc_accept_guard.h"
 #include "siam_rpc.h"
 #include "siam_rpc_internal.h"
 #include "siam_x509.h"
@@ -68,6 +69,8 @@ struct siam_rpc_server {
     int started, stopped;
     char listen[256];
     size_t max_message;
+    int handshake_timeout_ms;
+    int guarding;          /* siam_rpc_accept_guard_enable was called */
     char unknown_msg[512]; /* the UNIMPLEMENTED message lists the methods served */
 
     pthread_mutex_t lock; /* shutting_down, shutdown_done, live_calls */
@@ -791,6 +794,8 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes : SIAM_RPC_DEFAULT_MAX_MESSAGE;
     if (s->max_message > 0x7fffffff)
         s->max_message = 0x7fffffff;
+    s->handshake_timeout_ms = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms
+                                                            : SIAM_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->shutdown_tag = (struct tag){T_SHUTDOWN, s};
@@ -825,6 +830,9 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
          * a read is waiting, and the same 32 streams took 18 MB (tests/load_test.sh,
          * docs/BENCHMARKS.md "Load"). */
         siam_rpc_int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),
+        /* a connection that never sends the HTTP/2 preface is never seen by a TLS or token
+         * check: only this bounds how long it holds a file descriptor */
+        siam_rpc_int_arg(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, s->handshake_timeout_ms),
     };
     grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
     s->server = grpc_server_create(&cargs, NULL);
@@ -916,6 +924,10 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
                               "cannot listen on %s: the address is in use, not local to this "
                               "host, or malformed (expected HOST:PORT, e.g. 0.0.0.0:50051)",
                               s->listen);
+    /* gRPC stops listening for good after an accept4 error such as EMFILE: the guard keeps
+     * the descriptors below the limit and turns what is left into EAGAIN */
+    siam_rpc_accept_guard_enable();
+    s->guarding = 1;
     grpc_server_start(s->server);
     s->started = 1;
     if (s->tls_cert_pem) {
@@ -983,6 +995,10 @@ int siam_rpc_server_stop(siam_rpc_server *s, double grace_s) {
     grpc_completion_queue_shutdown(s->cq);
     for (int i = 0; i < s->n_threads; i++)
         pthread_join(s->threads[i], NULL);
+    if (s->guarding) {
+        siam_rpc_accept_guard_disable();
+        s->guarding = 0;
+    }
     return cancelled;
 }
 
