@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# flood_test: siam-server's listener against connections that never make a call, for
+# flood_test: siam-server's listener and stop against connections that never make a call, for
 # real: siam-server processes on 127.0.0.1, raw TCP connections and Python grpcio callers.
 #   1. a flood: under `ulimit -n 64` (soft and hard), 150 TCP connections that never send a byte
 #      are held open; new connections beyond the open-file limit are refused as they arrive (a
 #      rate-limited warning says so) and, once the flood closes its connections, a new Status
 #      call succeeds within seconds (gRPC 1.51 alone stops listening for good after EMFILE);
-#   2. --handshake-timeout 1 closes connections that send nothing after about a second.
+#   2. --handshake-timeout 1 closes connections that send nothing after about a second;
+#   3. SIGTERM with --grace 20 while a client holds an idle connection (a stopped process, which
+#      cannot answer the server's GOAWAY ping) exits 0 within 5 s: no call is open, so there is
+#      nothing to wait for.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
 py=/usr/bin/python3
@@ -126,6 +129,25 @@ check "--handshake-timeout 1 closes 5 idle connections after about 1 s (${after:
 check "Status still answers" "'$py' '$tmp/status.py' $port 5"
 kill -TERM "$server_pid"
 wait "$server_pid"
+
+# ---- 3. SIGTERM while a client holds an idle connection ----------------------------------------
+start_server idle --grace 20
+"$py" "$tmp/status.py" "$port" 5 hold >"$tmp/idle_client.out" 2>&1 &
+client_pid=$!
+pids+=("$client_pid")
+wait_for "$tmp/idle_client.out" "OK" 10
+kill -STOP "$client_pid" # its connection stays, and nothing on it answers
+t0=$(now)
+kill -TERM "$server_pid"
+wait "$server_pid"
+rc=$?
+t1=$(now)
+kill -CONT "$client_pid"
+kill "$client_pid"
+wait "$client_pid" 2>/dev/null
+check "SIGTERM with an idle connection and --grace 20: exit 0 (rc $rc)" "[ $rc -eq 0 ]"
+check "... within 5 s ($(secs "$t0" "$t1") s)" "awk 'BEGIN{exit !($t1 - $t0 < 5)}'"
+check "no call was cancelled" "grep -q '0 call(s) cancelled' '$tmp/idle.log'"
 
 for f in "$tmp"/*.log; do
   check "no sanitizer report in $(basename "$f")" "no_sanitizer_reports '$f'"

@@ -139,6 +139,9 @@ typedef struct {
      * this many milliseconds or it is closed, so that connections that send nothing cannot hold
      * the server's file descriptors; 0 = SIAM_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS. */
     int handshake_timeout_ms;
+    /* Tests only: siam_rpc_server_start fails as if creating its thread number fail_thread_for_test
+     * (1-based) had failed; 0 = never. */
+    int fail_thread_for_test;
 } siam_rpc_server_config;
 
 /* gRPC's own default is 120 s; a client on the other side of the world handshakes in well under

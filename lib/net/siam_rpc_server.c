@@ -25,6 +25,7 @@
 #include "siam_rpc_accept_guard.h"
 #include "siam_rpc.h"
 #include "siam_rpc_internal.h"
+#include "siam_rpc_server_test.h"
 #include "siam_x509.h"
 
 #define COMPONENT   "rpc"
@@ -71,11 +72,16 @@ struct siam_rpc_server {
     size_t max_message;
     int handshake_timeout_ms;
     int guarding;          /* siam_rpc_accept_guard_enable was called */
+    int drained;           /* the cq has been shut down and emptied */
     char unknown_msg[512]; /* the UNIMPLEMENTED message lists the methods served */
 
-    pthread_mutex_t lock; /* shutting_down, shutdown_done, live_calls */
-    pthread_cond_t cond;
-    int shutting_down, shutdown_done, live_calls;
+    pthread_mutex_t lock; /* shutting_down, shutdown_done, live_calls, armed */
+    pthread_cond_t cond;  /* on CLOCK_MONOTONIC: a clock step must not stretch the grace period */
+    clockid_t cond_clock;
+    int shutting_down, shutdown_done;
+    int live_calls;  /* calls handed to this layer and not finished */
+    int armed;       /* request_*_call tags out with gRPC: each may come back as a new call */
+    int fail_thread; /* tests: creating cq thread fail_thread (1-based) fails */
     struct tag shutdown_tag;
 
     /* TLS (tls_cert_pem NULL: plaintext): the files' contents and their paths for messages */
@@ -96,15 +102,34 @@ static int is_shutting_down(siam_rpc_server *s) {
     return r;
 }
 
-static void call_started(siam_rpc_server *s) {
+/* Stopping waits for no more than this: after the shutdown began, no request is re-armed, so
+ * once the armed ones have come back and the open calls have finished, nothing is left but idle
+ * connections. Called with s->lock held. */
+static int is_idle(const siam_rpc_server *s) {
+    return s->armed == 0 && s->live_calls == 0;
+}
+
+static void wake_stop_if_idle(siam_rpc_server *s) {
+    if (s->shutting_down && is_idle(s))
+        pthread_cond_broadcast(&s->cond);
+}
+
+/* A request tag came back: a new call (matched) or the shutdown's refusal. One lock for both
+ * counts, so that a call in between is never seen as neither. */
+static void request_back(siam_rpc_server *s, int matched) {
     pthread_mutex_lock(&s->lock);
-    s->live_calls++;
+    s->armed--;
+    if (matched)
+        s->live_calls++;
+    wake_stop_if_idle(s);
     pthread_mutex_unlock(&s->lock);
 }
 
+/* A call that request_back counted is finished (or a rejected one that reject_call took). */
 static void call_ended(siam_rpc_server *s) {
     pthread_mutex_lock(&s->lock);
     s->live_calls--;
+    wake_stop_if_idle(s);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -230,11 +255,11 @@ static void unary_answer(unary_call *c, siam_rpc_buf *resp, const siam_rpc_statu
 
 static void unary_new(unary_call *c, int success) {
     siam_rpc_server *s = c->srv;
+    request_back(s, success);
     if (!success) { /* the server is shutting down: the request was never matched */
         unary_free(c);
         return;
     }
-    call_started(s);
     arm_unary(s, c->m);
 
     siam_rpc_status st = {SIAM_RPC_OK, ""};
@@ -292,6 +317,8 @@ static void arm_unary(siam_rpc_server *s, method *m) {
     if (!s->shutting_down)
         e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
                                                 &c->md, &c->payload, s->cq, s->cq, &c->t_new);
+    if (e == GRPC_CALL_OK)
+        s->armed++;
     pthread_mutex_unlock(&s->lock);
     if (e != GRPC_CALL_OK)
         unary_free(c);
@@ -385,11 +412,11 @@ static int stream_release(stream_call *c) {
 static void stream_event(stream_call *c, enum tag_kind kind, int success) {
     siam_rpc_server *s = c->srv;
     if (kind == T_STREAM_NEW) {
+        request_back(s, success);
         if (!success) {
             stream_destroy(c);
             return;
         }
-        call_started(s);
         arm_stream(s, c->m);
         siam_rpc_status st = {SIAM_RPC_OK, ""};
         if (check_auth(s, &c->md, c->m->path, c->call, &st) != SIAM_RPC_OK) {
@@ -508,6 +535,8 @@ static void arm_stream(siam_rpc_server *s, method *m) {
     if (!s->shutting_down)
         e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
                                                 &c->md, NULL, s->cq, s->cq, &c->t_new);
+    if (e == GRPC_CALL_OK)
+        s->armed++;
     pthread_mutex_unlock(&s->lock);
     if (e != GRPC_CALL_OK)
         stream_destroy(c);
@@ -571,12 +600,12 @@ static void reject_call(siam_rpc_server *s, grpc_call *call, const siam_rpc_stat
 }
 
 static void generic_new(generic_call *c, int success) {
+    siam_rpc_server *s = c->srv;
+    request_back(s, success);
     if (!success) {
         generic_free(c);
         return;
     }
-    siam_rpc_server *s = c->srv;
-    call_started(s);
     arm_generic(s);
     char *path = grpc_slice_to_c_string(c->details.method);
     siam_rpc_status st = {SIAM_RPC_OK, ""};
@@ -603,6 +632,8 @@ static void arm_generic(siam_rpc_server *s) {
     if (!s->shutting_down)
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
                                      &c->t_new);
+    if (e == GRPC_CALL_OK)
+        s->armed++;
     pthread_mutex_unlock(&s->lock);
     if (e != GRPC_CALL_OK)
         generic_free(c);
@@ -610,14 +641,12 @@ static void arm_generic(siam_rpc_server *s) {
 
 /* ---- the completion-queue threads ------------------------------------------------------- */
 
-static void *cq_thread(void *arg) {
-    siam_rpc_server *s = arg;
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
+/* Runs one event of the completion queue (a cq thread's, or the stopping thread's when no cq
+ * thread runs). */
+static void handle_event(siam_rpc_server *s, grpc_event ev) {
+    if (ev.type != GRPC_OP_COMPLETE)
+        return;
+    {
         struct tag *t = ev.tag;
         switch (t->kind) {
         case T_UNARY_NEW:
@@ -650,6 +679,16 @@ static void *cq_thread(void *arg) {
             pthread_mutex_unlock(&s->lock);
             break;
         }
+    }
+}
+
+static void *cq_thread(void *arg) {
+    siam_rpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        handle_event(s, ev);
     }
     return NULL;
 }
@@ -796,8 +835,14 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
         s->max_message = 0x7fffffff;
     s->handshake_timeout_ms = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms
                                                             : SIAM_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    s->fail_thread = cfg->fail_thread_for_test;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    s->cond_clock =
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
     s->shutdown_tag = (struct tag){T_SHUTDOWN, s};
 
     s->secret_slot = -1;
@@ -935,14 +980,20 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
         s->tls_role = 1;
     }
     log_security(s);
-    s->threads = calloc((size_t)s->n_threads, sizeof *s->threads);
+    /* from here on a failure leaves a started gRPC server with fewer cq threads than asked for,
+     * perhaps none: siam_rpc_server_stop drains the queue itself then */
+    int want = s->n_threads;
+    s->n_threads = 0;
+    s->threads = calloc((size_t)want, sizeof *s->threads);
     if (!s->threads)
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < s->n_threads; i++) {
-        if (pthread_create(&s->threads[i], NULL, cq_thread, s)) {
-            s->n_threads = i;
-            return siam_error_set(err, SIAM_ERR_NOMEM, "cannot start server thread %d", i);
-        }
+    for (int i = 0; i < want; i++) {
+        int e =
+            i + 1 == s->fail_thread ? EAGAIN : pthread_create(&s->threads[i], NULL, cq_thread, s);
+        if (e)
+            return siam_error_set(err, SIAM_ERR_NOMEM, "cannot start server thread %d of %d: %s",
+                                  i + 1, want, strerror(e));
+        s->n_threads = i + 1;
     }
     int armed = s->n_threads < 2 ? 2 : s->n_threads;
     for (int i = 0; i < s->n_methods; i++)
@@ -958,6 +1009,39 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err) {
     return SIAM_OK;
 }
 
+/* The stopping thread runs the queue itself for up to 50 ms (no cq thread runs). */
+static void pump(siam_rpc_server *s) {
+    grpc_event ev = grpc_completion_queue_next(
+        s->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN)),
+        NULL);
+    handle_event(s, ev);
+}
+
+static int passed(const siam_rpc_server *s, const struct timespec *until) {
+    struct timespec now;
+    clock_gettime(s->cond_clock, &now);
+    return now.tv_sec > until->tv_sec ||
+           (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec);
+}
+
+/* Waits, with s->lock held, until the shutdown tag has come back or (when_idle) no call is open
+ * and no request is out, or until *until (on s->cond_clock; NULL = no limit). */
+static void stop_wait(siam_rpc_server *s, const struct timespec *until, int when_idle) {
+    while (!s->shutdown_done && !(when_idle && is_idle(s))) {
+        if (s->n_threads == 0) {
+            pthread_mutex_unlock(&s->lock);
+            pump(s);
+            pthread_mutex_lock(&s->lock);
+            if (until && passed(s, until))
+                break;
+        } else if (!until) {
+            pthread_cond_wait(&s->cond, &s->lock);
+        } else if (pthread_cond_timedwait(&s->cond, &s->lock, until) == ETIMEDOUT) {
+            break;
+        }
+    }
+}
+
 int siam_rpc_server_stop(siam_rpc_server *s, double grace_s) {
     if (!s || !s->started || s->stopped)
         return 0;
@@ -968,7 +1052,7 @@ int siam_rpc_server_stop(siam_rpc_server *s, double grace_s) {
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(s->cond_clock, &until);
     double secs = grace_s > 0 ? grace_s : 0;
     until.tv_sec += (time_t)secs;
     until.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
@@ -978,23 +1062,32 @@ int siam_rpc_server_stop(siam_rpc_server *s, double grace_s) {
     }
     int cancelled = 0;
     pthread_mutex_lock(&s->lock);
-    while (!s->shutdown_done)
-        if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT)
-            break;
+    /* gRPC's shutdown also waits for every connection to close, and a client that does not
+     * answer the GOAWAY ping (stopped, or gone from the network) keeps its idle connection:
+     * waiting stops as soon as no call is open, and the cancel below closes the connections */
+    stop_wait(s, &until, 1);
     if (!s->shutdown_done) {
         cancelled = s->live_calls;
         pthread_mutex_unlock(&s->lock);
         grpc_server_cancel_all_calls(s->server);
         pthread_mutex_lock(&s->lock);
-        while (!s->shutdown_done)
-            pthread_cond_wait(&s->cond, &s->lock);
+        stop_wait(s, NULL, 0);
     }
     pthread_mutex_unlock(&s->lock);
     grpc_server_destroy(s->server);
     s->server = NULL;
     grpc_completion_queue_shutdown(s->cq);
+    if (s->n_threads == 0)
+        for (;;) {
+            grpc_event ev =
+                grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+            if (ev.type == GRPC_QUEUE_SHUTDOWN)
+                break;
+            handle_event(s, ev);
+        }
     for (int i = 0; i < s->n_threads; i++)
         pthread_join(s->threads[i], NULL);
+    s->drained = 1;
     if (s->guarding) {
         siam_rpc_accept_guard_disable();
         s->guarding = 0;
@@ -1010,7 +1103,7 @@ void siam_rpc_server_free(siam_rpc_server *s) {
     if (s->server) /* created but never started */
         grpc_server_destroy(s->server);
     if (s->cq) {
-        if (!s->started) {
+        if (!s->drained) {
             grpc_completion_queue_shutdown(s->cq);
             while (
                 grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
@@ -1038,4 +1131,8 @@ void siam_rpc_server_free(siam_rpc_server *s) {
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);
+}
+
+clockid_t siam_rpc_server_wait_clock(const siam_rpc_server *s) {
+    return s->cond_clock;
 }
