@@ -1,11 +1,13 @@
 /* siam-server: the loss head of split training. Workers stream the embeddings of their image
  * pairs (Train); the server answers every batch with the contrastive loss, the distances and the
  * gradients. Similarity, Status and the standard health check are served to any caller. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +30,7 @@ typedef struct {
     const char *checkpoint, *resume, *model;
     const char *tls_cert, *tls_key, *tls_client_ca, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
-    float margin, threshold, grace, sync_timeout;
+    float margin, threshold, grace, sync_timeout, handshake_timeout;
     int threads, max_message_mb, min_workers, checkpoint_every;
     uint64_t seed;
 } config;
@@ -316,6 +318,32 @@ static int health(void *ctx, const siam_rpc_call_info *call, const uint8_t *req,
     return siam_service_health(ctx, req, len, resp, st);
 }
 
+/* Every connection holds a file descriptor, and the soft limit (often 1024) is what a flood of
+ * connections exhausts first: raise it to the hard limit, which needs no privilege. */
+static void raise_open_file_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        LOG_WARN(COMPONENT, "cannot read the open-file limit (RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            LOG_WARN(COMPONENT, "open files: cannot raise the limit from %llu to %llu: %s",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+            return;
+        }
+        LOG_INFO(COMPONENT, "open files: limit raised from %llu to the hard limit %llu",
+                 (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+    } else {
+        LOG_INFO(COMPONENT,
+                 "open files: limit %llu (the hard limit; raise it with ulimit -Hn or "
+                 "LimitNOFILE= to serve more connections)",
+                 (unsigned long long)rl.rlim_cur);
+    }
+}
+
 /* "host:0" -> "host:PORT" for the ready line. */
 static void bound_address(char *out, size_t n, const char *listen, int port) {
     const char *colon = strrchr(listen, ':');
@@ -356,6 +384,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    raise_open_file_limit();
     siam_rpc_init();
 
     static const siam_rpc_stream_handler train = {train_open, train_message, train_close};
@@ -366,7 +395,8 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
                                  .tls_cert = c->tls_cert,
                                  .tls_key = c->tls_key,
                                  .tls_client_ca = c->tls_client_ca,
-                                 .auth_token = c->auth_token};
+                                 .auth_token = c->auth_token,
+                                 .handshake_timeout_ms = (int)(c->handshake_timeout * 1000.0f)};
     int port = 0;
     if ((rc = siam_rpc_server_create(&srv, &sc, err)) != SIAM_OK)
         *usage = 1; /* the TLS files or the token */
@@ -439,6 +469,7 @@ int main(int argc, char **argv) {
                 .margin = 1.0f,
                 .threshold = 0.0f,
                 .grace = 5.0f,
+                .handshake_timeout = 10.0f,
                 .threads = 2,
                 .max_message_mb = 16,
                 .min_workers = 1,
@@ -458,6 +489,8 @@ int main(int argc, char **argv) {
          "largest message accepted (16 MiB holds 4,096 pairs of 128 floats)"},
         {"grace", SIAM_OPT_FLOAT, &c.grace, 0, 3600, NULL, "SECONDS",
          "on SIGINT/SIGTERM, time calls in flight get to finish"},
+        {"handshake-timeout", SIAM_OPT_FLOAT, &c.handshake_timeout, 0.1, 3600, NULL, "SECONDS",
+         "a connection that has not finished its handshake (TLS, HTTP/2) by then is closed"},
         {"min-workers", SIAM_OPT_INT, &c.min_workers, 1, 65536, NULL, "K",
          "training waits until K workers have joined (SyncWeights)"},
         {"sync-timeout", SIAM_OPT_FLOAT, &c.sync_timeout, 0.01, 86400, NULL, "SECONDS",

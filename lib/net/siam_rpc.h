@@ -139,7 +139,18 @@ typedef struct {
      * is not exempt: Kubernetes' gRPC probes send no metadata (and speak no TLS), so with a token
      * or TLS use a tcpSocket probe. The token is compared in constant time and never logged. */
     const char *auth_token;
+    /* A connection must finish its handshake (TLS, and the HTTP/2 preface and settings) within
+     * this many milliseconds or it is closed, so that connections that send nothing cannot hold
+     * the server's file descriptors; 0 = SIAM_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS. */
+    int handshake_timeout_ms;
+    /* Tests only: siam_rpc_server_start fails as if creating its thread number fail_thread_for_test
+     * (1-based) had failed; 0 = never. */
+    int fail_thread_for_test;
 } siam_rpc_server_config;
+
+/* gRPC's own default is 120 s; a client on the other side of the world handshakes in well under
+ * a second. */
+#define SIAM_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 
 /* Creates a server; nothing listens before siam_rpc_server_start. With TLS, the files are read
  * and checked here: missing, unreadable, empty, not PEM, not a certificate or a private key, an
@@ -158,6 +169,9 @@ int siam_rpc_server_add_stream(siam_rpc_server *s, const char *method,
 int siam_rpc_server_add_deferred(siam_rpc_server *s, const char *method, siam_rpc_deferred_fn fn,
                                  void *ctx, siam_error *err);
 /* Binds the address and starts the threads. *port (may be NULL) gets the bound port.
+ * While a server runs, connections beyond what the open-file limit (RLIMIT_NOFILE) leaves room
+ * for are closed as they arrive, and the server goes on listening (a warning says so, at most
+ * every 10 s); see siam_rpc_accept_guard.h.
  * SIAM_ERR_IO naming the address when it cannot be bound; SIAM_ERR_FORMAT naming the files when
  * gRPC refuses the TLS certificate and key (e.g. the key does not match the certificate). A TLS
  * server logs the handshakes it refuses as warnings (a client without a certificate, with one
