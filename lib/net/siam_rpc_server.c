@@ -77,8 +77,7 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
     grpc_arg args[] = {
         /* the message size limit is this layer's (message_too_big): gRPC's own answer names
          * neither the setting nor the fix, and gRPC 1.51 holds a whole message before checking
-         * its size anyway (a 200 MB message against a 1 MiB limit took 200 MB of RSS before it
-         * was refused), so the check here costs no memory that the core's would save */
+         * its size anyway, so the check here costs no memory that the core's would save */
         siam_rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1),
         /* a second server on a port in use must fail, not share the port with the first */
         siam_rpc_int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
@@ -91,11 +90,10 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
         /* HTTP/2 flow control bounds what a client can make the server hold: a stream reads its
          * next message only after its answer went out, so a client that sends without reading
          * answers fills its stream's receive window and stops. With gRPC's BDP probing (on by
-         * default) the windows grow with the measured bandwidth-delay product, to tens of MB per
-         * stream on loopback: 32 such streams made the server hold 1.1 GB. Off, a stream's
-         * window stays at HTTP/2's 64 KiB, opened to the length of the message being read when
-         * a read is waiting, and the same 32 streams took 18 MB (tests/load_test.sh,
-         * docs/BENCHMARKS.md "Load"). */
+         * default) the windows grow with the bandwidth-delay product, to tens of MB per stream on
+         * loopback. Off, a stream's window stays at HTTP/2's 64 KiB, opened to the length of the
+         * message being read when a read is waiting (tests/load_test.sh bounds the server's
+         * memory under such clients; the figures are in docs/BENCHMARKS.md "Load"). */
         siam_rpc_int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),
         /* a connection that never sends the HTTP/2 preface is never seen by a TLS or token
          * check: only this bounds how long it holds a file descriptor */
