@@ -168,7 +168,26 @@ void siam_matmul_rows(float *C, const float *A, const float *B, const float *bia
     else
         matmul_sse2(C, A, B, bias, M, N, K);
 }
+
+int siam_matmul_rows_variant(int variant, float *C, const float *A, const float *B,
+                             const float *bias, int M, int N, int K) {
+    if (variant == 2 && __builtin_cpu_supports("avx512f"))
+        matmul_avx512(C, A, B, bias, M, N, K);
+    else if (variant == 1 && __builtin_cpu_supports("avx2"))
+        matmul_avx2(C, A, B, bias, M, N, K);
+    else if (variant == 0)
+        matmul_sse2(C, A, B, bias, M, N, K);
+    else
+        return -1;
+    return 0;
+}
 #else
+int siam_matmul_rows_variant(int variant, float *C, const float *A, const float *B,
+                             const float *bias, int M, int N, int K) {
+    (void)variant, (void)C, (void)A, (void)B, (void)bias, (void)M, (void)N, (void)K;
+    return -1;
+}
+
 void siam_matmul_rows(float *C, const float *A, const float *B, const float *bias, int M, int N,
                       int K) {
     siam_matmul_rows_naive(C, A, B, bias, M, N, K);

@@ -27,6 +27,11 @@ void siam_matmul_rows(float *C, const float *A, const float *B, const float *bia
 void siam_matmul_rows_naive(float *C, const float *A, const float *B, const float *bias, int M,
                             int N, int K);
 
+/* siam_matmul_rows by one of its instruction-set variants (0 SSE2, 1 AVX2, 2 AVX-512F), so tests
+ * can show they agree bit for bit; -1 (nothing computed) if this CPU or build lacks it. */
+int siam_matmul_rows_variant(int variant, float *C, const float *A, const float *B,
+                             const float *bias, int M, int N, int K);
+
 /* Number of threads OpenBLAS uses; n <= 0 leaves the library default. */
 void siam_blas_set_threads(int n);
 int siam_blas_get_threads(void);
