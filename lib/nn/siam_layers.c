@@ -46,6 +46,12 @@ void siam_dense_forward(float *out, const float *in, const float *w, const float
     siam_sgemm(0, 0, B, O, I, 1.0f, in, I, w, O, 1.0f, out, O);
 }
 
+/* out (B,O) = in (B,I) . w (I,O) + b (O), row by row in a fixed order (see siam_matmul_rows) */
+void siam_dense_infer(float *out, const float *in, const float *w, const float *b, int B, int I,
+                      int O) {
+    siam_matmul_rows(out, in, w, b, B, O, I);
+}
+
 /* din (B,I) += dout (B,O) . w^T;  dw (I,O) += in^T . dout;  db (O) += sum_b dout */
 void siam_dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                          const float *w, int B, int I, int O) {
@@ -64,9 +70,8 @@ size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW) {
     return (size_t)B * oh * ow * (size_t)KH * (size_t)KW * (size_t)C;
 }
 
-/* col[(b,oh,ow), (kh,kw,c)] = in[b, oh+kh, ow+kw, c];  out (B*OH*OW,K) = col . w + b */
-void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
-                         int B, int H, int W, int C, int KH, int KW, int K) {
+/* col[(b,oh,ow), (kh,kw,c)] = in[b, oh+kh, ow+kw, c] for the B items at in */
+static void im2col(float *col, const float *in, int B, int H, int W, int C, int KH, int KW) {
     int OH = H - KH + 1, OW = W - KW + 1;
     size_t seg = (size_t)KW * C;    /* one kernel row of a patch is contiguous in NHWC */
     size_t ncol = (size_t)KH * seg; /* patch length = KH*KW*C */
@@ -77,9 +82,29 @@ void siam_conv2d_forward(float *out, float *col, const float *in, const float *w
                 for (int kh = 0; kh < KH; kh++)
                     memcpy(row + kh * seg, in + (((size_t)bi * H + oh + kh) * W + ow) * C,
                            seg * sizeof(float));
+}
+
+/* col = im2col(in);  out (B*OH*OW,K) = col . w + b */
+void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
+                         int B, int H, int W, int C, int KH, int KW, int K) {
+    int OH = H - KH + 1, OW = W - KW + 1;
+    size_t ncol = (size_t)KH * KW * C;
+    im2col(col, in, B, H, W, C, KH, KW);
     size_t M = (size_t)B * OH * OW;
     fill_rows(out, b, M, K);
     siam_sgemm(0, 0, (int)M, K, (int)ncol, 1.0f, col, (int)ncol, w, K, 1.0f, out, K);
+}
+
+/* per item: col = im2col(item), out rows = col . w + b. One item's patches stay in cache (the
+ * whole batch's would not), and every output row is computed from its own patch alone. */
+void siam_conv2d_infer(float *out, float *col, const float *in, const float *w, const float *b,
+                       int B, int H, int W, int C, int KH, int KW, int K) {
+    int OH = H - KH + 1, OW = W - KW + 1;
+    size_t item_in = (size_t)H * W * C, item_out = (size_t)OH * OW * K;
+    for (int bi = 0; bi < B; bi++) {
+        im2col(col, in + bi * item_in, 1, H, W, C, KH, KW);
+        siam_matmul_rows(out + bi * item_out, col, w, b, OH * OW, K, KH * KW * C);
+    }
 }
 
 /* dw += col^T . dout;  db += sum_rows dout;  dcol = dout . w^T, din += col2im(dcol) */

@@ -20,6 +20,10 @@
 /* ---- dense: out (B,O) = in (B,I) . w (I,O) + b (O) ---- */
 void siam_dense_forward(float *out, const float *in, const float *w, const float *b, int B, int I,
                         int O);
+/* The inference forward: the same product by siam_matmul_rows, so each output row depends only on
+ * its own input row, bit for bit, whatever B and the row's place in the batch. */
+void siam_dense_infer(float *out, const float *in, const float *w, const float *b, int B, int I,
+                      int O);
 /* din (B,I) += dout . w^T;  dw (I,O) += in^T . dout;  db (O) += sum_b dout */
 void siam_dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                          const float *w, int B, int I, int O);
@@ -32,6 +36,10 @@ void siam_dense_backward(float *din, float *dw, float *db, const float *dout, co
 size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW);
 void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
                          int B, int H, int W, int C, int KH, int KW, int K);
+/* The inference forward, one item at a time by siam_matmul_rows: an item's output depends only on
+ * that item, bit for bit. col needs siam_conv2d_col_size(1, ...) floats (one item's patches). */
+void siam_conv2d_infer(float *out, float *col, const float *in, const float *w, const float *b,
+                       int B, int H, int W, int C, int KH, int KW, int K);
 void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const float *dout,
                           const float *col, const float *w, int B, int H, int W, int C, int KH,
                           int KW, int K);

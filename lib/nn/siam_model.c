@@ -384,12 +384,25 @@ int siam_model_forward(siam_model *m, int pass, const float *x, int B, int train
         float *y = ps->act[i];
         size_t n = (size_t)B * out_size(l);
         switch (l->kind) {
+        /* Inference takes the batch-independent products (siam_matmul_rows): an image's
+         * embedding is then the same bits alone or at any row of any batch, so an image is at
+         * distance exactly 0 from itself and a pair's answer does not depend on the request it
+         * came in. Every other inference layer is element-wise or per item already. Training
+         * keeps sgemm (faster on the large backward products), so a training forward may differ
+         * from an inference forward in the last bits. */
         case L_DENSE:
-            siam_dense_forward(y, in, P + l->w_off, P + l->b_off, B, l->in_c, l->out_c);
+            if (training)
+                siam_dense_forward(y, in, P + l->w_off, P + l->b_off, B, l->in_c, l->out_c);
+            else
+                siam_dense_infer(y, in, P + l->w_off, P + l->b_off, B, l->in_c, l->out_c);
             break;
         case L_CONV:
-            siam_conv2d_forward(y, ps->aux[i], in, P + l->w_off, P + l->b_off, B, l->in_h, l->in_w,
-                                l->in_c, l->kh, l->kw, l->out_c);
+            if (training)
+                siam_conv2d_forward(y, ps->aux[i], in, P + l->w_off, P + l->b_off, B, l->in_h,
+                                    l->in_w, l->in_c, l->kh, l->kw, l->out_c);
+            else
+                siam_conv2d_infer(y, ps->aux[i], in, P + l->w_off, P + l->b_off, B, l->in_h,
+                                  l->in_w, l->in_c, l->kh, l->kw, l->out_c);
             break;
         case L_MAXPOOL:
             siam_maxpool2_forward(y, ps->argmax[i], in, B, l->in_h, l->in_w, l->in_c);

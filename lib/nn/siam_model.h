@@ -52,7 +52,10 @@ void siam_model_zero_grads(siam_model *m);
 /* Forward of pass (0..SIAM_MODEL_PASSES-1) on x (B, input_size). training: dropout active and
  * batchnorm on batch statistics (updating running ones); else inference. *out points at the
  * (B, output_size) embeddings inside the model, valid until the next forward of that pass.
- * x must stay valid until backward of the same pass. SIAM_ERR_NOMEM if buffers cannot grow. */
+ * x must stay valid until backward of the same pass. SIAM_ERR_NOMEM if buffers cannot grow.
+ * Inference computes each row from that row alone in a fixed order (siam_matmul_rows): a row's
+ * output is the same bits whatever B, its place in the batch, the CPU or OpenBLAS's settings.
+ * Training uses sgemm, so its forward may differ from inference's in the last bits. */
 int siam_model_forward(siam_model *m, int pass, const float *x, int B, int training,
                        const float **out, siam_error *err);
 
@@ -60,7 +63,9 @@ int siam_model_forward(siam_model *m, int pass, const float *x, int B, int train
  * Weight gradients are ACCUMULATED into grads. */
 void siam_model_backward(siam_model *m, int pass, const float *dout);
 
-/* Inference embeddings of n inputs (n, input_size) into out (n, output_size), in chunks. */
+/* Inference embeddings of n inputs (n, input_size) into out (n, output_size), in chunks. An
+ * input's embedding is the same bits alone or at any row of any n (identical inputs, distance 0).
+ */
 int siam_model_embed(siam_model *m, const float *x, size_t n, float *out, siam_error *err);
 
 /* Seeds the dropout random stream (reproducible training). */
