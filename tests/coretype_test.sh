@@ -7,8 +7,9 @@
 #                     it prints OpenBLAS's core name, which must be the type asked for (proof that
 #                     the library used it), and a hash of the embeddings' bits, which must be the
 #                     same under every type and thread count (the inference product is our own)
-#   test_averaging    image Similarity: an image and itself at distance exactly 0, distances equal
+#   test_service_sync image Similarity: an image and itself at distance exactly 0, distances equal
 #                     to embeddings computed elsewhere
+#   test_averaging    the averaging's rounds, bit for bit
 #   test_service      the loss head's answers and gradients
 # Exits 77 (skipped) when the CPU can run none of the types (not x86-64).
 set -uo pipefail
@@ -60,7 +61,7 @@ for type in Haswell SkylakeX Zen Sandybridge Prescott; do
     elif [ "$hash" != "$hash_seen" ]; then
       fail "$what: embeddings hash $hash, $hash_seen under $hash_from"
     fi
-    for t in test_averaging test_service; do
+    for t in test_averaging test_service test_service_sync; do
       if ! "$bin/$t" >"$tmp/$t.out" 2>&1; then
         grep FAIL "$tmp/$t.out" | head -10; fail "$what: $t"
       fi
