@@ -1,0 +1,81 @@
+/* siam_service_internal: the service struct and shared helpers, private to siam_service*.c. */
+#ifndef SIAM_SERVICE_INTERNAL_H
+#define SIAM_SERVICE_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "siam_service.h"
+
+/* One worker the server has seen (for Status). */
+typedef struct {
+    char id[128];
+    double last_seen; /* siam_now() of its last batch */
+    uint64_t pairs_trained;
+} siam_worker_record;
+
+struct siam_service {
+    float margin;               /* contrastive margin m (> 0) */
+    siam_label_convention conv; /* which pairs label 1 marks */
+    float threshold;            /* Similarity's same/different threshold; m/2 by default */
+    const char *version;        /* reported by Status */
+
+    /* mutable state, guarded by lock */
+    pthread_mutex_t lock;
+    uint64_t global_step; /* batches answered, all workers */
+    siam_worker_record workers[SIAM_SERVICE_MAX_WORKERS];
+    int n_workers;
+    int table_level;        /* fill thresholds of the worker table logged (0..4) */
+    double refused_logged;  /* siam_now() of the last "not listed" line */
+    unsigned refused_since; /* names not listed since that line */
+
+    /* weight averaging and the global model (siam_service_start_averaging); NULL before */
+    siam_averaging *avg;
+    /* how SyncWeights answers reach their caller (siam-server: siam_rpc_reply_send) */
+    void (*sync_reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st);
+    /* whether a SyncWeights caller has gone (siam-server: siam_rpc_reply_cancelled); may be NULL */
+    int (*sync_cancelled)(void *waiter);
+    /* the global model in inference mode, for Similarity with images; guarded by model_lock */
+    pthread_mutex_t model_lock;
+    siam_model *model;
+    uint64_t model_version; /* of the averaging parameters it holds */
+
+    /* the server's checkpoints (siam_service_checkpoint_*), guarded by lock */
+    char ckpt_path[4096]; /* the newest written; "" before */
+    uint64_t ckpt_round;
+    double ckpt_time;
+    uint64_t ckpt_failures;
+    uint64_t ckpt_failed_round;
+    double ckpt_failed_time;
+    char ckpt_error[SIAM_ERROR_MSG_MAX]; /* the newest failure's message; "" before */
+};
+
+/* ---- siam_service_codec.c: decoding, encoding and the validation Train, SyncWeights and
+ * Similarity share (see the definitions) ---- */
+
+/* Decoding: an allocator that remembers whether malloc failed, so that an out-of-memory unpack
+ * is reported as RESOURCE_EXHAUSTED instead of as a malformed message. */
+
+typedef struct {
+    ProtobufCAllocator base;
+    int failed;
+} decode_alloc;
+
+ProtobufCMessage *svc_decode(const ProtobufCMessageDescriptor *d, decode_alloc *da,
+                             const uint8_t *req, size_t len, siam_rpc_status *st);
+int svc_encode(const ProtobufCMessage *msg, const char *name, siam_rpc_buf *resp,
+               siam_rpc_status *st);
+int svc_begin(siam_service *svc, siam_rpc_buf *resp, siam_rpc_status *st);
+int svc_check_dim(uint32_t dim, siam_rpc_status *st);
+int svc_check_finite(const char *field, const float *v, size_t n, uint32_t dim,
+                     siam_rpc_status *st);
+void svc_copy_name(char *dst, size_t cap, const char *src);
+
+/* ---- siam_service.c: the Status worker table, written by Train and SyncWeights ---- */
+
+siam_worker_record *svc_worker_record(siam_service *svc, const char *id, double now);
+
+#endif

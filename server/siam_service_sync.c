@@ -1,0 +1,197 @@
+/* siam_service_sync: SyncWeights, the averaging glue and adopting the global model. */
+#include "siam_service_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "siam_log.h"
+
+#include "siam/v1/siam.pb-c.h"
+
+/* SyncWeights and the global model */
+
+/* One waiting SyncWeights call. */
+typedef struct {
+    siam_service *svc;
+    void *waiter;
+} sync_call;
+
+static void sync_answer(void *waiter, const siam_averaging_answer *a) {
+    sync_call *c = waiter;
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
+    siam_rpc_buf resp = {0};
+    if (a->code != SIAM_RPC_OK) {
+        siam_rpc_status_set(&st, a->code, "%s", a->msg);
+    } else {
+        Siam__V1__GlobalWeights g = SIAM__V1__GLOBAL_WEIGHTS__INIT;
+        g.round = a->round;
+        g.n_params = a->n_params;
+        g.params = (float *)a->params;
+        g.model_spec = (char *)a->spec;
+        g.workers = a->workers;
+        g.samples = a->samples;
+        g.late = a->late != 0;
+        svc_encode(&g.base, "GlobalWeights", &resp, &st);
+    }
+    c->svc->sync_reply(c->waiter, st.code == SIAM_RPC_OK ? &resp : NULL, &st);
+    free(c);
+}
+
+/* cfg.gone of the averaging: whether the caller of a waiting SyncWeights call has gone. */
+static int sync_gone(void *waiter) {
+    sync_call *c = waiter;
+    return c->svc->sync_cancelled && c->svc->sync_cancelled(c->waiter);
+}
+
+void siam_service_set_sync_cancelled(siam_service *svc, int (*cancelled)(void *waiter)) {
+    svc->sync_cancelled = cancelled;
+}
+
+int siam_service_start_averaging(
+    siam_service *svc, int min_workers, double sync_timeout,
+    void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
+    void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err) {
+    if (!svc || !reply)
+        return siam_error_set(err, SIAM_ERR_ARG, "averaging needs a service and a reply function");
+    siam_averaging_config cfg = {min_workers, sync_timeout, sync_answer,
+                                 on_round,    round_ctx,    sync_gone};
+    svc->sync_reply = reply;
+    return siam_averaging_create(&svc->avg, &cfg, err);
+}
+
+/* Makes spec the global model with params (model_lock held): checks the parameter count against
+ * the spec before anything is allocated for it (a client's spec may describe any size), builds
+ * the inference model, and hands the parameters to the averaging. The inference model is kept
+ * only when the averaging took the model, so a refused spec leaves no trace. On failure st
+ * (code) or err explains. */
+static int adopt_model(siam_service *svc, const char *spec, const float *params, size_t n,
+                       uint64_t round, siam_rpc_status *st, siam_error *err) {
+    size_t want = 0;
+    if (siam_model_spec_parse(spec, NULL, &want, err))
+        return siam_rpc_status_set(st,
+                                   err->code == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED
+                                                               : SIAM_RPC_INVALID_ARGUMENT,
+                                   "model_spec '%.300s': %s", spec, err->msg);
+    if (want != n) {
+        siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                            "params has %zu floats, expected %zu for model '%.300s'", n, want,
+                            spec);
+        siam_error_set(err, SIAM_ERR_MISMATCH, "%s", st->msg);
+        return st->code;
+    }
+    siam_model *m = NULL;
+    if (siam_model_create(&m, spec, 0, err))
+        return siam_rpc_status_set(st,
+                                   err->code == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED
+                                                               : SIAM_RPC_INVALID_ARGUMENT,
+                                   "model_spec '%.300s': %s", spec, err->msg);
+    int rc = SIAM_RPC_OK;
+    if (siam_averaging_set_model(svc->avg, siam_model_spec(m), params, n, round, err)) {
+        rc = siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", err->msg);
+    }
+    if (rc == SIAM_RPC_OK && !svc->model) {
+        svc->model = m; /* its parameters are copied in by the first image Similarity */
+        svc->model_version = 0;
+    } else {
+        siam_model_free(m);
+    }
+    return rc;
+}
+
+int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
+                           uint64_t round, uint64_t global_step, siam_error *err) {
+    if (!svc->avg)
+        return siam_error_set(err, SIAM_ERR_ARG, "averaging is not started");
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
+    pthread_mutex_lock(&svc->model_lock);
+    int rc = adopt_model(svc, spec, params, n, round, &st, err);
+    pthread_mutex_unlock(&svc->model_lock);
+    if (rc)
+        return err->code ? err->code : SIAM_ERR_MISMATCH;
+    pthread_mutex_lock(&svc->lock);
+    svc->global_step = global_step;
+    pthread_mutex_unlock(&svc->lock);
+    return SIAM_OK;
+}
+
+static void sync_fail(siam_service *svc, void *waiter, const siam_rpc_status *st) {
+    if (svc && svc->sync_reply)
+        svc->sync_reply(waiter, NULL, st);
+}
+
+void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *waiter) {
+    siam_rpc_status st = {SIAM_RPC_OK, ""};
+    if (!svc || !svc->avg || !svc->sync_reply) {
+        siam_rpc_status_set(&st, SIAM_RPC_UNIMPLEMENTED, "this server does not average weights");
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    decode_alloc da;
+    Siam__V1__WeightsUpdate *u = (Siam__V1__WeightsUpdate *)svc_decode(
+        &siam__v1__weights_update__descriptor, &da, req, len, &st);
+    if (!u) {
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    char id[sizeof(((siam_worker_record *)0)->id)];
+    svc_copy_name(id, sizeof id, u->worker_id ? u->worker_id : "");
+    if (!id[0])
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                            "worker_id is empty: SyncWeights needs a name unique to each worker");
+    else if (!u->model_spec || !u->model_spec[0])
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "model_spec is empty");
+    else if (strlen(u->model_spec) >= SIAM_SPEC_MAX)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                            "model_spec has %zu bytes, expected fewer than %d",
+                            strlen(u->model_spec), SIAM_SPEC_MAX);
+    else if (u->n_params == 0)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "params is empty");
+    else if (u->samples > SIAM_AVERAGING_MAX_SAMPLES)
+        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
+                            "samples is %llu, expected at most %llu (the pairs trained since the "
+                            "last sync)",
+                            (unsigned long long)u->samples,
+                            (unsigned long long)SIAM_AVERAGING_MAX_SAMPLES);
+    else
+        svc_check_finite("params", u->params, u->n_params, 1, &st);
+    /* the spec as the averaging knows specs: canonical ("mlp", extra spaces), when it parses;
+     * otherwise as sent (the averaging then names it in its mismatch message) */
+    char spec[SIAM_SPEC_MAX] = "";
+    if (st.code == SIAM_RPC_OK && siam_model_spec_parse(u->model_spec, spec, NULL, NULL))
+        snprintf(spec, sizeof spec, "%s", u->model_spec);
+    if (st.code == SIAM_RPC_OK && !siam_averaging_has_model(svc->avg)) {
+        /* the first worker's model becomes the global model */
+        siam_error err = {0};
+        pthread_mutex_lock(&svc->model_lock);
+        if (!siam_averaging_has_model(svc->avg) &&
+            adopt_model(svc, spec, u->params, u->n_params, 0, &st, &err) == SIAM_RPC_OK)
+            LOG_INFO("service", "global model from worker %s: %s (%zu parameters)", id, spec,
+                     u->n_params);
+        pthread_mutex_unlock(&svc->model_lock);
+    }
+    if (st.code != SIAM_RPC_OK) {
+        siam__v1__weights_update__free_unpacked(u, &da.base);
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    double now = siam_now();
+    pthread_mutex_lock(&svc->lock);
+    siam_worker_record *w = svc_worker_record(svc, id, now);
+    if (w)
+        w->last_seen = now;
+    pthread_mutex_unlock(&svc->lock);
+
+    sync_call *c = malloc(sizeof *c);
+    if (!c) {
+        siam__v1__weights_update__free_unpacked(u, &da.base);
+        siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        sync_fail(svc, waiter, &st);
+        return;
+    }
+    c->svc = svc;
+    c->waiter = waiter;
+    siam_averaging_update up = {id, spec, u->params, u->n_params, u->samples, u->round};
+    siam_averaging_submit(svc->avg, &up, c);
+    siam__v1__weights_update__free_unpacked(u, &da.base);
+}
