@@ -32,10 +32,7 @@ off += 32
 print(rnd, hashlib.sha256(b[off:off + 4 * n_params]).hexdigest())
 EOF
 }
-"$py" -c 'import grpc, google.protobuf' 2>/dev/null ||
-  { echo "FAIL $py cannot import grpc/google.protobuf: run scripts/install-deps.sh"; exit 1; }
-(cd "$root" && protoc -I proto --python_out="$tmp" proto/siam/v1/siam.proto \
-  proto/grpc/health/v1/health.proto) || { echo "FAIL protoc --python_out failed"; exit 1; }
+python_stubs "$tmp"
 similarity() { # similarity PORT OUT: Similarity with test images, from Python
   "$py" "$root/examples/python/siam_similarity.py" --server "127.0.0.1:$1" --stubs "$tmp" \
     --data "$data" --images 0:1,2:3,10:11,100:200,5:5 --json >"$2" 2>"$2.err"

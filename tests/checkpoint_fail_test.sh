@@ -30,11 +30,7 @@ cleanup_mechanism() {
 }
 trap 'cleanup_mechanism; e2e_cleanup' EXIT
 
-"$py" -c 'import grpc, google.protobuf' 2>/dev/null ||
-  { echo "FAIL $py cannot import grpc/google.protobuf: run scripts/install-deps.sh"; exit 1; }
-(cd "$root" && protoc -I proto --python_out="$tmp" proto/siam/v1/siam.proto \
-  proto/grpc/health/v1/health.proto) ||
-  { echo "FAIL protoc --python_out failed"; exit 1; }
+python_stubs "$tmp"
 
 # One SyncWeights update (round ROUND) or a Status, printed as "key=value" lines.
 cat >"$tmp/call.py" <<'EOF'

@@ -9,6 +9,10 @@
 #                               $tmp/NAME.out and $tmp/NAME.log; sets port and server_pid, adds
 #                               the pid to pids (for the caller's cleanup)
 #   is_sanitizer_build BINARY   true when BINARY was built with ASan/UBSan (gcc or clang)
+#   python_stubs DIR            Debian's /usr/bin/python3 can import grpc and protobuf, and DIR
+#                               holds protoc's Python code for siam.proto and health.proto; else
+#                               the test fails naming what to install
+#   wait_for FILE PATTERN SECS  true once grep finds PATTERN in FILE, false after SECS seconds
 e2e_begin() {
   tmp=$(mktemp -d)
   pids=()
@@ -47,4 +51,23 @@ start_server() {
 # SIGPIPE would fail a pipefail pipeline).
 is_sanitizer_build() {
   ldd "$1" | grep -q 'lib\(a\|ub\)san\.so' || nm -D "$1" 2>/dev/null | grep ' __asan_init$' >/dev/null
+}
+
+python_stubs() {
+  local dir=$1 root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  /usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null ||
+    { echo "FAIL /usr/bin/python3 cannot import grpc and google.protobuf: run scripts/install-deps.sh"; exit 1; }
+  command -v protoc >/dev/null || { echo "FAIL protoc not found: run scripts/install-deps.sh"; exit 1; }
+  mkdir -p "$dir"
+  (cd "$root" && protoc -I proto --python_out="$dir" proto/siam/v1/siam.proto \
+    proto/grpc/health/v1/health.proto) || { echo "FAIL protoc --python_out failed"; exit 1; }
+}
+
+wait_for() {
+  local end=$(($(date +%s) + $3))
+  until grep -q "$2" "$1" 2>/dev/null; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 0.05
+  done
 }

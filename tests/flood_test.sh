@@ -16,14 +16,6 @@ source "$(dirname "$0")/e2e_lib.sh"
 e2e_begin
 now() { date +%s.%N; }
 secs() { awk "BEGIN{printf \"%.2f\", $2 - $1}"; }
-# wait_for FILE PATTERN SECONDS: until grep -q finds PATTERN in FILE
-wait_for() {
-  local end=$(($(date +%s) + $3))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    [ "$(date +%s)" -lt "$end" ] || return 1
-    sleep 0.05
-  done
-}
 
 cat >"$tmp/conns.py" <<'EOF'
 """conns.py PORT N: opens up to N TCP connections that send nothing and prints "opened K"; then

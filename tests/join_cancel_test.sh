@@ -9,10 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3
 source "$(dirname "$0")/e2e_lib.sh"
 e2e_begin
-"$py" -c 'import grpc, google.protobuf' 2>/dev/null ||
-  { echo "FAIL $py cannot import grpc/google.protobuf: run scripts/install-deps.sh"; exit 1; }
-(cd "$root" && protoc -I proto --python_out="$tmp" proto/siam/v1/siam.proto) ||
-  { echo "FAIL protoc --python_out failed"; exit 1; }
+python_stubs "$tmp"
 cat >"$tmp/join.py" <<'EOF'
 # join.py PORT MODE: MODE "quit" joins with a 1 s deadline and gives up; "one" joins with a 4 s
 # deadline and prints its status code; "two" joins two workers at once (60 s deadline) and

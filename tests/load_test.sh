@@ -31,11 +31,7 @@ client=$root/tests/load_client.py
 source "$(dirname "$0")/e2e_lib.sh"
 e2e_begin
 
-"$py" -c 'import grpc, google.protobuf' 2>/dev/null ||
-  { echo "FAIL $py cannot import grpc and google.protobuf: run scripts/install-deps.sh"; exit 1; }
-command -v protoc >/dev/null || { echo "FAIL protoc not found: run scripts/install-deps.sh"; exit 1; }
-(cd "$root" && protoc -I proto --python_out="$tmp" proto/siam/v1/siam.proto) ||
-  { echo "FAIL protoc --python_out"; exit 1; }
+python_stubs "$tmp"
 
 sanitize=0
 if is_sanitizer_build "$bin/siam-server"; then
