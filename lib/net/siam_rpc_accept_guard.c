@@ -88,10 +88,10 @@ static void log_refusals(double now) {
     if (logged_any)
         snprintf(when, sizeof when, " in the last %.0f s", now - last_log);
     LOG_WARN(COMPONENT,
-             "refusing new connections: %llu closed as they arrived%s%s: %d files are open, the "
-             "cap for the open-file limit (RLIMIT_NOFILE) %d; connections that send nothing are "
-             "closed after the handshake timeout (--handshake-timeout), and new ones are accepted "
-             "again once others close",
+             "refusing new connections: %llu closed as they arrived%s%s: at least %d files are "
+             "open, the cap for the open-file limit (RLIMIT_NOFILE) %d; connections that send "
+             "nothing are closed after the handshake timeout (--handshake-timeout), and new ones "
+             "are accepted again once others close",
              (unsigned long long)(window_cap + window_emfile), when, extra, atomic_load(&cap),
              limit);
     logged_any = 1;
