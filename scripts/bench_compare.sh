@@ -22,7 +22,7 @@
 # Environment: THREADS (OpenBLAS threads of training and siam-client, default 1), SIM_SECONDS
 # (default 3), IMAGE_MODELS (default "mlp cnn").
 set -euo pipefail
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage >&2; exit 2; fi
 old=$(cd "$1" && pwd) new=$(cd "$2" && pwd)
