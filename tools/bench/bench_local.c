@@ -1,4 +1,5 @@
-/* bench_local.c: suite local, OpenBLAS sgemm at the models' shapes and local training rates. */
+/* bench_local.c: suite local, OpenBLAS sgemm at the models' shapes and local training rates
+ * (--only embed: bench_embed.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -155,6 +156,8 @@ static int bench_train_runs(const bench_config *c) {
 int bench_suite_local(const bench_config *c) {
     siam_blas_set_threads(c->threads);
     printf("threads %d\n", siam_blas_get_threads());
+    if (strcmp(c->only, "embed") == 0)
+        return bench_embed_runs(c);
     if (strcmp(c->only, "train") != 0)
         bench_sgemm_shapes(c->reps);
     if (strcmp(c->only, "sgemm") != 0)

@@ -1,10 +1,12 @@
 /* bench_main.c: siam-bench's command line; each suite reports its own figures.
  *   local       OpenBLAS sgemm at the shapes the models use and the local training rate (both
  *               forward passes + backward + Adam, no network) of each model (the default);
+ *               --only embed: inference embeddings (siam_model_embed) in images/s instead;
  *   head        the server's loss head alone on one thread: the contrastive loss and its
  *               gradients, and the whole Train request path (decode, validate, compute, encode);
  *   similarity  a load generator for siam-server's Similarity: N callers, each with its own
- *               channel, sending one pre-encoded request back to back;
+ *               channel, sending one pre-encoded request back to back (embeddings, or with
+ *               --images raw image pairs the server embeds with its model);
  *   load        siam-server under sustained mixed load: concurrent Train streams (one thread
  *               each) and Similarity callers for a timed window after a warm-up; calls, failures
  *               and latency percentiles per RPC, and the server's RSS sampled every second. */
@@ -44,8 +46,9 @@ int main(int argc, char **argv) {
          "timed repeats per figure (median)"},
         {"scale", SIAM_OPT_INT, &c.scale, 1, 100, NULL, "K",
          "local: multiply the steps per training timing by K"},
-        {"only", SIAM_OPT_CHOICE, &c.only, 0, 0, "all|sgemm|train", NULL,
-         "local: which figures to take"},
+        {"only", SIAM_OPT_CHOICE, &c.only, 0, 0, "all|sgemm|train|embed", NULL,
+         "local: which figures to take (all = sgemm and train; embed: siam_model_embed "
+         "images/s, mlp on 70,000 and cnn on 7,000 random images, times --scale)"},
         {"batch", SIAM_OPT_INT, &c.batch, 0, 65536, NULL, "B",
          "head: pairs per batch (0 = 857); load: pairs per Train batch (0 = 128)"},
         {"dim", SIAM_OPT_INT, &c.dim, 1, SIAM_SERVICE_MAX_DIM, NULL, "D",
@@ -55,6 +58,9 @@ int main(int argc, char **argv) {
          "similarity (>= 1), load: concurrent Similarity callers, one thread each"},
         {"pairs", SIAM_OPT_INT, &c.pairs, 1, 65536, NULL, "P",
          "similarity: pairs per request (load cycles through 1, 10, 100 and 1000)"},
+        {"images", SIAM_OPT_FLAG, &c.images, 0, 0, NULL, NULL,
+         "similarity: send pairs of random 28x28 images (left_images, right_images) for the "
+         "server to embed with its model (siam-server --model or --resume), not embeddings"},
         {"seconds", SIAM_OPT_FLOAT, &c.seconds, 0, 3600, NULL, "S",
          "similarity, load: length of the timed window (0 = 10 for similarity, 60 for load)"},
         {"streams", SIAM_OPT_INT, &c.streams, 0, 1024, NULL, "N",
@@ -72,8 +78,10 @@ int main(int argc, char **argv) {
     int rc = siam_options_main(
         BENCH_PROG, SIAM_VERSION,
         "Benchmarks, as medians. --suite local: sgemm GFLOP/s at the models' shapes and local "
-        "training\npairs/s; head: the loss head alone (pairs/s); similarity: Similarity "
-        "requests/s and\nlatency percentiles from concurrent callers (exit 1 if any call fails).\n"
+        "training\npairs/s (--only embed: inference embeddings, images/s); head: the loss head "
+        "alone (pairs/s);\nsimilarity: Similarity requests/s and latency percentiles from "
+        "concurrent callers (exit 1 if\nany call fails; --images: image pairs, embedded by the "
+        "server's model).\n"
         "load: --streams Train streams (batch x dim random finite floats) and --callers "
         "Similarity callers\n(1/10/100/1000 pairs per request, in turn) against --server for "
         "--warmup + --seconds;\nreports calls, failures (each printed), latency p50/p90/p99/max "

@@ -1,4 +1,5 @@
-/* bench_similarity.c: suite similarity, a load generator for siam-server's Similarity. */
+/* bench_similarity.c: suite similarity, a load generator for siam-server's Similarity: pairs of
+ * embeddings, or with --images pairs of raw images that the server embeds with its model. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,23 +119,30 @@ static int gather_callers(const bench_config *c, caller *k, bench_samples *all,
 static void print_similarity(const bench_config *c, uint64_t failures, double elapsed,
                              const bench_percentiles *p) {
     double rps = (double)p->n / elapsed;
-    printf("similarity callers=%d pairs=%d dim=%d: %.0f requests/s, %.0f pairs/s, latency p50 "
+    char shape[32]; /* what a pair is: its embedding dimension, or images */
+    if (c->images)
+        snprintf(shape, sizeof shape, "images=28x28");
+    else
+        snprintf(shape, sizeof shape, "dim=%d", c->dim);
+    printf("similarity callers=%d pairs=%d %s: %.0f requests/s, %.0f pairs/s, latency p50 "
            "%.0f us, p99 %.0f us (%llu calls in %.1f s, %llu failed)\n",
-           c->callers, c->pairs, c->dim, rps, rps * c->pairs, p->p50, p->p99,
+           c->callers, c->pairs, shape, rps, rps * c->pairs, p->p50, p->p99,
            (unsigned long long)p->n, elapsed, (unsigned long long)failures);
     if (c->json)
         printf("{\"suite\": \"similarity\", \"server\": \"%s\", \"callers\": %d, \"pairs\": %d, "
-               "\"dim\": %d, \"seconds\": %.2f, \"calls\": %llu, \"failures\": %llu, "
+               "\"%s\": %d, \"seconds\": %.2f, \"calls\": %llu, \"failures\": %llu, "
                "\"requests_per_s\": %.1f, \"pairs_per_s\": %.1f, \"p50_us\": %.1f, "
                "\"p99_us\": %.1f}\n",
-               c->server, c->callers, c->pairs, c->dim, elapsed, (unsigned long long)p->n,
+               c->server, c->callers, c->pairs, c->images ? "images" : "dim",
+               c->images ? 1 : c->dim, elapsed, (unsigned long long)p->n,
                (unsigned long long)failures, rps, rps * c->pairs, p->p50, p->p99);
 }
 
 int bench_suite_similarity(const bench_config *c) {
     size_t len = 0;
     uint64_t failures = 0;
-    uint8_t *req = bench_similarity_request(c->pairs, c->dim, &len);
+    uint8_t *req = c->images ? bench_similarity_image_request(c->pairs, &len)
+                             : bench_similarity_request(c->pairs, c->dim, &len);
     caller *k = calloc((size_t)c->callers, sizeof *k);
     bench_samples all = {0};
     double elapsed = 0;

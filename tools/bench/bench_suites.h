@@ -9,6 +9,7 @@ typedef struct {
     const char *suite, *data, *server;
     int threads, reps, scale, json;
     int batch, dim, callers, pairs;
+    int images; /* similarity: send image pairs, not embeddings */
     float seconds;
     const char *only;
     int streams, server_pid; /* load */
@@ -20,6 +21,8 @@ typedef struct {
 
 /* sgemm GFLOP/s at the models' shapes and local training pairs/s (bench_local.c) */
 int bench_suite_local(const bench_config *c);
+/* --only embed: inference embeddings (siam_model_embed) in images/s (bench_embed.c) */
+int bench_embed_runs(const bench_config *c);
 /* the server's loss head alone, in process (bench_head.c) */
 int bench_suite_head(const bench_config *c);
 /* Similarity load from concurrent callers on a siam-server (bench_similarity.c) */

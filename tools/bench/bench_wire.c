@@ -78,6 +78,25 @@ uint8_t *bench_similarity_request(int pairs, int dim, size_t *len) {
     return buf;
 }
 
+uint8_t *bench_similarity_image_request(int pairs, size_t *len) {
+    size_t n = (size_t)pairs * BENCH_IMAGE_BYTES;
+    uint8_t *left = malloc(n), *right = malloc(n), *buf = NULL;
+    if (left && right) {
+        siam_rng r;
+        siam_rng_seed(&r, 1);
+        for (size_t i = 0; i < n; i++) {
+            left[i] = (uint8_t)siam_rng_u64(&r);
+            right[i] = (uint8_t)siam_rng_u64(&r);
+        }
+        Siam__V1__SimilarityRequest q = SIAM__V1__SIMILARITY_REQUEST__INIT;
+        q.left_images.len = q.right_images.len = n;
+        q.left_images.data = left, q.right_images.data = right;
+        buf = pack_message(&q.base, len);
+    }
+    free(left), free(right);
+    return buf;
+}
+
 int bench_check_batch_result(const siam_rpc_buf *resp, int B, int dim, siam_rpc_status *st) {
     Siam__V1__BatchResult *r = siam__v1__batch_result__unpack(NULL, resp->len, resp->data);
     size_t n = (size_t)B * (size_t)dim;

@@ -9,6 +9,9 @@
 #include "siam_rng.h"
 #include "siam_rpc.h"
 
+/* Bytes of one image in a SimilarityRequest's left_images and right_images (28x28 grey levels). */
+#define BENCH_IMAGE_BYTES 784
+
 /* n floats of each side uniform in [-0.1, 0.1]. */
 void bench_random_pairs(siam_rng *r, float *left, float *right, size_t n);
 
@@ -25,6 +28,10 @@ uint8_t *bench_train_request(int B, int dim, uint64_t seed, const char *worker, 
 
 /* pairs random pairs (seed 1) as a packed SimilarityRequest; NULL when out of memory. */
 uint8_t *bench_similarity_request(int pairs, int dim, size_t *len);
+
+/* pairs pairs of random 28x28 images (bytes from the generator seeded with 1) as a packed
+ * SimilarityRequest with left_images and right_images; NULL when out of memory. */
+uint8_t *bench_similarity_image_request(int pairs, size_t *len);
 
 /* OK when resp is a BatchResult for B pairs of dim floats, with a finite loss; else INTERNAL
  * with what is wrong in st. */
