@@ -226,9 +226,8 @@ static int parse_spec(siam_model *m, const char *spec, siam_error *err) {
 
 /* Weights: He (Kaiming) uniform with PyTorch's gain for Linear and Conv2d layers (a = sqrt(5)):
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Glorot uniform, the Keras default, leaves most of the mlp's
- * final ReLU units dead after one epoch (92-105 of 128 measured) and a test ROC AUC of 0.86-0.88;
- * this scale gives 0.92-0.93 (docs/BENCHMARKS.md). Biases zero; batchnorm gamma 1, beta 0,
- * running mean 0, running var 1. */
+ * final ReLU units dead after one epoch and a lower ROC AUC (docs/BENCHMARKS.md). Biases zero;
+ * batchnorm gamma 1, beta 0, running mean 0, running var 1. */
 static void init_params(siam_model *m, uint64_t seed) {
     siam_rng rng;
     siam_rng_seed(&rng, seed);
