@@ -1,4 +1,5 @@
-/* siam_eval: `siam-client evaluate` (pair metrics and kNN accuracy of a checkpoint, plot data)
+/* siam_eval: `siam-client evaluate` (pair metrics, kNN accuracy and test-set retrieval of a
+ * checkpoint, plot data)
  * and `siam-client predict` (one pair of images: distance, score, verdict). */
 #include "siam_eval.h"
 
@@ -21,6 +22,7 @@
 #include "siam_options.h"
 #include "siam_pairs.h"
 #include "siam_pgm.h"
+#include "siam_retrieval.h"
 #include "siam_rng.h"
 #include "siam_tensor.h"
 
@@ -129,7 +131,9 @@ typedef struct {
     float train_best;
     double train_best_acc, test_at_best, test_loss;
     double knn, pixel_knn; /* pixel_knn < 0: skipped */
-    double t_load, t_embed, t_knn, t_pixel_knn, t_total;
+    /* test -> test leave-one-out retrieval; pixel_ret.n == 0: skipped with the pixel kNN */
+    siam_retrieval ret, pixel_ret;
+    double t_load, t_embed, t_knn, t_pixel_knn, t_retrieval, t_total;
 } eval_result;
 
 /* One memstream-built file written atomically to dir/name. */
@@ -291,9 +295,15 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
             printf("null");
         else
             printf("%.6f", r->pixel_knn);
+        printf(", \"recall_at_1\": %.6f, \"map_at_r\": %.6f", r->ret.recall_at_1, r->ret.map_at_r);
+        if (r->pixel_ret.n == 0)
+            printf(", \"pixel_recall_at_1\": null, \"pixel_map_at_r\": null");
+        else
+            printf(", \"pixel_recall_at_1\": %.6f, \"pixel_map_at_r\": %.6f",
+                   r->pixel_ret.recall_at_1, r->pixel_ret.map_at_r);
         printf(", \"seconds\": {\"load\": %.3f, \"embed\": %.3f, \"knn\": %.3f, \"pixel_knn\": "
-               "%.3f, \"total\": %.3f}}\n",
-               r->t_load, r->t_embed, r->t_knn, r->t_pixel_knn, r->t_total);
+               "%.3f, \"retrieval\": %.3f, \"total\": %.3f}}\n",
+               r->t_load, r->t_embed, r->t_knn, r->t_pixel_knn, r->t_retrieval, r->t_total);
         return;
     }
     printf("\n" EVAL_PROG ": %s (step %llu), %zu test / %zu training images\n", c->checkpoint,
@@ -317,8 +327,17 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
         printf("  %-34s %s\n", "kNN accuracy (k=5), raw pixels", "skipped (--no-pixel-knn)");
     else
         printf("  %-34s %.4f\n", "kNN accuracy (k=5), raw pixels", r->pixel_knn);
-    printf("  %-34s %.1f s (embed %.1f, kNN %.1f, pixel kNN %.1f)\n", "time", r->t_total,
-           r->t_embed, r->t_knn, r->t_pixel_knn);
+    printf("  %-34s %.4f\n", "Recall@1 (test->test), embeddings", r->ret.recall_at_1);
+    printf("  %-34s %.4f\n", "MAP@R (test->test), embeddings", r->ret.map_at_r);
+    if (r->pixel_ret.n == 0) {
+        printf("  %-34s %s\n", "Recall@1 (test->test), raw pixels", "skipped (--no-pixel-knn)");
+        printf("  %-34s %s\n", "MAP@R (test->test), raw pixels", "skipped (--no-pixel-knn)");
+    } else {
+        printf("  %-34s %.4f\n", "Recall@1 (test->test), raw pixels", r->pixel_ret.recall_at_1);
+        printf("  %-34s %.4f\n", "MAP@R (test->test), raw pixels", r->pixel_ret.map_at_r);
+    }
+    printf("  %-34s %.1f s (embed %.1f, kNN %.1f, pixel kNN %.1f, retrieval %.1f)\n", "time",
+           r->t_total, r->t_embed, r->t_knn, r->t_pixel_knn, r->t_retrieval);
 }
 
 static int pair_distances(const float *emb, int dim, const siam_pairs *p, float **out,
@@ -402,6 +421,21 @@ static int evaluate(const eval_config *c, siam_error *err) {
         LOG_INFO(COMPONENT, "kNN (k=%d) on raw pixels: accuracy %.4f in %.2f s", SIAM_KNN_K_DEFAULT,
                  r.pixel_knn, r.t_pixel_knn);
     }
+    /* retrieval within the test set: every test image queries the other test images */
+    t = siam_now();
+    if ((rc = siam_retrieval_metrics(test_emb, test.labels, test.n, dim, &r.ret, err)))
+        goto done;
+    LOG_INFO(COMPONENT, "retrieval (test->test) in embedding space: Recall@1 %.4f, MAP@R %.4f",
+             r.ret.recall_at_1, r.ret.map_at_r);
+    if (!c->no_pixel_knn) {
+        if ((rc = siam_retrieval_metrics(test.images, test.labels, test.n, IMG_N, &r.pixel_ret,
+                                         err)))
+            goto done;
+        LOG_INFO(COMPONENT, "retrieval (test->test) on raw pixels: Recall@1 %.4f, MAP@R %.4f",
+                 r.pixel_ret.recall_at_1, r.pixel_ret.map_at_r);
+    }
+    r.t_retrieval = siam_now() - t;
+    LOG_INFO(COMPONENT, "retrieval in %.2f s", r.t_retrieval);
     if (c->plots_dir && (rc = write_plot_data(c, &r, &test, &tp, dist, err)))
         goto done;
     r.t_total = siam_now() - t0;
@@ -439,7 +473,7 @@ int siam_eval_main(int argc, char **argv) {
         {"plots-dir", SIAM_OPT_STRING, &c.plots_dir, 0, 0, NULL, "DIR",
          "also write the data scripts/plot.sh draws (distances, thresholds, example pairs)"},
         {"no-pixel-knn", SIAM_OPT_FLAG, &c.no_pixel_knn, 0, 0, NULL, NULL,
-         "skip the raw-pixel kNN baseline (the slow part)"},
+         "skip the raw-pixel baselines (kNN and retrieval; the slow part)"},
         {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
          "OpenBLAS threads (0 = library default)"},
         {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
@@ -449,8 +483,9 @@ int siam_eval_main(int argc, char **argv) {
         EVAL_PROG, SIAM_VERSION,
         "Evaluate a trained checkpoint on Fashion-MNIST: pair accuracy at m/2, the best threshold\n"
         "(chosen on the training pairs, reported on the test pairs), ROC AUC, VAL at FAR 1e-3,\n"
-        "pair distance statistics, and k-nearest-neighbour (k=5) accuracy of the test images\n"
-        "against the training images in embedding space and on raw pixels.",
+        "pair distance statistics, k-nearest-neighbour (k=5) accuracy of the test images\n"
+        "against the training images, and retrieval within the test set (Recall@1, MAP@R: each\n"
+        "test image queries the other test images), in embedding space and on raw pixels.",
         opts, (int)(sizeof opts / sizeof *opts), argc, argv);
     if (rc >= 0)
         return rc;

@@ -3,7 +3,9 @@
 # trained here with siam-train (prefix of the real Fashion-MNIST):
 #   1. evaluate --json has every key, and the pair metrics equal siam-train's own report for the
 #      same checkpoint (same test pairs, same embeddings); its test loss equals the metrics CSV's
-#      last val_loss; the table shows the same figures; the plot data files agree with it;
+#      last val_loss; the table shows the same figures; the plot data files agree with it; the
+#      retrieval figures (Recall@1, MAP@R) are in [0,1], and on raw pixels of a 300-image test
+#      subset equal an independent computation (Python, exact integer distances);
 #   2. predict on test indices and on PGM files written here (by Python, independently of
 #      siam's PGM code) from the same test images gives identical distances; identical images
 #      give distance 0 and "same";
@@ -46,7 +48,8 @@ keys = ["checkpoint", "spec", "step", "train_images", "test_images", "train_pair
         "accuracy_at_best_threshold", "train_accuracy_at_best_threshold", "val_at_far_1e-3",
         "val_threshold", "far", "positive_distance_mean", "positive_distance_std",
         "negative_distance_mean", "negative_distance_std", "test_loss", "knn_k", "knn_accuracy",
-        "pixel_knn_accuracy", "seconds"]
+        "pixel_knn_accuracy", "recall_at_1", "map_at_r", "pixel_recall_at_1", "pixel_map_at_r",
+        "seconds"]
 bad = [k for k in keys if k not in ev]
 extra = [k for k in ev if k not in keys]
 print("missing keys:", bad, "unknown keys:", extra)
@@ -63,8 +66,13 @@ ok = (not bad and not extra and not diff and abs(ev["test_loss"] - val_loss) < 2
       and ev["train_images"] == 6000 and ev["test_images"] == 2000 and ev["knn_k"] == 5
       and 0.5 < ev["knn_accuracy"] <= 1 and 0.7 < ev["pixel_knn_accuracy"] <= 1
       and ev["step"] > 0
-      and set(ev["seconds"]) == {"load", "embed", "knn", "pixel_knn", "total"})
+      and all(0 <= ev[k] <= 1 for k in ("recall_at_1", "map_at_r", "pixel_recall_at_1",
+                                        "pixel_map_at_r"))
+      and 0.5 < ev["pixel_recall_at_1"]
+      and set(ev["seconds"]) == {"load", "embed", "knn", "pixel_knn", "retrieval", "total"})
 print("knn", ev.get("knn_accuracy"), "pixel_knn", ev.get("pixel_knn_accuracy"))
+print("recall@1", ev.get("recall_at_1"), "map@r", ev.get("map_at_r"), "pixel recall@1",
+      ev.get("pixel_recall_at_1"), "pixel map@r", ev.get("pixel_map_at_r"))
 sys.exit(0 if ok else 1)
 EOF
 rc=$?
@@ -81,6 +89,56 @@ check "table shows the accuracy of the JSON report ($acc4)" \
 check "table shows the embedding kNN accuracy ($knn4)" \
   "grep -Eq '^  kNN accuracy \(k=5\), embeddings +$knn4$' '$tmp/eval.txt'"
 check "table says the pixel kNN was skipped" "grep -q 'skipped (--no-pixel-knn)' '$tmp/eval.txt'"
+r1=$($py -c "import json; print('%.4f' % json.load(open('$tmp/eval.json'))['recall_at_1'])")
+mr=$($py -c "import json; print('%.4f' % json.load(open('$tmp/eval.json'))['map_at_r'])")
+check "table shows the embedding Recall@1 ($r1) and MAP@R ($mr)" \
+  "grep -Eq '^  Recall@1 \(test->test\), embeddings +$r1$' '$tmp/eval.txt' && grep -Eq '^  MAP@R \(test->test\), embeddings +$mr$' '$tmp/eval.txt'"
+check "table says the pixel retrieval was skipped" \
+  "grep -Eq '^  MAP@R \(test->test\), raw pixels +skipped' '$tmp/eval.txt'"
+
+# raw-pixel retrieval on the first 300 test images against an independent computation: squared
+# distances of the pixel bytes as exact integers (the /255 scaling does not change the order),
+# ties to the lower index as documented, R = other images of the class
+"$client" evaluate --checkpoint "$tmp/m.ckpt" --train-limit 1000 --test-limit 300 --data "$data" \
+  --json >"$tmp/eval300.json" 2>/dev/null; rc=$?
+check "evaluate --test-limit 300 exits 0" "[ $rc -eq 0 ]"
+$py - "$data" "$tmp/eval300.json" >"$tmp/ret.out" 2>&1 <<'EOF'
+import gzip, json, os, sys
+data, n = sys.argv[1], 300
+def read(name, skip, size):
+    path = os.path.join(data, name)
+    raw = gzip.open(path).read() if os.path.exists(path) else open(path[:-3], "rb").read()
+    return raw[skip:skip + size]
+px = read("t10k-images-idx3-ubyte.gz", 16, 784 * n)
+lab = read("t10k-labels-idx1-ubyte.gz", 8, n)
+img = [px[784 * i:784 * (i + 1)] for i in range(n)]
+d = [[0] * n for _ in range(n)]
+for i in range(n):
+    a = img[i]
+    for j in range(i + 1, n):
+        d[i][j] = d[j][i] = sum((x - y) * (x - y) for x, y in zip(a, img[j]))
+hits, aps = 0, []
+for q in range(n):
+    order = sorted((d[q][j], j) for j in range(n) if j != q)
+    hits += lab[order[0][1]] == lab[q]
+    r = sum(1 for j in range(n) if j != q and lab[j] == lab[q])
+    if r:
+        rel, s = 0, 0.0
+        for i, (_, j) in enumerate(order[:r], 1):
+            if lab[j] == lab[q]:
+                rel += 1
+                s += rel / i
+        aps.append(s / r)
+ev = json.load(open(sys.argv[2]))
+recall, mapr = hits / n, sum(aps) / len(aps)
+print("raw pixels, 300 test images: Recall@1 %.6f (evaluate %.6f), MAP@R %.6f (evaluate %.6f)"
+      % (recall, ev["pixel_recall_at_1"], mapr, ev["pixel_map_at_r"]))
+sys.exit(0 if abs(recall - ev["pixel_recall_at_1"]) < 5e-7
+         and abs(mapr - ev["pixel_map_at_r"]) < 1e-5 else 1)
+EOF
+rc=$?
+cat "$tmp/ret.out"
+check "raw-pixel Recall@1 and MAP@R equal an independent computation" "[ $rc -eq 0 ]"
 for label in "ROC AUC" "accuracy at best threshold" "VAL at FAR = 1e-3" "distance, positive pairs" \
   "distance, negative pairs"; do
   check "table has '$label'" "grep -q '^  $label' '$tmp/eval.txt'"

@@ -7,14 +7,27 @@
 
 #include "siam_tensor.h"
 
-/* Squared norms of n rows of dim floats, accumulated in double. */
-static void row_norms(const float *x, size_t n, int dim, float *out) {
+void siam_knn_row_norms(const float *x, size_t n, int dim, float *out) {
     for (size_t i = 0; i < n; i++) {
         const float *r = x + i * (size_t)dim;
         double s = 0.0;
         for (int k = 0; k < dim; k++)
             s += (double)r[k] * r[k];
         out[i] = (float)s;
+    }
+}
+
+void siam_knn_distances(const float *query, const float *qnorm, size_t n_q, const float *ref,
+                        const float *rnorm, size_t n_r, int dim, float *out, size_t ldo) {
+    /* out = -2 Q R^T, then the norms added in the order the neighbour search always used */
+    siam_sgemm(0, 1, (int)n_q, (int)n_r, dim, -2.0f, query, dim, ref, dim, 0.0f, out, (int)ldo);
+    for (size_t i = 0; i < n_q; i++) {
+        float *row = out + i * ldo;
+        float qn = qnorm[i];
+        for (size_t j = 0; j < n_r; j++) {
+            float d = row[j] + qn + rnorm[j];
+            row[j] = d < 0.0f ? 0.0f : d;
+        }
     }
 }
 
@@ -59,29 +72,25 @@ int siam_knn_neighbours(const float *query, size_t n_q, const float *ref, size_t
                             "knn: out of memory for a %zu x %zu distance block", qb_max, rb_max);
         goto done;
     }
-    row_norms(ref, n_r, dim, rnorm);
+    siam_knn_row_norms(ref, n_r, dim, rnorm);
     for (size_t q0 = 0; q0 < n_q; q0 += qb_max) {
         size_t qb = n_q - q0 < qb_max ? n_q - q0 : qb_max;
         const float *qx = query + q0 * (size_t)dim;
-        row_norms(qx, qb, dim, qnorm);
+        siam_knn_row_norms(qx, qb, dim, qnorm);
         for (size_t i = 0; i < qb * (size_t)k; i++) {
             bd[i] = INFINITY;
             bi[i] = UINT32_MAX;
         }
         for (size_t r0 = 0; r0 < n_r; r0 += rb_max) {
             size_t rb = n_r - r0 < rb_max ? n_r - r0 : rb_max;
-            /* block (qb, rb) = -2 Q R^T */
-            siam_sgemm(0, 1, (int)qb, (int)rb, dim, -2.0f, qx, dim, ref + r0 * (size_t)dim, dim,
-                       0.0f, block, (int)rb);
+            siam_knn_distances(qx, qnorm, qb, ref + r0 * (size_t)dim, rnorm + r0, rb, dim, block,
+                               rb);
             for (size_t i = 0; i < qb; i++) {
                 const float *row = block + i * rb;
                 float *bdi = bd + i * (size_t)k;
                 uint32_t *bii = bi + i * (size_t)k;
-                float qn = qnorm[i];
                 for (size_t j = 0; j < rb; j++) {
-                    float d = row[j] + qn + rnorm[r0 + j];
-                    if (d < 0.0f)
-                        d = 0.0f;
+                    float d = row[j];
                     if (d < bdi[k - 1])
                         topk_insert(bdi, bii, k, d, (uint32_t)(r0 + j));
                 }

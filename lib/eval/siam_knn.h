@@ -16,6 +16,17 @@
 #define SIAM_KNN_QUERY_BLOCK 512
 #define SIAM_KNN_REF_BLOCK   2048
 
+/* Squared norms of the n rows of x (dim floats each), accumulated in double, into out (n). */
+void siam_knn_row_norms(const float *x, size_t n, int dim, float *out);
+
+/* The (n_q, n_r) squared distances ||q||^2 + ||r||^2 - 2 q.r of query rows against reference
+ * rows into out (row stride ldo >= n_r), one cblas_sgemm plus the norms from siam_knn_row_norms;
+ * negative results of rounding are clamped to 0. The kernel siam_knn_neighbours and
+ * siam_retrieval share, so both rank neighbours by the same float distances. n_q, n_r, dim,
+ * ldo must fit an int (callers pass blocks). */
+void siam_knn_distances(const float *query, const float *qnorm, size_t n_q, const float *ref,
+                        const float *rnorm, size_t n_r, int dim, float *out, size_t ldo);
+
 /* The k nearest references of every query: query (n_q, dim), ref (n_r, dim), both row-major.
  * Fills idx (n_q, k) with reference indices and d2 (n_q, k, may be NULL) with their squared
  * distances (clamped at 0), nearest first; equal distances keep the lower reference index first.
