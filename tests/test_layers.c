@@ -607,6 +607,93 @@ static void test_dropout(void) {
     }
 }
 
+/* ---------------------------------------------------------------- l2norm ---- */
+
+typedef struct {
+    int B, D;
+    float eps;
+    float *x, *y, *norm, *R;
+} l2_ctx;
+
+static double l2_loss(void *p) {
+    l2_ctx *c = p;
+    siam_l2norm_forward(c->y, c->norm, c->x, c->B, c->D, c->eps);
+    return dot_loss(c->y, c->R, (size_t)c->B * c->D);
+}
+
+/* One batch whose row r has norm norms[r] (0: a zero row): forward against x / max(||x||, eps)
+ * in double, backward against finite differences with a step of 1e-3 of the rows' scale (small
+ * enough that no row's norm crosses eps), accumulation, NULL dx, and in place. */
+static void l2_case(const char *label, const double *norms, int B, int D, float eps, float h) {
+    size_t n = (size_t)B * D;
+    l2_ctx c = {B, D, eps, alloc_f(n), alloc_f(n), alloc_f((size_t)B), alloc_f(n)};
+    float *dx = alloc_f(n), *dx1 = alloc_f(n), *yin = alloc_f(n);
+    fill_uniform(c.R, n, -1, 1);
+    for (int r = 0; r < B; r++) {
+        float *xr = c.x + (size_t)r * D;
+        fill_uniform_away0(xr, (size_t)D, -1, 1, 0.05f);
+        double ss = 0;
+        for (int j = 0; j < D; j++)
+            ss += (double)xr[j] * xr[j];
+        for (int j = 0; j < D; j++)
+            xr[j] = (float)(xr[j] * norms[r] / sqrt(ss));
+    }
+    l2_loss(&c);
+    double worst = 0;
+    for (int r = 0; r < B; r++) {
+        const float *xr = c.x + (size_t)r * D, *yr = c.y + (size_t)r * D;
+        double ss = 0, ys = 0;
+        for (int j = 0; j < D; j++)
+            ss += (double)xr[j] * xr[j];
+        double den = fmax(sqrt(ss), (double)eps);
+        for (int j = 0; j < D; j++) {
+            double e = fabs(yr[j] - xr[j] / den);
+            worst = e > worst ? e : worst;
+            ys += (double)yr[j] * yr[j];
+        }
+        if (sqrt(ss) > eps)
+            CHECK(fabs(sqrt(ys) - 1.0) < 1e-6, "%s: row %d has norm %.9g after l2norm", label, r,
+                  sqrt(ys));
+        else
+            CHECK(sqrt(ys) <= 1.0, "%s: row %d below eps grew to norm %.9g", label, r, sqrt(ys));
+    }
+    CHECK(worst < 1e-6, "%s forward: max err %.3g against x / max(||x||, eps)", label, worst);
+
+    char what[64];
+    memset(dx, 0, n * sizeof *dx);
+    siam_l2norm_backward(dx, c.R, c.y, c.norm, B, D, eps);
+    snprintf(what, sizeof what, "l2norm dx (%s)", label);
+    grad_check(what, l2_loss, &c, c.x, dx, n, h);
+    l2_loss(&c);
+    memcpy(dx1, dx, n * sizeof *dx);
+    siam_l2norm_backward(dx, c.R, c.y, c.norm, B, D, eps);
+    check_doubled(what, dx, dx1, n);
+    siam_l2norm_backward(NULL, c.R, c.y, c.norm, B, D, eps);
+
+    /* in place: the same bits as out of place */
+    memcpy(yin, c.x, n * sizeof *yin);
+    siam_l2norm_forward(yin, c.norm, yin, B, D, eps);
+    CHECK(memcmp(yin, c.y, n * sizeof *yin) == 0, "%s: l2norm in place differs", label);
+    float *all[] = {c.x, c.y, c.norm, c.R, dx, dx1, yin};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        siam_free(all[i]);
+}
+
+static void test_l2norm(void) {
+    printf("l2norm\n");
+    const float eps = 1e-12f; /* siam_model.c's */
+    static const double unit[] = {0.3, 1.0, 7.5, 40.0};
+    l2_case("norms 0.3..40", unit, 4, 9, eps, 1e-3f);
+    /* rows around eps: below it (scaled by 1/eps, not normalised), at zero, just above it */
+    static const double tiny[] = {0.5e-12, 0.0, 2e-12, 0.9e-12, 1.5e-12};
+    l2_case("norms near eps 1e-12", tiny, 5, 6, eps, 1e-15f);
+    static const double near[] = {0.5e-3, 0.0, 2e-3, 0.8e-3, 1.3e-3};
+    l2_case("norms near eps 1e-3", near, 5, 6, 1e-3f, 1e-6f);
+    /* one dimension: y = sign(x) above eps, its gradient 0 */
+    static const double one[] = {0.5, 3.0};
+    l2_case("D=1", one, 2, 1, eps, 1e-3f);
+}
+
 /* ELU and ReLU are computed on bit patterns (so they vectorise); check them against libm and
  * the plain definitions over the whole range, including -0, tiny, huge and clamped inputs. */
 static void test_activation_values(void) {
@@ -647,5 +734,6 @@ int main(void) {
     test_activations();
     test_activation_values();
     test_dropout();
+    test_l2norm();
     return tu_finish();
 }

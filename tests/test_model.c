@@ -2,7 +2,9 @@
  * gradient (two passes, contrastive loss) against central finite differences. */
 #include "test_util.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "siam_checkpoint.h"
 #include "siam_loss.h"
@@ -54,7 +56,8 @@ static void siamese_grad(siam_model *m, const float *xa, const float *xb, const 
     free(ga), free(gb), free(ca), free(cb);
 }
 
-static void check_model(const char *name, size_t expect_params, size_t expect_trainable) {
+static void check_model(const char *name, size_t expect_params, size_t expect_trainable,
+                        int expect_dim) {
     siam_model *m;
     siam_error err = {0};
     CHECK(siam_model_create(&m, name, 1, &err) == SIAM_OK, "%s: %s", name, err.msg);
@@ -63,8 +66,8 @@ static void check_model(const char *name, size_t expect_params, size_t expect_tr
     size_t np = siam_model_num_params(m), nt = siam_model_num_trainable(m);
     CHECK(np == expect_params, "%s has %zu parameters, expected %zu", name, np, expect_params);
     CHECK(nt == expect_trainable, "%s has %zu trainable, expected %zu", name, nt, expect_trainable);
-    CHECK(siam_model_input_size(m) == 784 && siam_model_output_size(m) == 128, "%s shape %d->%d",
-          name, siam_model_input_size(m), siam_model_output_size(m));
+    CHECK(siam_model_input_size(m) == 784 && siam_model_output_size(m) == expect_dim,
+          "%s shape %d->%d", name, siam_model_input_size(m), siam_model_output_size(m));
 
     /* the spec rebuilds the same layout */
     siam_model *m2;
@@ -149,11 +152,12 @@ static void check_model(const char *name, size_t expect_params, size_t expect_tr
 
     /* inference is deterministic and equals embed */
     const float *e1;
-    float out[B * 128], out2[B * 128];
+    float out[B * 128], out2[B * 128]; /* expect_dim <= 128 */
     siam_model_forward(m, 0, xa, B, 0, &e1, &err);
-    memcpy(out, e1, sizeof out);
+    size_t n_out = (size_t)B * expect_dim * sizeof(float);
+    memcpy(out, e1, n_out);
     CHECK(siam_model_embed(m, xa, B, out2, &err) == SIAM_OK, "embed: %s", err.msg);
-    CHECK(memcmp(out, out2, sizeof out) == 0, "%s: inference forward == embed", name);
+    CHECK(memcmp(out, out2, n_out) == 0, "%s: inference forward == embed", name);
     free(g_left);
     free(g_right);
     siam_model_free(m);
@@ -179,6 +183,13 @@ static void check_spec_parse(void) {
     CHECK(siam_model_spec_parse(" in=28x28x1  dense4\trelu ", canon, &n, &err) == SIAM_OK &&
               n == 3140 && strcmp(canon, "in=28x28x1 dense4 relu") == 0,
           "extra blanks: %zu params, '%s'", n, canon);
+    /* l2norm after a conv normalises the whole 2x2x2 item; it has no parameters */
+    CHECK(siam_model_spec_parse("in=4x4x2  conv3x3x2 l2norm", canon, &n, &err) == SIAM_OK &&
+              n == 38 && strcmp(canon, "in=4x4x2 conv3x3x2 l2norm") == 0,
+          "conv then l2norm: %zu params, '%s'", n, canon);
+    CHECK(siam_model_spec_parse("in=28x28x1 dense4 l2norm2", canon, &n, &err) == SIAM_ERR_ARG &&
+              strstr(err.msg, "l2norm2"),
+          "l2norm with a suffix: '%s'", err.msg);
     /* 784 x 10^6 weights: parsed, never allocated */
     CHECK(siam_model_spec_parse("in=28x28x1 dense1000000", NULL, &n, &err) == SIAM_OK &&
               n == 785000000,
@@ -188,13 +199,66 @@ static void check_spec_parse(void) {
           "a bad spec: '%s'", err.msg);
 }
 
+/* A model with the newer tokens through a checkpoint: the file's spec rebuilds a model that
+ * takes the saved parameters and embeds the same bits as the original. */
+static void check_checkpoint_round_trip(const char *spec) {
+    siam_model *m = NULL, *m2 = NULL;
+    siam_error err = {0};
+    siam_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    char path[] = "/tmp/test_model_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0)
+        return;
+    close(fd);
+    CHECK(siam_model_create(&m, spec, 5, &err) == SIAM_OK, "%s: %s", spec, err.msg);
+    if (!m)
+        goto out;
+    size_t np = siam_model_num_params(m);
+    CHECK(siam_checkpoint_save(path, siam_model_spec(m), 3, 0, siam_model_params(m), np, NULL, 0,
+                               &err) == SIAM_OK,
+          "save: %s", err.msg);
+    CHECK(siam_checkpoint_load(&ck, path, &err) == SIAM_OK, "load: %s", err.msg);
+    CHECK(strcmp(ck.spec, siam_model_spec(m)) == 0, "spec kept: '%s'", ck.spec);
+    /* another seed, so equal embeddings prove the parameters came from the file */
+    CHECK(siam_model_create(&m2, ck.spec, 6, &err) == SIAM_OK, "rebuild '%s': %s", ck.spec,
+          err.msg);
+    if (!m2)
+        goto out;
+    CHECK(siam_checkpoint_check(&ck, path, siam_model_spec(m2), siam_model_num_params(m2), &err) ==
+              SIAM_OK,
+          "check: %s", err.msg);
+    memcpy(siam_model_params(m2), ck.params, np * sizeof(float));
+    int in = siam_model_input_size(m), dim = siam_model_output_size(m);
+    float *x = malloc((size_t)B * in * sizeof *x), *e1 = malloc((size_t)B * dim * sizeof *e1),
+          *e2 = malloc((size_t)B * dim * sizeof *e2);
+    siam_rng rng;
+    siam_rng_seed(&rng, 8);
+    for (int i = 0; i < B * in; i++)
+        x[i] = siam_rng_uniform(&rng);
+    CHECK(siam_model_embed(m, x, B, e1, &err) == SIAM_OK &&
+              siam_model_embed(m2, x, B, e2, &err) == 0,
+          "embed: %s", err.msg);
+    CHECK(memcmp(e1, e2, (size_t)B * dim * sizeof *e1) == 0, "%s: embeddings after the round trip",
+          spec);
+    free(x), free(e1), free(e2);
+out:
+    siam_checkpoint_free(&ck);
+    siam_model_free(m);
+    siam_model_free(m2);
+    unlink(path);
+}
+
 int main(void) {
     tu_trap_fp();
     /* mlp: 784*128+128 + 2*(128*128+128) = 133,504 (the reference notebook's summary) */
-    check_model("mlp", 133504, 133504);
+    check_model("mlp", 133504, 133504, 128);
     /* cnn: conv 3*3*1*32+32 = 320, bn 2*32 (+64 running), conv 3*3*32*64+64 = 18,496,
      * bn 2*64 (+128 running), dense 5*5*64*128+128 = 204,928 */
-    check_model("cnn", 223936 + 192, 223936);
+    check_model("cnn", 223936 + 192, 223936, 128);
+    /* a linear embedding, unit length: 784*128+128 + 128*64+64 = 108,736; l2norm has none */
+    check_model("in=28x28x1 dense128 relu dense64 l2norm", 108736, 108736, 64);
     check_bad_spec("resnet", "mlp, cnn");
     check_bad_spec("in=28x28x1 dense128 softmax", "softmax");
     check_bad_spec("in=28x28x1 dropout1.5", "dropout1.5");
@@ -208,5 +272,6 @@ int main(void) {
     check_bad_spec("in=65536x65536x1 relu", "more than");
     check_bad_spec("in=1024x1024x1 conv1x1x4096", "an output of 1024x1024x4096");
     check_spec_parse();
+    check_checkpoint_round_trip("in=28x28x1 dense128 relu dense64 l2norm");
     return tu_finish();
 }

@@ -447,3 +447,45 @@ void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t
     for (size_t i = 0; i < n; i++)
         dx[i] += dy[i] * mask[i];
 }
+
+/* ---- l2norm per row ---- */
+
+/* The norm's sum of squares is accumulated in double, in index order, one row at a time: no
+ * overflow or underflow for any float row, and a row's result does not depend on its batch. */
+void siam_l2norm_forward(float *y, float *norm, const float *x, int B, int D, float eps) {
+    for (int bi = 0; bi < B; bi++) {
+        const float *xr = x + (size_t)bi * D;
+        float *yr = y + (size_t)bi * D;
+        double ss = 0.0;
+        for (int j = 0; j < D; j++)
+            ss += (double)xr[j] * xr[j];
+        float n = (float)sqrt(ss);
+        norm[bi] = n;
+        /* the branch backward takes is decided on this same float n, so the two agree exactly */
+        double den = n > eps ? (double)n : (double)eps;
+        for (int j = 0; j < D; j++)
+            yr[j] = (float)(xr[j] / den);
+    }
+}
+
+/* y = x/n: dy/dx = (I - y y^T) / n above eps; y = x/eps: dy/dx = I/eps below it */
+void siam_l2norm_backward(float *dx, const float *dy, const float *y, const float *norm, int B,
+                          int D, float eps) {
+    if (!dx)
+        return;
+    for (int bi = 0; bi < B; bi++) {
+        const float *dyr = dy + (size_t)bi * D, *yr = y + (size_t)bi * D;
+        float *dxr = dx + (size_t)bi * D;
+        float n = norm[bi];
+        if (n > eps) {
+            double p = 0.0;
+            for (int j = 0; j < D; j++)
+                p += (double)yr[j] * dyr[j];
+            for (int j = 0; j < D; j++)
+                dxr[j] += (float)((dyr[j] - yr[j] * p) / n);
+        } else {
+            for (int j = 0; j < D; j++)
+                dxr[j] += (float)(dyr[j] / (double)eps);
+        }
+    }
+}

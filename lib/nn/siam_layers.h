@@ -7,7 +7,8 @@
  * - backward ACCUMULATES (+=) into every gradient output (din, dw, db, ...); the caller zeroes
  *   them. Any gradient output may be NULL when it is not needed (e.g. din of the first layer).
  * - Workspaces and caches are owned by the caller, sized by the *_size helpers.
- * - A NULL bias counts as zero. Elementwise forwards (relu, elu, dropout) may work in place.
+ * - A NULL bias counts as zero. Elementwise forwards (relu, elu, dropout) and l2norm may work in
+ *   place.
  */
 #ifndef SIAM_LAYERS_H
 #define SIAM_LAYERS_H
@@ -83,5 +84,14 @@ void siam_elu_backward(float *dx, const float *dy, const float *x, const float *
 void siam_dropout_forward(float *y, float *mask, const float *x, size_t n, float rate,
                           siam_rng *rng);
 void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t n);
+
+/* ---- l2norm per row: y (B,D) = x / max(||x||_2, eps), each row on its own (the same code
+ *      trains and infers: a row's output depends on that row alone, bit for bit).
+ *      norm (B) records each row's ||x||_2 for backward. Below eps the row is scaled by 1/eps,
+ *      not normalised, so a zero row maps to zero instead of dividing by zero. ---- */
+void siam_l2norm_forward(float *y, float *norm, const float *x, int B, int D, float eps);
+/* dx += (dy - y (y . dy)) / ||x|| for rows with ||x|| > eps, dx += dy / eps for the others */
+void siam_l2norm_backward(float *dx, const float *dy, const float *y, const float *norm, int B,
+                          int D, float eps);
 
 #endif

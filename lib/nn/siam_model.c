@@ -17,8 +17,20 @@
 #define BN_MOMENTUM 0.99f /* Keras defaults, as in the original project */
 #define BN_EPS      1e-3f
 #define EMBED_CHUNK 512
+/* PyTorch's F.normalize default: far below any norm a trained embedding has, so it only keeps an
+ * all-zero row (a dead layer before it) finite */
+#define L2_EPS 1e-12f
 
-typedef enum { L_DENSE, L_CONV, L_MAXPOOL, L_BATCHNORM, L_RELU, L_ELU, L_DROPOUT } layer_kind;
+typedef enum {
+    L_DENSE,
+    L_CONV,
+    L_MAXPOOL,
+    L_BATCHNORM,
+    L_RELU,
+    L_ELU,
+    L_DROPOUT,
+    L_L2NORM
+} layer_kind;
 
 typedef struct {
     layer_kind kind;
@@ -36,7 +48,7 @@ typedef struct {
     int B;                        /* batch of the last forward */
     int trained;                  /* last forward was in training mode */
     float *act[MAX_LAYERS];       /* output of each layer (cap, out_size) */
-    float *aux[MAX_LAYERS];       /* conv: im2col; batchnorm: xhat; dropout: mask */
+    float *aux[MAX_LAYERS];       /* conv: im2col; batchnorm: xhat; dropout: mask; l2norm: norms */
     float *inv_std[MAX_LAYERS];   /* batchnorm (C) */
     uint32_t *argmax[MAX_LAYERS]; /* maxpool */
 } pass_state;
@@ -161,6 +173,14 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
     } else if (strcmp(s, "relu") == 0 || strcmp(s, "elu") == 0) {
         l.kind = s[0] == 'r' ? L_RELU : L_ELU;
         l.out_h = *h, l.out_w = *w, l.out_c = *c;
+    } else if (strcmp(s, "l2norm") == 0) {
+        /* normalises each item's whole output (it flattens as dense does), so an image's
+         * embedding is a unit vector whatever shape the layer before it has */
+        l.kind = L_L2NORM;
+        l.in_h = l.in_w = 1;
+        l.in_c = item_floats(*h, *w, *c);
+        l.out_h = l.out_w = 1;
+        l.out_c = l.in_c;
     } else if (strncmp(s, "dropout", 7) == 0) {
         char *end;
         errno = 0;
@@ -179,7 +199,7 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
 bad:
     return siam_error_set(err, SIAM_ERR_ARG,
                           "model spec: cannot parse layer '%s' (expected denseN, convKxKxN, "
-                          "maxpool2, batchnorm, relu, elu, dropoutR, flatten)",
+                          "maxpool2, batchnorm, relu, elu, dropoutR, l2norm, flatten)",
                           tok);
 }
 
@@ -346,6 +366,8 @@ static int reserve(siam_model *m, int B, siam_error *err) {
                      (ps->inv_std[i] = siam_alloc_floats((size_t)l->out_c)) != NULL;
             } else if (l->kind == L_DROPOUT) {
                 ok = ok && (ps->aux[i] = siam_alloc_floats(n)) != NULL;
+            } else if (l->kind == L_L2NORM) {
+                ok = ok && (ps->aux[i] = siam_alloc_floats((size_t)B)) != NULL;
             } else if (l->kind == L_MAXPOOL) {
                 ok = ok && (ps->argmax[i] = calloc(n, sizeof(uint32_t))) != NULL;
             }
@@ -429,6 +451,9 @@ int siam_model_forward(siam_model *m, int pass, const float *x, int B, int train
             else
                 memcpy(y, in, n * sizeof(float));
             break;
+        case L_L2NORM: /* per row in both modes: inference stays batch-independent */
+            siam_l2norm_forward(y, ps->aux[i], in, B, l->in_c, L2_EPS);
+            break;
         }
         in = y;
     }
@@ -480,6 +505,9 @@ void siam_model_backward(siam_model *m, int pass, const float *dout) {
         case L_DROPOUT:
             if (dx)
                 siam_dropout_backward(dx, dy, ps->aux[i], n_in);
+            break;
+        case L_L2NORM:
+            siam_l2norm_backward(dx, dy, ps->act[i], ps->aux[i], B, l->in_c, L2_EPS);
             break;
         }
         dy = dx;
