@@ -1,6 +1,6 @@
 /* test_embed_shape: an image's inference embedding does not depend on the request's shape.
  *
- * For the mlp, the cnn and embedding models ending in l2norm (trained-looking weights, batchnorm
+ * For the mlp, the cnn, cnn2 and an mlp ending in l2norm (trained-looking weights, batchnorm
  * statistics away from the identity):
  * every test image is embedded alone, then placed at various rows (first, last, middle, either
  * side of the 512-row chunk boundary) of batches of 1, 2, 3, 17, 512, 513 and 4096 filled with
@@ -8,7 +8,7 @@
  * its embedding must be the same bits everywhere (memcmp), so identical images are at distance
  * exactly 0. siam_matmul_rows must equal its naive twin bit for bit, whatever the rows around a
  * row. The embeddings are checked against an independent forward built from the BLAS layers
- * (siam_dense_forward, siam_conv2d_forward), within a float tolerance.
+ * (siam_dense_forward, siam_conv2d_forward, l2norm in double), within a float tolerance.
  *
  * It prints OpenBLAS's core name and threads, and a hash of the embeddings' bits: coretype_test.sh
  * runs it under several OPENBLAS_CORETYPE values and asserts the core was used and the hash is
@@ -139,10 +139,12 @@ static int blas_forward(const char *spec, const float *P, size_t n_params, size_
             off += (size_t)I * o + (size_t)o;
             h = w = 1, c = o;
         } else if (sscanf(t, "conv%dx%dx%d", &kh, &kw, &k) == 3) {
+            int same = t[strlen(t) - 1] == 's', ph = same ? (kh - 1) / 2 : 0,
+                pw = same ? (kw - 1) / 2 : 0;
             siam_conv2d_forward(nxt, col, cur, P + off, P + off + (size_t)kh * kw * c * k, B, h, w,
-                                c, kh, kw, k);
+                                c, kh, kw, ph, pw, k);
             off += (size_t)kh * kw * c * k + (size_t)k;
-            h = h - kh + 1, w = w - kw + 1, c = k;
+            h = h + 2 * ph - kh + 1, w = w + 2 * pw - kw + 1, c = k;
         } else if (strcmp(t, "maxpool2") == 0) {
             siam_maxpool2_forward(nxt, arg, cur, B, h, w, c);
             h /= 2, w /= 2;
@@ -297,6 +299,8 @@ int main(void) {
     test_model("cnn", 128);
     /* a linear embedding made unit length: l2norm per row, so still batch-independent */
     test_model("in=28x28x1 dense128 relu dropout0.5 dense64 l2norm", 64);
+    /* 'same'-padded convs (inferred one image at a time, as the valid ones) and l2norm */
+    test_model("cnn2", 64);
     printf("embedding bits hash %016llx\n", (unsigned long long)bits_hash);
     return tu_finish();
 }

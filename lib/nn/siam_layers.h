@@ -29,21 +29,24 @@ void siam_dense_infer(float *out, const float *in, const float *w, const float *
 void siam_dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                          const float *w, int B, int I, int O);
 
-/* ---- conv2d, 'valid' padding, stride 1: in (B,H,W,C), w (KH,KW,C,K), b (K),
- *      out (B,OH,OW,K) with OH = H-KH+1, OW = W-KW+1.
+/* ---- conv2d, stride 1, zero padding PH rows above and below, PW columns left and right:
+ *      in (B,H,W,C), w (KH,KW,C,K), b (K), out (B,OH,OW,K) with OH = H+2*PH-KH+1,
+ *      OW = W+2*PW-KW+1. PH = PW = 0 is 'valid'; PH = (KH-1)/2, PW = (KW-1)/2 with odd kernels is
+ *      'same' (OH = H, OW = W). Padding is never stored: im2col writes zeros for the taps that
+ *      fall outside the image and backward drops their gradients.
  *      col is the im2col workspace of (B*OH*OW, KH*KW*C) floats; forward fills it and backward
  *      reads it, so keep it between the two calls.
  *      dcol is a second workspace of the same size used by backward, required when din is given. */
-size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW);
+size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW, int PH, int PW);
 void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
-                         int B, int H, int W, int C, int KH, int KW, int K);
+                         int B, int H, int W, int C, int KH, int KW, int PH, int PW, int K);
 /* The inference forward, one item at a time by siam_matmul_rows: an item's output depends only on
  * that item, bit for bit. col needs siam_conv2d_col_size(1, ...) floats (one item's patches). */
 void siam_conv2d_infer(float *out, float *col, const float *in, const float *w, const float *b,
-                       int B, int H, int W, int C, int KH, int KW, int K);
+                       int B, int H, int W, int C, int KH, int KW, int PH, int PW, int K);
 void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const float *dout,
                           const float *col, const float *w, int B, int H, int W, int C, int KH,
-                          int KW, int K);
+                          int KW, int PH, int PW, int K);
 
 /* ---- maxpool 2x2 stride 2 (floor): in (B,H,W,C) -> out (B,H/2,W/2,C), fewer than 2^32 inputs.
  *      argmax (B,H/2,W/2,C) records the flat input index of each maximum for backward; on a tie

@@ -37,6 +37,7 @@ typedef struct {
     int in_h, in_w, in_c;    /* input shape of one item (dense: 1 x 1 x I) */
     int out_h, out_w, out_c; /* output shape of one item */
     int kh, kw;              /* conv kernel */
+    int ph, pw;              /* conv zero padding on each side (0: 'valid') */
     float rate;              /* dropout */
     size_t w_off, b_off;     /* dense/conv weights and bias; batchnorm gamma and beta */
     size_t stat_off;         /* batchnorm running mean (C) then running var (C) */
@@ -73,11 +74,20 @@ static const char SPEC_MLP[] =
 static const char SPEC_CNN[] = "in=28x28x1 conv3x3x32 elu maxpool2 batchnorm conv3x3x64 elu "
                                "maxpool2 batchnorm flatten dense128";
 
+/* A deeper embedding net for the 2-core budget: 'same' convs keep 28x28 and 14x14 so the pools
+ * alone set the size, batchnorm before relu, a third conv at 7x7 instead of more pooling (7 does
+ * not halve evenly), then a linear 64-d embedding made unit length for cosine-style search. */
+static const char SPEC_CNN2[] =
+    "in=28x28x1 conv3x3x32s batchnorm relu maxpool2 conv3x3x64s batchnorm relu maxpool2 "
+    "conv3x3x64s batchnorm relu flatten dense128 relu dense64 l2norm";
+
 const char *siam_model_spec_for(const char *name_or_spec) {
     if (strcmp(name_or_spec, "mlp") == 0)
         return SPEC_MLP;
     if (strcmp(name_or_spec, "cnn") == 0)
         return SPEC_CNN;
+    if (strcmp(name_or_spec, "cnn2") == 0)
+        return SPEC_CNN2;
     return name_or_spec;
 }
 
@@ -143,16 +153,25 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
         s += 4;
         int kh, kw, k;
         if (parse_int(&s, &kh) || *s++ != 'x' || parse_int(&s, &kw) || *s++ != 'x' ||
-            parse_int(&s, &k) || *s)
+            parse_int(&s, &k))
             goto bad;
-        if (kh > *h || kw > *w)
+        /* a trailing 's' is 'same' padding: (k-1)/2 zeros each side keep the input's size, which
+         * needs odd kernels to be symmetric */
+        int same = *s == 's';
+        if (*(s + same))
+            goto bad;
+        if (same && (kh % 2 == 0 || kw % 2 == 0))
+            return siam_error_set(err, SIAM_ERR_ARG,
+                                  "model spec: '%s': same padding needs odd kernel sizes", tok);
+        if (!same && (kh > *h || kw > *w))
             return siam_error_set(
                 err, SIAM_ERR_ARG,
                 "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d", tok, kh, kw, *h,
                 *w);
         l.kind = L_CONV;
         l.kh = kh, l.kw = kw;
-        l.out_h = *h - kh + 1, l.out_w = *w - kw + 1, l.out_c = k;
+        l.ph = same ? (kh - 1) / 2 : 0, l.pw = same ? (kw - 1) / 2 : 0;
+        l.out_h = *h + 2 * l.ph - kh + 1, l.out_w = *w + 2 * l.pw - kw + 1, l.out_c = k;
         l.w_off = *n_train;
         l.b_off = l.w_off + (size_t)kh * kw * *c * k;
         *n_train = l.b_off + (size_t)k;
@@ -198,7 +217,7 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
     return SIAM_OK;
 bad:
     return siam_error_set(err, SIAM_ERR_ARG,
-                          "model spec: cannot parse layer '%s' (expected denseN, convKxKxN, "
+                          "model spec: cannot parse layer '%s' (expected denseN, convKxKxN[s], "
                           "maxpool2, batchnorm, relu, elu, dropoutR, l2norm, flatten)",
                           tok);
 }
@@ -215,7 +234,8 @@ static int parse_spec(siam_model *m, const char *spec, siam_error *err) {
     int h, w, c;
     if (strncmp(s, "in=", 3) != 0)
         return siam_error_set(err, SIAM_ERR_ARG,
-                              "model spec '%s': must be mlp, cnn, or start with in=HxWxC", spec);
+                              "model spec '%s': must be mlp, cnn, cnn2, or start with in=HxWxC",
+                              spec);
     s += 3;
     if (parse_int(&s, &h) || *s++ != 'x' || parse_int(&s, &w) || *s++ != 'x' || parse_int(&s, &c) ||
         *s)
@@ -357,7 +377,8 @@ static int reserve(siam_model *m, int B, siam_error *err) {
                 max_act = out_size(l);
             ok = (ps->act[i] = siam_alloc_floats(n)) != NULL;
             if (l->kind == L_CONV) {
-                size_t col = siam_conv2d_col_size(B, l->in_h, l->in_w, l->in_c, l->kh, l->kw);
+                size_t col =
+                    siam_conv2d_col_size(B, l->in_h, l->in_w, l->in_c, l->kh, l->kw, l->ph, l->pw);
                 if (col > max_col)
                     max_col = col;
                 ok = ok && (ps->aux[i] = siam_alloc_floats(col)) != NULL;
@@ -420,10 +441,10 @@ int siam_model_forward(siam_model *m, int pass, const float *x, int B, int train
         case L_CONV:
             if (training)
                 siam_conv2d_forward(y, ps->aux[i], in, P + l->w_off, P + l->b_off, B, l->in_h,
-                                    l->in_w, l->in_c, l->kh, l->kw, l->out_c);
+                                    l->in_w, l->in_c, l->kh, l->kw, l->ph, l->pw, l->out_c);
             else
                 siam_conv2d_infer(y, ps->aux[i], in, P + l->w_off, P + l->b_off, B, l->in_h,
-                                  l->in_w, l->in_c, l->kh, l->kw, l->out_c);
+                                  l->in_w, l->in_c, l->kh, l->kw, l->ph, l->pw, l->out_c);
             break;
         case L_MAXPOOL:
             siam_maxpool2_forward(y, ps->argmax[i], in, B, l->in_h, l->in_w, l->in_c);
@@ -484,7 +505,7 @@ void siam_model_backward(siam_model *m, int pass, const float *dout) {
         case L_CONV:
             siam_conv2d_backward(dx, G + l->w_off, G + l->b_off, dx ? m->dcol : NULL, dy,
                                  ps->aux[i], P + l->w_off, B, l->in_h, l->in_w, l->in_c, l->kh,
-                                 l->kw, l->out_c);
+                                 l->kw, l->ph, l->pw, l->out_c);
             break;
         case L_MAXPOOL:
             if (dx)
