@@ -210,6 +210,38 @@ static void check_spec_parse(void) {
           "a bad spec: '%s'", err.msg);
 }
 
+/* A trailing denseN is linear: its inference output is x . W + b exactly as a loop computes it,
+ * negative values kept (no activation hides behind the token). */
+static void check_linear_tail(void) {
+    siam_model *m = NULL;
+    siam_error err = {0};
+    CHECK(siam_model_create(&m, "in=2x2x1 dense3 relu dense5", 4, &err) == SIAM_OK, "%s", err.msg);
+    if (!m)
+        return;
+    const float *P = siam_model_params(m), *h_w = P, *h_b = P + 12, *w = P + 15, *b = w + 15;
+    const float x[4] = {0.9f, -0.4f, 0.3f, 0.7f};
+    const float *y;
+    CHECK(siam_model_forward(m, 0, x, 1, 0, &y, &err) == SIAM_OK, "%s", err.msg);
+    double hid[3], worst = 0;
+    int negative = 0;
+    for (int o = 0; o < 3; o++) {
+        double s = h_b[o];
+        for (int i = 0; i < 4; i++)
+            s += (double)x[i] * h_w[i * 3 + o];
+        hid[o] = s > 0 ? s : 0;
+    }
+    for (int o = 0; o < 5; o++) {
+        double s = b[o];
+        for (int i = 0; i < 3; i++)
+            s += hid[i] * w[i * 5 + o];
+        worst = fmax(worst, fabs(s - y[o]));
+        negative += y[o] < 0;
+    }
+    CHECK(worst < 1e-6, "trailing dense vs x . W + b: %g", worst);
+    CHECK(negative > 0, "a trailing dense5 gave no negative output: an activation after it?");
+    siam_model_free(m);
+}
+
 /* A model with the newer tokens through a checkpoint: the file's spec rebuilds a model that
  * takes the saved parameters and embeds the same bits as the original. */
 static void check_checkpoint_round_trip(const char *spec) {
@@ -296,6 +328,7 @@ int main(void) {
     check_bad_spec("in=65536x65536x1 relu", "more than");
     check_bad_spec("in=1024x1024x1 conv1x1x4096", "an output of 1024x1024x4096");
     check_spec_parse();
+    check_linear_tail();
     check_checkpoint_round_trip("in=28x28x1 dense128 relu dense64 l2norm");
     check_checkpoint_round_trip("cnn2");
     return tu_finish();
