@@ -244,10 +244,11 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
     c->workers = 1;
     *threads = 0;
     const siam_option opts[SIAM_WORKER_N_OPTIONS] = {
-        {"model", SIAM_OPT_CHOICE, &c->model, 0, 0, "mlp|cnn", NULL, "embedding network"},
+        {"model", SIAM_OPT_STRING, &c->model, 0, 0, NULL, "mlp|cnn|cnn2|SPEC",
+         "embedding network: a builder name or a spec (docs/DESIGN.md)"},
         {"epochs", SIAM_OPT_INT, &c->epochs, 1, 1000, NULL, "N", "passes over the training pairs"},
         {"batch-size", SIAM_OPT_INT, &c->batch, 0, 65536, NULL, "B",
-         "pairs per step; 0 = the model's reference default (mlp 857, cnn 128)"},
+         "pairs per step; 0 = the model's reference default (mlp 857, others 128)"},
         {"lr", SIAM_OPT_FLOAT, &c->lr, 1e-8, 10, NULL, "RATE", "learning rate"},
         {"optimizer", SIAM_OPT_CHOICE, &c->optimizer, 0, 0, "adam|sgd", NULL, "optimizer"},
         {"seed", SIAM_OPT_U64, &c->seed, 0, 9e18, NULL, "N",
@@ -277,7 +278,15 @@ int siam_worker_check_options(siam_worker_config *c) {
                 c->worker_index, c->workers);
         return 2;
     }
+    /* refused here, before any data is read, so a typo costs no loading time */
+    siam_error err = {0};
+    if (siam_model_spec_parse(c->model, NULL, NULL, &err) != SIAM_OK) {
+        fprintf(stderr, "%s: --model '%s' is not mlp|cnn|cnn2 or a valid spec: %s\n", c->prog,
+                c->model, err.msg);
+        return 2;
+    }
+    /* 857 is the mlp's reference batch; the conv models and specs take the cnn's 128 */
     if (c->batch == 0)
-        c->batch = strcmp(c->model, "cnn") == 0 ? 128 : 857;
+        c->batch = strcmp(c->model, "mlp") == 0 ? 857 : 128;
     return -1;
 }

@@ -14,7 +14,7 @@
 
 typedef struct {
     const char *prog;       /* "siam-train" / "siam-client": names the report */
-    const char *model;      /* "mlp", "cnn" or a spec */
+    const char *model;      /* "mlp", "cnn", "cnn2" or a spec */
     const char *optimizer;  /* "adam" | "sgd" */
     const char *data;       /* Fashion-MNIST directory */
     const char *checkpoint; /* NULL = none */
@@ -38,8 +38,9 @@ typedef struct {
 #define SIAM_WORKER_N_OPTIONS 15
 void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
 
-/* After parsing: refuses --worker-index >= --workers (prints "prog: ..." and returns 2) and
- * turns --batch-size 0 into the model's reference default (mlp 857, cnn 128). Returns -1 when
+/* After parsing: refuses --worker-index >= --workers and a --model that is neither a builder
+ * name nor a valid spec (prints "prog: ..." and returns 2) and
+ * turns --batch-size 0 into the model's reference default (mlp 857, others 128). Returns -1 when
  * the program should go on. */
 int siam_worker_check_options(siam_worker_config *c);
 

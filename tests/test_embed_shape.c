@@ -1,13 +1,14 @@
 /* test_embed_shape: an image's inference embedding does not depend on the request's shape.
  *
- * For the mlp and the cnn (trained-looking weights, batchnorm statistics away from the identity):
+ * For the mlp, the cnn, cnn2 and an mlp ending in l2norm (trained-looking weights, batchnorm
+ * statistics away from the identity):
  * every test image is embedded alone, then placed at various rows (first, last, middle, either
  * side of the 512-row chunk boundary) of batches of 1, 2, 3, 17, 512, 513 and 4096 filled with
  * other images, through siam_model_embed and through one siam_model_forward of the whole batch;
  * its embedding must be the same bits everywhere (memcmp), so identical images are at distance
  * exactly 0. siam_matmul_rows must equal its naive twin bit for bit, whatever the rows around a
  * row. The embeddings are checked against an independent forward built from the BLAS layers
- * (siam_dense_forward, siam_conv2d_forward), within a float tolerance.
+ * (siam_dense_forward, siam_conv2d_forward, l2norm in double), within a float tolerance.
  *
  * It prints OpenBLAS's core name and threads, and a hash of the embeddings' bits: coretype_test.sh
  * runs it under several OPENBLAS_CORETYPE values and asserts the core was used and the hash is
@@ -112,14 +113,15 @@ static void test_matmul_rows(void) {
 
 /* ---- an independent inference forward from the BLAS layers, for mlp and cnn ---- */
 
-/* Walks the spec's tokens (the layers siam_model.c parses for "mlp" and "cnn"); trainable
- * parameters in layer order, batchnorm running statistics after them. out: (B, 128). */
+/* Walks the spec's tokens (the layers siam_model.c parses for the specs tested here); trainable
+ * parameters in layer order, batchnorm running statistics after them. out: (B, dim). l2norm is
+ * computed here in double, independently of siam_l2norm_forward. */
 static int blas_forward(const char *spec, const float *P, size_t n_params, size_t n_trainable,
-                        const float *x, int B, float *out) {
+                        const float *x, int B, int dim, float *out) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", siam_model_spec_for(spec));
-    size_t cap = (size_t)B * 26 * 26 * 64; /* larger than any activation of the two specs */
-    float *cur = alloc_f(cap), *nxt = alloc_f(cap), *col = alloc_f((size_t)B * 11 * 11 * 288);
+    size_t cap = (size_t)B * 28 * 28 * 64; /* larger than any activation of the specs tested */
+    float *cur = alloc_f(cap), *nxt = alloc_f(cap), *col = alloc_f(cap * 9);
     uint32_t *arg = malloc(cap * sizeof *arg);
     if (!arg)
         exit(2);
@@ -137,10 +139,12 @@ static int blas_forward(const char *spec, const float *P, size_t n_params, size_
             off += (size_t)I * o + (size_t)o;
             h = w = 1, c = o;
         } else if (sscanf(t, "conv%dx%dx%d", &kh, &kw, &k) == 3) {
+            int same = t[strlen(t) - 1] == 's', ph = same ? (kh - 1) / 2 : 0,
+                pw = same ? (kw - 1) / 2 : 0;
             siam_conv2d_forward(nxt, col, cur, P + off, P + off + (size_t)kh * kw * c * k, B, h, w,
-                                c, kh, kw, k);
+                                c, kh, kw, ph, pw, k);
             off += (size_t)kh * kw * c * k + (size_t)k;
-            h = h - kh + 1, w = w - kw + 1, c = k;
+            h = h + 2 * ph - kh + 1, w = w + 2 * pw - kw + 1, c = k;
         } else if (strcmp(t, "maxpool2") == 0) {
             siam_maxpool2_forward(nxt, arg, cur, B, h, w, c);
             h /= 2, w /= 2;
@@ -153,14 +157,25 @@ static int blas_forward(const char *spec, const float *P, size_t n_params, size_
             siam_relu_forward(nxt, cur, n);
         } else if (strcmp(t, "elu") == 0) {
             siam_elu_forward(nxt, cur, n);
+        } else if (strcmp(t, "l2norm") == 0) {
+            size_t d = (size_t)h * w * c;
+            for (int bi = 0; bi < B; bi++) {
+                double ss = 0;
+                for (size_t j = 0; j < d; j++)
+                    ss += (double)cur[bi * d + j] * cur[bi * d + j];
+                double den = fmax(sqrt(ss), 1e-12);
+                for (size_t j = 0; j < d; j++)
+                    nxt[bi * d + j] = (float)(cur[bi * d + j] / den);
+            }
+            c = h * w * c, h = w = 1;
         } else { /* dropout (inference: identity), flatten */
             continue;
         }
         float *s = cur;
         cur = nxt, nxt = s;
     }
-    memcpy(out, cur, (size_t)B * 128 * sizeof *out);
-    int ok = off == n_trainable && stat == n_params && h * w * c == 128;
+    memcpy(out, cur, (size_t)B * dim * sizeof *out);
+    int ok = off == n_trainable && stat == n_params && h * w * c == dim;
     siam_free(cur), siam_free(nxt), siam_free(col);
     free(arg);
     return ok;
@@ -168,7 +183,7 @@ static int blas_forward(const char *spec, const float *P, size_t n_params, size_
 
 /* ---- the model: every image's embedding alone and at many rows of many batches ---- */
 
-static void test_model(const char *name) {
+static void test_model(const char *name, int expect_dim) {
     siam_error err = {0};
     siam_model *m = NULL;
     if (siam_model_create(&m, name, 7, &err)) {
@@ -180,16 +195,16 @@ static void test_model(const char *name) {
     float *P = siam_model_params(m);
     for (size_t i = 0; i < nt; i++)
         P[i] += 0.05f * (2 * siam_rng_uniform(&rng) - 1);
-    for (size_t i = nt; i < np;) { /* each batchnorm: mean (C) then var (C); C = 32, 64 */
-        size_t C = i == nt ? 32 : 64;
-        for (size_t j = 0; j < C; j++) {
-            P[i + j] = 0.2f * (2 * siam_rng_uniform(&rng) - 1);
-            P[i + C + j] = 0.5f + siam_rng_uniform(&rng);
-        }
-        i += 2 * C;
-    }
+    /* running means and variances alike in [0.5, 1.5): valid for either, without finding each
+     * batchnorm's channel count */
+    for (size_t i = nt; i < np; i++)
+        P[i] = 0.5f + siam_rng_uniform(&rng);
     int dim = siam_model_output_size(m);
-    CHECK(dim == 128 && siam_model_input_size(m) == IN, "%s: shape", name);
+    CHECK(dim == expect_dim && siam_model_input_size(m) == IN, "%s: shape", name);
+    if (dim != expect_dim) {
+        siam_model_free(m);
+        return;
+    }
 
     enum { MAX_B = 4096 };
     float *img = alloc_f((size_t)N_IMG * IN), *ref = alloc_f((size_t)N_IMG * dim);
@@ -203,7 +218,7 @@ static void test_model(const char *name) {
 
     /* the independent forward, all images in one BLAS batch */
     float *bl = alloc_f((size_t)N_IMG * dim);
-    CHECK(blas_forward(name, P, np, nt, img, N_IMG, bl), "%s: reference layer walk", name);
+    CHECK(blas_forward(name, P, np, nt, img, N_IMG, dim, bl), "%s: reference layer walk", name);
     double worst = 0;
     for (size_t i = 0; i < (size_t)N_IMG * dim; i++) {
         double d = fabs((double)ref[i] - bl[i]) / fmax(1.0, fabs((double)bl[i]));
@@ -280,8 +295,12 @@ int main(void) {
     siam_rng_seed(&rng, 4242);
     printf("openblas core %s, threads %d\n", openblas_get_corename(), siam_blas_get_threads());
     test_matmul_rows();
-    test_model("mlp");
-    test_model("cnn");
+    test_model("mlp", 128);
+    test_model("cnn", 128);
+    /* a linear embedding made unit length: l2norm per row, so still batch-independent */
+    test_model("in=28x28x1 dense128 relu dropout0.5 dense64 l2norm", 64);
+    /* 'same'-padded convs (inferred one image at a time, as the valid ones) and l2norm */
+    test_model("cnn2", 64);
     printf("embedding bits hash %016llx\n", (unsigned long long)bits_hash);
     return tu_finish();
 }

@@ -63,33 +63,59 @@ void siam_dense_backward(float *din, float *dw, float *db, const float *dout, co
         colsum_acc(db, dout, (size_t)B, O);
 }
 
-/* ---- conv2d ('valid', stride 1) ---- */
+/* ---- conv2d (stride 1, zero padding) ---- */
 
-size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW) {
-    size_t oh = (size_t)(H - KH + 1), ow = (size_t)(W - KW + 1);
+size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW, int PH, int PW) {
+    size_t oh = (size_t)(H + 2 * PH - KH + 1), ow = (size_t)(W + 2 * PW - KW + 1);
     return (size_t)B * oh * ow * (size_t)KH * (size_t)KW * (size_t)C;
 }
 
-/* col[(b,oh,ow), (kh,kw,c)] = in[b, oh+kh, ow+kw, c] for the B items at in */
-static void im2col(float *col, const float *in, int B, int H, int W, int C, int KH, int KW) {
-    int OH = H - KH + 1, OW = W - KW + 1;
+/* The kernel columns [*lo, *hi) of a patch at output column ow that land inside the image
+ * (input column ow - PW + kw in [0, W)); the others read the zero padding. */
+static inline void kw_range(int ow, int W, int KW, int PW, int *lo, int *hi) {
+    int iw0 = ow - PW;
+    *lo = iw0 < 0 ? -iw0 : 0;
+    *hi = W - iw0 < KW ? W - iw0 : KW;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* col[(b,oh,ow), (kh,kw,c)] = in[b, oh+kh-PH, ow+kw-PW, c] for the B items at in, 0 outside */
+static void im2col(float *col, const float *in, int B, int H, int W, int C, int KH, int KW, int PH,
+                   int PW) {
+    int OH = H + 2 * PH - KH + 1, OW = W + 2 * PW - KW + 1;
     size_t seg = (size_t)KW * C;    /* one kernel row of a patch is contiguous in NHWC */
     size_t ncol = (size_t)KH * seg; /* patch length = KH*KW*C */
     float *row = col;
     for (int bi = 0; bi < B; bi++)
         for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++, row += ncol)
-                for (int kh = 0; kh < KH; kh++)
-                    memcpy(row + kh * seg, in + (((size_t)bi * H + oh + kh) * W + ow) * C,
-                           seg * sizeof(float));
+            for (int ow = 0; ow < OW; ow++, row += ncol) {
+                int lo, hi;
+                kw_range(ow, W, KW, PW, &lo, &hi);
+                for (int kh = 0; kh < KH; kh++) {
+                    float *d = row + kh * seg;
+                    int ih = oh + kh - PH;
+                    if (ih < 0 || ih >= H) {
+                        memset(d, 0, seg * sizeof(float));
+                        continue;
+                    }
+                    /* 'valid' (lo = 0, hi = KW) is one memcpy per kernel row, as before padding */
+                    memset(d, 0, (size_t)lo * C * sizeof(float));
+                    if (hi > lo) /* else no pointer into in is formed: it could lie outside */
+                        memcpy(d + (size_t)lo * C,
+                               in + (((size_t)bi * H + ih) * W + (ow - PW + lo)) * C,
+                               (size_t)(hi - lo) * C * sizeof(float));
+                    memset(d + (size_t)hi * C, 0, (size_t)(KW - hi) * C * sizeof(float));
+                }
+            }
 }
 
 /* col = im2col(in);  out (B*OH*OW,K) = col . w + b */
 void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
-                         int B, int H, int W, int C, int KH, int KW, int K) {
-    int OH = H - KH + 1, OW = W - KW + 1;
+                         int B, int H, int W, int C, int KH, int KW, int PH, int PW, int K) {
+    int OH = H + 2 * PH - KH + 1, OW = W + 2 * PW - KW + 1;
     size_t ncol = (size_t)KH * KW * C;
-    im2col(col, in, B, H, W, C, KH, KW);
+    im2col(col, in, B, H, W, C, KH, KW, PH, PW);
     size_t M = (size_t)B * OH * OW;
     fill_rows(out, b, M, K);
     siam_sgemm(0, 0, (int)M, K, (int)ncol, 1.0f, col, (int)ncol, w, K, 1.0f, out, K);
@@ -98,20 +124,21 @@ void siam_conv2d_forward(float *out, float *col, const float *in, const float *w
 /* per item: col = im2col(item), out rows = col . w + b. One item's patches stay in cache (the
  * whole batch's would not), and every output row is computed from its own patch alone. */
 void siam_conv2d_infer(float *out, float *col, const float *in, const float *w, const float *b,
-                       int B, int H, int W, int C, int KH, int KW, int K) {
-    int OH = H - KH + 1, OW = W - KW + 1;
+                       int B, int H, int W, int C, int KH, int KW, int PH, int PW, int K) {
+    int OH = H + 2 * PH - KH + 1, OW = W + 2 * PW - KW + 1;
     size_t item_in = (size_t)H * W * C, item_out = (size_t)OH * OW * K;
     for (int bi = 0; bi < B; bi++) {
-        im2col(col, in + bi * item_in, 1, H, W, C, KH, KW);
+        im2col(col, in + bi * item_in, 1, H, W, C, KH, KW, PH, PW);
         siam_matmul_rows(out + bi * item_out, col, w, b, OH * OW, K, KH * KW * C);
     }
 }
 
-/* dw += col^T . dout;  db += sum_rows dout;  dcol = dout . w^T, din += col2im(dcol) */
+/* dw += col^T . dout;  db += sum_rows dout;  dcol = dout . w^T, din += col2im(dcol), the taps
+ * on the padding dropped */
 void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const float *dout,
                           const float *col, const float *w, int B, int H, int W, int C, int KH,
-                          int KW, int K) {
-    int OH = H - KH + 1, OW = W - KW + 1;
+                          int KW, int PH, int PW, int K) {
+    int OH = H + 2 * PH - KH + 1, OW = W + 2 * PW - KW + 1;
     size_t seg = (size_t)KW * C;
     size_t ncol = (size_t)KH * seg;
     size_t M = (size_t)B * OH * OW;
@@ -125,13 +152,20 @@ void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const f
     const float *row = dcol;
     for (int bi = 0; bi < B; bi++)
         for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++, row += ncol)
+            for (int ow = 0; ow < OW; ow++, row += ncol) {
+                int lo, hi;
+                kw_range(ow, W, KW, PW, &lo, &hi);
+                size_t n = (size_t)(hi - lo) * C;
                 for (int kh = 0; kh < KH; kh++) {
-                    float *restrict d = din + (((size_t)bi * H + oh + kh) * W + ow) * C;
-                    const float *restrict s = row + kh * seg;
-                    for (size_t j = 0; j < seg; j++)
+                    int ih = oh + kh - PH;
+                    if (ih < 0 || ih >= H || n == 0)
+                        continue;
+                    float *restrict d = din + (((size_t)bi * H + ih) * W + (ow - PW + lo)) * C;
+                    const float *restrict s = row + kh * seg + (size_t)lo * C;
+                    for (size_t j = 0; j < n; j++)
                         d[j] += s[j];
                 }
+            }
 }
 
 /* ---- maxpool 2x2 stride 2 ---- */
@@ -446,4 +480,46 @@ void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t
         return;
     for (size_t i = 0; i < n; i++)
         dx[i] += dy[i] * mask[i];
+}
+
+/* ---- l2norm per row ---- */
+
+/* The norm's sum of squares is accumulated in double, in index order, one row at a time: no
+ * overflow or underflow for any float row, and a row's result does not depend on its batch. */
+void siam_l2norm_forward(float *y, float *norm, const float *x, int B, int D, float eps) {
+    for (int bi = 0; bi < B; bi++) {
+        const float *xr = x + (size_t)bi * D;
+        float *yr = y + (size_t)bi * D;
+        double ss = 0.0;
+        for (int j = 0; j < D; j++)
+            ss += (double)xr[j] * xr[j];
+        float n = (float)sqrt(ss);
+        norm[bi] = n;
+        /* the branch backward takes is decided on this same float n, so the two agree exactly */
+        double den = n > eps ? (double)n : (double)eps;
+        for (int j = 0; j < D; j++)
+            yr[j] = (float)(xr[j] / den);
+    }
+}
+
+/* y = x/n: dy/dx = (I - y y^T) / n above eps; y = x/eps: dy/dx = I/eps below it */
+void siam_l2norm_backward(float *dx, const float *dy, const float *y, const float *norm, int B,
+                          int D, float eps) {
+    if (!dx)
+        return;
+    for (int bi = 0; bi < B; bi++) {
+        const float *dyr = dy + (size_t)bi * D, *yr = y + (size_t)bi * D;
+        float *dxr = dx + (size_t)bi * D;
+        float n = norm[bi];
+        if (n > eps) {
+            double p = 0.0;
+            for (int j = 0; j < D; j++)
+                p += (double)yr[j] * dyr[j];
+            for (int j = 0; j < D; j++)
+                dxr[j] += (float)((dyr[j] - yr[j] * p) / n);
+        } else {
+            for (int j = 0; j < D; j++)
+                dxr[j] += (float)(dyr[j] / (double)eps);
+        }
+    }
 }

@@ -7,7 +7,8 @@
  * - backward ACCUMULATES (+=) into every gradient output (din, dw, db, ...); the caller zeroes
  *   them. Any gradient output may be NULL when it is not needed (e.g. din of the first layer).
  * - Workspaces and caches are owned by the caller, sized by the *_size helpers.
- * - A NULL bias counts as zero. Elementwise forwards (relu, elu, dropout) may work in place.
+ * - A NULL bias counts as zero. Elementwise forwards (relu, elu, dropout) and l2norm may work in
+ *   place.
  */
 #ifndef SIAM_LAYERS_H
 #define SIAM_LAYERS_H
@@ -28,21 +29,24 @@ void siam_dense_infer(float *out, const float *in, const float *w, const float *
 void siam_dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                          const float *w, int B, int I, int O);
 
-/* ---- conv2d, 'valid' padding, stride 1: in (B,H,W,C), w (KH,KW,C,K), b (K),
- *      out (B,OH,OW,K) with OH = H-KH+1, OW = W-KW+1.
+/* ---- conv2d, stride 1, zero padding PH rows above and below, PW columns left and right:
+ *      in (B,H,W,C), w (KH,KW,C,K), b (K), out (B,OH,OW,K) with OH = H+2*PH-KH+1,
+ *      OW = W+2*PW-KW+1. PH = PW = 0 is 'valid'; PH = (KH-1)/2, PW = (KW-1)/2 with odd kernels is
+ *      'same' (OH = H, OW = W). Padding is never stored: im2col writes zeros for the taps that
+ *      fall outside the image and backward drops their gradients.
  *      col is the im2col workspace of (B*OH*OW, KH*KW*C) floats; forward fills it and backward
  *      reads it, so keep it between the two calls.
  *      dcol is a second workspace of the same size used by backward, required when din is given. */
-size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW);
+size_t siam_conv2d_col_size(int B, int H, int W, int C, int KH, int KW, int PH, int PW);
 void siam_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
-                         int B, int H, int W, int C, int KH, int KW, int K);
+                         int B, int H, int W, int C, int KH, int KW, int PH, int PW, int K);
 /* The inference forward, one item at a time by siam_matmul_rows: an item's output depends only on
  * that item, bit for bit. col needs siam_conv2d_col_size(1, ...) floats (one item's patches). */
 void siam_conv2d_infer(float *out, float *col, const float *in, const float *w, const float *b,
-                       int B, int H, int W, int C, int KH, int KW, int K);
+                       int B, int H, int W, int C, int KH, int KW, int PH, int PW, int K);
 void siam_conv2d_backward(float *din, float *dw, float *db, float *dcol, const float *dout,
                           const float *col, const float *w, int B, int H, int W, int C, int KH,
-                          int KW, int K);
+                          int KW, int PH, int PW, int K);
 
 /* ---- maxpool 2x2 stride 2 (floor): in (B,H,W,C) -> out (B,H/2,W/2,C), fewer than 2^32 inputs.
  *      argmax (B,H/2,W/2,C) records the flat input index of each maximum for backward; on a tie
@@ -83,5 +87,14 @@ void siam_elu_backward(float *dx, const float *dy, const float *x, const float *
 void siam_dropout_forward(float *y, float *mask, const float *x, size_t n, float rate,
                           siam_rng *rng);
 void siam_dropout_backward(float *dx, const float *dy, const float *mask, size_t n);
+
+/* ---- l2norm per row: y (B,D) = x / max(||x||_2, eps), each row on its own (the same code
+ *      trains and infers: a row's output depends on that row alone, bit for bit).
+ *      norm (B) records each row's ||x||_2 for backward. Below eps the row is scaled by 1/eps,
+ *      not normalised, so a zero row maps to zero instead of dividing by zero. ---- */
+void siam_l2norm_forward(float *y, float *norm, const float *x, int B, int D, float eps);
+/* dx += (dy - y (y . dy)) / ||x|| for rows with ||x|| > eps, dx += dy / eps for the others */
+void siam_l2norm_backward(float *dx, const float *dy, const float *y, const float *norm, int B,
+                          int D, float eps);
 
 #endif

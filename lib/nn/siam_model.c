@@ -17,14 +17,27 @@
 #define BN_MOMENTUM 0.99f /* Keras defaults, as in the original project */
 #define BN_EPS      1e-3f
 #define EMBED_CHUNK 512
+/* PyTorch's F.normalize default: far below any norm a trained embedding has, so it only keeps an
+ * all-zero row (a dead layer before it) finite */
+#define L2_EPS 1e-12f
 
-typedef enum { L_DENSE, L_CONV, L_MAXPOOL, L_BATCHNORM, L_RELU, L_ELU, L_DROPOUT } layer_kind;
+typedef enum {
+    L_DENSE,
+    L_CONV,
+    L_MAXPOOL,
+    L_BATCHNORM,
+    L_RELU,
+    L_ELU,
+    L_DROPOUT,
+    L_L2NORM
+} layer_kind;
 
 typedef struct {
     layer_kind kind;
     int in_h, in_w, in_c;    /* input shape of one item (dense: 1 x 1 x I) */
     int out_h, out_w, out_c; /* output shape of one item */
     int kh, kw;              /* conv kernel */
+    int ph, pw;              /* conv zero padding on each side (0: 'valid') */
     float rate;              /* dropout */
     size_t w_off, b_off;     /* dense/conv weights and bias; batchnorm gamma and beta */
     size_t stat_off;         /* batchnorm running mean (C) then running var (C) */
@@ -36,7 +49,7 @@ typedef struct {
     int B;                        /* batch of the last forward */
     int trained;                  /* last forward was in training mode */
     float *act[MAX_LAYERS];       /* output of each layer (cap, out_size) */
-    float *aux[MAX_LAYERS];       /* conv: im2col; batchnorm: xhat; dropout: mask */
+    float *aux[MAX_LAYERS];       /* conv: im2col; batchnorm: xhat; dropout: mask; l2norm: norms */
     float *inv_std[MAX_LAYERS];   /* batchnorm (C) */
     uint32_t *argmax[MAX_LAYERS]; /* maxpool */
 } pass_state;
@@ -61,11 +74,20 @@ static const char SPEC_MLP[] =
 static const char SPEC_CNN[] = "in=28x28x1 conv3x3x32 elu maxpool2 batchnorm conv3x3x64 elu "
                                "maxpool2 batchnorm flatten dense128";
 
+/* A deeper embedding net for the 2-core budget: 'same' convs keep 28x28 and 14x14 so the pools
+ * alone set the size, batchnorm before relu, a third conv at 7x7 instead of more pooling (7 does
+ * not halve evenly), then a linear 64-d embedding made unit length for cosine-style search. */
+static const char SPEC_CNN2[] =
+    "in=28x28x1 conv3x3x32s batchnorm relu maxpool2 conv3x3x64s batchnorm relu maxpool2 "
+    "conv3x3x64s batchnorm relu flatten dense128 relu dense64 l2norm";
+
 const char *siam_model_spec_for(const char *name_or_spec) {
     if (strcmp(name_or_spec, "mlp") == 0)
         return SPEC_MLP;
     if (strcmp(name_or_spec, "cnn") == 0)
         return SPEC_CNN;
+    if (strcmp(name_or_spec, "cnn2") == 0)
+        return SPEC_CNN2;
     return name_or_spec;
 }
 
@@ -131,16 +153,25 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
         s += 4;
         int kh, kw, k;
         if (parse_int(&s, &kh) || *s++ != 'x' || parse_int(&s, &kw) || *s++ != 'x' ||
-            parse_int(&s, &k) || *s)
+            parse_int(&s, &k))
             goto bad;
-        if (kh > *h || kw > *w)
+        /* a trailing 's' is 'same' padding: (k-1)/2 zeros each side keep the input's size, which
+         * needs odd kernels to be symmetric */
+        int same = *s == 's';
+        if (*(s + same))
+            goto bad;
+        if (same && (kh % 2 == 0 || kw % 2 == 0))
+            return siam_error_set(err, SIAM_ERR_ARG,
+                                  "model spec: '%s': same padding needs odd kernel sizes", tok);
+        if (!same && (kh > *h || kw > *w))
             return siam_error_set(
                 err, SIAM_ERR_ARG,
                 "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d", tok, kh, kw, *h,
                 *w);
         l.kind = L_CONV;
         l.kh = kh, l.kw = kw;
-        l.out_h = *h - kh + 1, l.out_w = *w - kw + 1, l.out_c = k;
+        l.ph = same ? (kh - 1) / 2 : 0, l.pw = same ? (kw - 1) / 2 : 0;
+        l.out_h = *h + 2 * l.ph - kh + 1, l.out_w = *w + 2 * l.pw - kw + 1, l.out_c = k;
         l.w_off = *n_train;
         l.b_off = l.w_off + (size_t)kh * kw * *c * k;
         *n_train = l.b_off + (size_t)k;
@@ -161,6 +192,14 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
     } else if (strcmp(s, "relu") == 0 || strcmp(s, "elu") == 0) {
         l.kind = s[0] == 'r' ? L_RELU : L_ELU;
         l.out_h = *h, l.out_w = *w, l.out_c = *c;
+    } else if (strcmp(s, "l2norm") == 0) {
+        /* normalises each item's whole output (it flattens as dense does), so an image's
+         * embedding is a unit vector whatever shape the layer before it has */
+        l.kind = L_L2NORM;
+        l.in_h = l.in_w = 1;
+        l.in_c = item_floats(*h, *w, *c);
+        l.out_h = l.out_w = 1;
+        l.out_c = l.in_c;
     } else if (strncmp(s, "dropout", 7) == 0) {
         char *end;
         errno = 0;
@@ -178,8 +217,8 @@ static int add_layer(siam_model *m, const char *tok, int *h, int *w, int *c, siz
     return SIAM_OK;
 bad:
     return siam_error_set(err, SIAM_ERR_ARG,
-                          "model spec: cannot parse layer '%s' (expected denseN, convKxKxN, "
-                          "maxpool2, batchnorm, relu, elu, dropoutR, flatten)",
+                          "model spec: cannot parse layer '%s' (expected denseN, convKxKxN[s], "
+                          "maxpool2, batchnorm, relu, elu, dropoutR, l2norm, flatten)",
                           tok);
 }
 
@@ -195,7 +234,8 @@ static int parse_spec(siam_model *m, const char *spec, siam_error *err) {
     int h, w, c;
     if (strncmp(s, "in=", 3) != 0)
         return siam_error_set(err, SIAM_ERR_ARG,
-                              "model spec '%s': must be mlp, cnn, or start with in=HxWxC", spec);
+                              "model spec '%s': must be mlp, cnn, cnn2, or start with in=HxWxC",
+                              spec);
     s += 3;
     if (parse_int(&s, &h) || *s++ != 'x' || parse_int(&s, &w) || *s++ != 'x' || parse_int(&s, &c) ||
         *s)
@@ -337,7 +377,8 @@ static int reserve(siam_model *m, int B, siam_error *err) {
                 max_act = out_size(l);
             ok = (ps->act[i] = siam_alloc_floats(n)) != NULL;
             if (l->kind == L_CONV) {
-                size_t col = siam_conv2d_col_size(B, l->in_h, l->in_w, l->in_c, l->kh, l->kw);
+                size_t col =
+                    siam_conv2d_col_size(B, l->in_h, l->in_w, l->in_c, l->kh, l->kw, l->ph, l->pw);
                 if (col > max_col)
                     max_col = col;
                 ok = ok && (ps->aux[i] = siam_alloc_floats(col)) != NULL;
@@ -346,6 +387,8 @@ static int reserve(siam_model *m, int B, siam_error *err) {
                      (ps->inv_std[i] = siam_alloc_floats((size_t)l->out_c)) != NULL;
             } else if (l->kind == L_DROPOUT) {
                 ok = ok && (ps->aux[i] = siam_alloc_floats(n)) != NULL;
+            } else if (l->kind == L_L2NORM) {
+                ok = ok && (ps->aux[i] = siam_alloc_floats((size_t)B)) != NULL;
             } else if (l->kind == L_MAXPOOL) {
                 ok = ok && (ps->argmax[i] = calloc(n, sizeof(uint32_t))) != NULL;
             }
@@ -398,10 +441,10 @@ int siam_model_forward(siam_model *m, int pass, const float *x, int B, int train
         case L_CONV:
             if (training)
                 siam_conv2d_forward(y, ps->aux[i], in, P + l->w_off, P + l->b_off, B, l->in_h,
-                                    l->in_w, l->in_c, l->kh, l->kw, l->out_c);
+                                    l->in_w, l->in_c, l->kh, l->kw, l->ph, l->pw, l->out_c);
             else
                 siam_conv2d_infer(y, ps->aux[i], in, P + l->w_off, P + l->b_off, B, l->in_h,
-                                  l->in_w, l->in_c, l->kh, l->kw, l->out_c);
+                                  l->in_w, l->in_c, l->kh, l->kw, l->ph, l->pw, l->out_c);
             break;
         case L_MAXPOOL:
             siam_maxpool2_forward(y, ps->argmax[i], in, B, l->in_h, l->in_w, l->in_c);
@@ -428,6 +471,9 @@ int siam_model_forward(siam_model *m, int pass, const float *x, int B, int train
                 siam_dropout_forward(y, ps->aux[i], in, n, l->rate, &m->dropout_rng);
             else
                 memcpy(y, in, n * sizeof(float));
+            break;
+        case L_L2NORM: /* per row in both modes: inference stays batch-independent */
+            siam_l2norm_forward(y, ps->aux[i], in, B, l->in_c, L2_EPS);
             break;
         }
         in = y;
@@ -459,7 +505,7 @@ void siam_model_backward(siam_model *m, int pass, const float *dout) {
         case L_CONV:
             siam_conv2d_backward(dx, G + l->w_off, G + l->b_off, dx ? m->dcol : NULL, dy,
                                  ps->aux[i], P + l->w_off, B, l->in_h, l->in_w, l->in_c, l->kh,
-                                 l->kw, l->out_c);
+                                 l->kw, l->ph, l->pw, l->out_c);
             break;
         case L_MAXPOOL:
             if (dx)
@@ -480,6 +526,9 @@ void siam_model_backward(siam_model *m, int pass, const float *dout) {
         case L_DROPOUT:
             if (dx)
                 siam_dropout_backward(dx, dy, ps->aux[i], n_in);
+            break;
+        case L_L2NORM:
+            siam_l2norm_backward(dx, dy, ps->act[i], ps->aux[i], B, l->in_c, L2_EPS);
             break;
         }
         dy = dx;
