@@ -1,6 +1,8 @@
 /* siam-server: the loss head of split training. Workers stream the embeddings of their image
  * pairs (Train); the server answers every batch with the contrastive loss, the distances and the
- * gradients. Similarity, Status and the standard health check are served to any caller. */
+ * gradients. Or they stream sets of embeddings with group ids (TrainSet), answered with the set
+ * loss of --loss and its in-batch mining. Similarity, Status and the standard health check are
+ * served to any caller. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,7 +28,7 @@
 #define COMPONENT "server"
 
 typedef struct {
-    const char *listen, *labels, *log_level;
+    const char *listen, *labels, *log_level, *loss, *distance;
     const char *checkpoint, *resume, *model;
     const char *tls_cert, *tls_key, *tls_client_ca, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
@@ -200,23 +202,47 @@ static int initial_model(const config *c, siam_service *svc, siam_error *err) {
     return SIAM_OK;
 }
 
-/* ---- Train streams: one siam_train_stream per open stream ---- */
+/* ---- Train and TrainSet streams: one siam_train_stream per open stream ---- */
 
 typedef struct {
     siam_train_stream ts;
+    const char *method; /* "Train" or "TrainSet", for the log */
+    const char *items;  /* what ts.pairs counts: "pairs" or "images" */
     char peer[128];
     double opened;
 } train_stream;
 
-static void *train_open(void *ctx, const siam_rpc_call_info *call) {
-    (void)ctx;
+static train_stream *stream_open(const siam_rpc_call_info *call, const char *method,
+                                 const char *items) {
     train_stream *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
+    t->method = method;
+    t->items = items;
     snprintf(t->peer, sizeof t->peer, "%s", call->peer ? call->peer : "?");
     t->opened = siam_now();
-    LOG_DEBUG(COMPONENT, "Train stream opened by %s", t->peer);
+    LOG_DEBUG(COMPONENT, "%s stream opened by %s", method, t->peer);
     return t;
+}
+
+static void *train_open(void *ctx, const siam_rpc_call_info *call) {
+    (void)ctx;
+    return stream_open(call, "Train", "pairs");
+}
+
+static void *train_set_open(void *ctx, const siam_rpc_call_info *call) {
+    (void)ctx;
+    return stream_open(call, "TrainSet", "images");
+}
+
+/* A failed batch or set: any caller can send bad ones as fast as it likes, so at most a few
+ * lines per method and code. */
+static void stream_refused(const train_stream *t, int rc, const siam_rpc_status *st) {
+    char kind[64];
+    snprintf(kind, sizeof kind, "%s %s", t->method, siam_rpc_code_name(rc));
+    LOG_WARN_LIMITED(COMPONENT, kind, "%s from %s (%s): %s: %s", t->method,
+                     t->ts.worker_id[0] ? t->ts.worker_id : "?", t->peer, siam_rpc_code_name(rc),
+                     st->msg);
 }
 
 static int train_message(void *ctx, void *stream, const uint8_t *req, size_t len,
@@ -226,14 +252,20 @@ static int train_message(void *ctx, void *stream, const uint8_t *req, size_t len
         return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                    "the server is out of memory for a new stream");
     int rc = siam_service_train(ctx, &t->ts, req, len, resp, st);
-    if (rc != SIAM_RPC_OK) {
-        /* any caller can send bad batches as fast as it likes: at most a few lines per code */
-        char kind[64];
-        snprintf(kind, sizeof kind, "Train %s", siam_rpc_code_name(rc));
-        LOG_WARN_LIMITED(COMPONENT, kind, "Train from %s (%s): %s: %s",
-                         t->ts.worker_id[0] ? t->ts.worker_id : "?", t->peer,
-                         siam_rpc_code_name(rc), st->msg);
-    }
+    if (rc != SIAM_RPC_OK)
+        stream_refused(t, rc, st);
+    return rc;
+}
+
+static int train_set_message(void *ctx, void *stream, const uint8_t *req, size_t len,
+                             siam_rpc_buf *resp, siam_rpc_status *st) {
+    train_stream *t = stream;
+    if (!t)
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "the server is out of memory for a new stream");
+    int rc = siam_service_train_set(ctx, &t->ts, req, len, resp, st);
+    if (rc != SIAM_RPC_OK)
+        stream_refused(t, rc, st);
     return rc;
 }
 
@@ -249,19 +281,19 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
     }
     char line[SIAM_LOG_LIMIT_LINE_MAX];
     snprintf(line, sizeof line,
-             "stream of %s (%s) ended %s%s%s: %llu batches, %llu pairs, mean loss %.4f, %.1f s, "
-             "%.0f pairs/s",
-             t->ts.worker_id[0] ? t->ts.worker_id : "unnamed worker", t->peer,
+             "%s stream of %s (%s) ended %s%s%s: %llu batches, %llu %s, mean loss %.4f, %.1f s, "
+             "%.0f %s/s",
+             t->method, t->ts.worker_id[0] ? t->ts.worker_id : "unnamed worker", t->peer,
              siam_rpc_code_name(final->code), final->code ? ": " : "",
              final->code ? final->msg : "", (unsigned long long)t->ts.batches,
-             (unsigned long long)t->ts.pairs,
+             (unsigned long long)t->ts.pairs, t->items,
              t->ts.pairs ? t->ts.loss_sum / (double)t->ts.pairs : 0.0, secs,
-             secs > 0 ? (double)t->ts.pairs / secs : 0.0);
+             secs > 0 ? (double)t->ts.pairs / secs : 0.0, t->items);
     /* a stream that trained is summarised always; one that answered no batch is what a flood of
      * bad requests (each ending its stream) looks like, so its line is rate-limited */
     if (t->ts.batches == 0) {
         char kind[64];
-        snprintf(kind, sizeof kind, "Train stream without batches %s",
+        snprintf(kind, sizeof kind, "%s stream without batches %s", t->method,
                  siam_rpc_code_name(final->code));
         siam_log_limited(SIAM_LOG_INFO, COMPONENT, kind, "%s", line);
     } else {
@@ -362,6 +394,15 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     int rc = siam_service_create(&svc, c->margin, conv, c->threshold, SIAM_VERSION, err);
     if (rc)
         return rc;
+    /* TrainSet's loss: --loss and --distance at --margin (pair Train keeps its contrastive loss) */
+    siam_set_loss_config set_cfg = siam_set_loss_default();
+    set_cfg.margin = c->margin;
+    set_cfg.distance = strcmp(c->distance, "squared") == 0 ? SIAM_SET_SQUARED : SIAM_SET_EUCLIDEAN;
+    if ((rc = siam_set_loss_parse(&set_cfg, c->loss, err)) ||
+        (rc = siam_service_set_set_loss(svc, &set_cfg, err))) {
+        siam_service_free(svc);
+        return rc;
+    }
     checkpointer ck = {.c = c, .svc = svc};
     siam_service_set_sync_cancelled(svc, sync_cancelled);
     pthread_mutex_init(&ck.lock, NULL);
@@ -388,6 +429,8 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     siam_rpc_init();
 
     static const siam_rpc_stream_handler train = {train_open, train_message, train_close};
+    static const siam_rpc_stream_handler train_set = {train_set_open, train_set_message,
+                                                      train_close};
     siam_rpc_server *srv = NULL;
     siam_rpc_server_config sc = {.listen = c->listen,
                                  .threads = c->threads,
@@ -401,6 +444,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     if ((rc = siam_rpc_server_create(&srv, &sc, err)) != SIAM_OK)
         *usage = 1; /* the TLS files or the token */
     if (rc || (rc = siam_rpc_server_add_stream(srv, SIAM_METHOD_TRAIN, &train, svc, err)) ||
+        (rc = siam_rpc_server_add_stream(srv, SIAM_METHOD_TRAIN_SET, &train_set, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_SIMILARITY, similarity, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_STATUS, status, svc, err)) ||
         (rc =
@@ -421,6 +465,8 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
              "%d MiB, gRPC core %s",
              (double)siam_service_margin(svc), c->labels, (double)siam_service_threshold(svc),
              c->threads, c->max_message_mb, siam_rpc_core_version());
+    LOG_INFO(COMPONENT, "TrainSet loss %s, %s distance, margin %g, sets of 2..%d embeddings",
+             c->loss, c->distance, (double)c->margin, SIAM_SET_LOSS_MAX_N);
     LOG_INFO(COMPONENT,
              "weight averaging: rounds wait for %d worker(s) to join, close %g s after their first "
              "update at the latest; checkpoint %s every %d round(s)",
@@ -465,6 +511,8 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
 int main(int argc, char **argv) {
     config c = {.listen = "127.0.0.1:50051",
                 .labels = "similar",
+                .loss = "batch-hard",
+                .distance = "euclidean",
                 .log_level = "info",
                 .margin = 1.0f,
                 .threshold = 0.0f,
@@ -476,10 +524,28 @@ int main(int argc, char **argv) {
                 .sync_timeout = 30.0f,
                 .checkpoint_every = 10,
                 .seed = 42};
+    /* --loss's choices come from lib/nn, so that a new loss needs no change here: siam_options
+     * wants them '|'-separated */
+    static char loss_choices[256];
+    size_t o = 0;
+    for (const char *p = siam_set_loss_choices(); *p && o + 1 < sizeof loss_choices; p++)
+        if (*p != ' ') /* the names have no spaces: ", " separates them */
+            loss_choices[o++] = *p == ',' ? '|' : *p;
+    loss_choices[o] = '\0';
+    /* the choices in the help text: as --loss's metavar they would not fit --help's column */
+    static char loss_help[512];
+    snprintf(loss_help, sizeof loss_help,
+             "TrainSet's set loss with in-batch mining: %s; Train's pair loss is always "
+             "contrastive",
+             loss_choices);
     const siam_option opts[] = {
         {"listen", SIAM_OPT_STRING, &c.listen, 0, 0, NULL, "ADDR",
          "address to serve on; 0.0.0.0:50051 serves other hosts, port 0 picks a free one"},
-        {"margin", SIAM_OPT_FLOAT, &c.margin, 1e-6, 1e6, NULL, "M", "contrastive margin m"},
+        {"margin", SIAM_OPT_FLOAT, &c.margin, 1e-6, 1e6, NULL, "M",
+         "margin m of Train's contrastive loss and of the TrainSet loss"},
+        {"loss", SIAM_OPT_CHOICE, &c.loss, 0, 0, loss_choices, "NAME", loss_help},
+        {"distance", SIAM_OPT_CHOICE, &c.distance, 0, 0, "euclidean|squared", NULL,
+         "TrainSet's distance: ||a-b|| or ||a-b||^2"},
         {"label-convention", SIAM_OPT_CHOICE, &c.labels, 0, 0, "similar|dissimilar", NULL,
          "which pairs label 1 marks in the loss"},
         {"threshold", SIAM_OPT_FLOAT, &c.threshold, 0, 1e6, NULL, "T",
@@ -516,9 +582,10 @@ int main(int argc, char **argv) {
          "stderr log level"},
     };
     int rc = siam_options_main("siam-server", SIAM_VERSION,
-                               "Serve the loss head of split training (Train), Similarity, Status "
-                               "and the gRPC health check.\nWorkers (siam-client) send "
-                               "embeddings; the server answers loss, distances and gradients.",
+                               "Serve the loss head of split training (Train: pairs, contrastive; "
+                               "TrainSet: sets, --loss), Similarity, Status and the gRPC health "
+                               "check.\nWorkers (siam-client) send embeddings; the server answers "
+                               "loss, distances and gradients.",
                                opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc >= 0)
         return rc;

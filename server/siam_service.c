@@ -1,7 +1,8 @@
 /* siam_service: decode, validate, compute with lib/nn/siam_loss, encode. No transport, no printing:
  * every outcome is a status code with a message that names the field and the value.
  * This file: create/free, the accessors and the Status worker table; the RPCs are in
- * siam_service_{train,sync,similarity,status}.c, their shared helpers in siam_service_codec.c. */
+ * siam_service_{train,set,sync,similarity,status}.c, their shared helpers in siam_service_codec.c.
+ */
 #include "siam_service_internal.h"
 
 #include <math.h>
@@ -32,6 +33,8 @@ int siam_service_create(siam_service **out, float margin, siam_label_convention 
     svc->conv = conv;
     svc->threshold = threshold > 0.0f ? threshold : margin / 2.0f;
     svc->version = version ? version : "";
+    svc->set_cfg = siam_set_loss_default();
+    svc->set_cfg.margin = margin; /* one --margin for both heads unless set otherwise */
     int rc = pthread_mutex_init(&svc->lock, NULL);
     if (rc == 0 && (rc = pthread_mutex_init(&svc->model_lock, NULL)) != 0)
         pthread_mutex_destroy(&svc->lock);
@@ -81,6 +84,38 @@ int siam_service_worker_count(siam_service *svc) {
 
 siam_averaging *siam_service_averaging(siam_service *svc) {
     return svc->avg;
+}
+
+int siam_service_set_set_loss(siam_service *svc, const siam_set_loss_config *cfg, siam_error *err) {
+    if (!svc || !cfg)
+        return siam_error_set(err, SIAM_ERR_ARG, "siam_service_set_set_loss: %s is NULL",
+                              !svc ? "svc" : "cfg");
+    if (strcmp(siam_set_loss_name(cfg), "invalid") == 0)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "set loss: mode %d with soft %d is none of %s (soft goes with "
+                              "batch-hard only)",
+                              (int)cfg->mode, cfg->soft, siam_set_loss_choices());
+    if (cfg->distance != SIAM_SET_EUCLIDEAN && cfg->distance != SIAM_SET_SQUARED)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "set loss: distance is %d, expected %d "
+                              "(euclidean) or %d (squared)",
+                              (int)cfg->distance, (int)SIAM_SET_EUCLIDEAN, (int)SIAM_SET_SQUARED);
+    if (!isfinite(cfg->margin) || cfg->margin < 0.0f)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "set loss: margin is %g, expected a finite "
+                              "value >= 0",
+                              (double)cfg->margin);
+    pthread_mutex_lock(&svc->lock);
+    svc->set_cfg = *cfg;
+    pthread_mutex_unlock(&svc->lock);
+    return SIAM_OK;
+}
+
+siam_set_loss_config siam_service_set_loss(siam_service *svc) {
+    pthread_mutex_lock(&svc->lock);
+    siam_set_loss_config c = svc->set_cfg;
+    pthread_mutex_unlock(&svc->lock);
+    return c;
 }
 
 _Static_assert(sizeof(((siam_worker_record *)0)->id) == sizeof(((siam_train_stream *)0)->worker_id),
@@ -140,4 +175,28 @@ siam_worker_record *svc_worker_record(siam_service *svc, const char *id, double 
     snprintf(w->id, sizeof w->id, "%s", id);
     w->last_seen = now;
     return w;
+}
+
+void svc_answered(siam_service *svc, siam_train_stream *ts, const char *id, uint32_t dim,
+                  uint64_t items, float loss) {
+    if (ts) {
+        if (ts->batches == 0)
+            ts->dim = dim; /* fixed by the first good batch */
+        ts->batches++;
+        ts->pairs += items;
+        ts->loss_sum += (double)loss * (double)items;
+    }
+    if (ts && !ts->live && svc->avg) { /* a named stream: its worker is live for averaging */
+        siam_averaging_stream(svc->avg, ts->worker_id, +1);
+        ts->live = 1;
+    }
+    double now = siam_now();
+    pthread_mutex_lock(&svc->lock);
+    svc->global_step++;
+    siam_worker_record *w = svc_worker_record(svc, id, now);
+    if (w) {
+        w->last_seen = now;
+        w->pairs_trained += items;
+    }
+    pthread_mutex_unlock(&svc->lock);
 }

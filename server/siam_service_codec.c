@@ -85,7 +85,7 @@ int svc_begin(siam_service *svc, siam_rpc_buf *resp, siam_rpc_status *st) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Validation shared by Train and Similarity */
+/* Validation shared by Train, TrainSet and Similarity */
 
 int svc_check_dim(uint32_t dim, siam_rpc_status *st) {
     if (dim < 1 || dim > SIAM_SERVICE_MAX_DIM)
@@ -97,6 +97,11 @@ int svc_check_dim(uint32_t dim, siam_rpc_status *st) {
 /* Every float of v (n = batch x dim) finite. */
 int svc_check_finite(const char *field, const float *v, size_t n, uint32_t dim,
                      siam_rpc_status *st) {
+    return svc_check_finite_rows(field, "pair", v, n, dim, st);
+}
+
+int svc_check_finite_rows(const char *field, const char *row, const float *v, size_t n,
+                          uint32_t dim, siam_rpc_status *st) {
     /* the common case in one vectorised pass: OR of "exponent all ones" (NaN or Inf) */
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -110,8 +115,8 @@ int svc_check_finite(const char *field, const float *v, size_t n, uint32_t dim,
         if (!isfinite(v[i]))
             return siam_rpc_status_set(
                 st, SIAM_RPC_INVALID_ARGUMENT,
-                "%s[%zu] is %g (pair %zu, component %zu); every float must be finite", field, i,
-                (double)v[i], i / dim, i % dim);
+                "%s[%zu] is %g (%s %zu, component %zu); every float must be finite", field, i,
+                (double)v[i], row, i / dim, i % dim);
     return SIAM_RPC_OK;
 }
 

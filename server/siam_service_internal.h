@@ -22,6 +22,9 @@ struct siam_service {
     siam_label_convention conv; /* which pairs label 1 marks */
     float threshold;            /* Similarity's same/different threshold; m/2 by default */
     const char *version;        /* reported by Status */
+    /* TrainSet's loss (siam_service_set_set_loss; default batch-hard at the margin above), read
+     * under lock: the setter may run while streams are open */
+    siam_set_loss_config set_cfg;
 
     /* mutable state, guarded by lock */
     pthread_mutex_t lock;
@@ -72,10 +75,19 @@ int svc_begin(siam_service *svc, siam_rpc_buf *resp, siam_rpc_status *st);
 int svc_check_dim(uint32_t dim, siam_rpc_status *st);
 int svc_check_finite(const char *field, const float *v, size_t n, uint32_t dim,
                      siam_rpc_status *st);
+/* The same, naming rows `row` in the message ("pair" above, "embedding" for TrainSet). */
+int svc_check_finite_rows(const char *field, const char *row, const float *v, size_t n,
+                          uint32_t dim, siam_rpc_status *st);
 void svc_copy_name(char *dst, size_t cap, const char *src);
 
-/* ---- siam_service.c: the Status worker table, written by Train and SyncWeights ---- */
+/* ---- siam_service.c: the Status worker table, written by Train, TrainSet and SyncWeights ---- */
 
 siam_worker_record *svc_worker_record(siam_service *svc, const char *id, double now);
+
+/* A Train batch or TrainSet set of `items` pairs or images at dim, answered with loss: counts
+ * it in the stream ts (may be NULL; its first good batch fixes ts->dim), makes a named stream's
+ * worker live for averaging, and counts it in the global step and the worker table under id. */
+void svc_answered(siam_service *svc, siam_train_stream *ts, const char *id, uint32_t dim,
+                  uint64_t items, float loss);
 
 #endif

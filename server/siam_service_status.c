@@ -53,6 +53,7 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     char ckpt_path[sizeof svc->ckpt_path], ckpt_error[sizeof svc->ckpt_error];
     pthread_mutex_lock(&svc->lock);
     uint64_t global_step = svc->global_step;
+    const char *loss_name = siam_set_loss_name(&svc->set_cfg); /* a static string */
     memcpy(ckpt_path, svc->ckpt_path, sizeof ckpt_path);
     memcpy(ckpt_error, svc->ckpt_error, sizeof ckpt_error);
     uint64_t ckpt_round = svc->ckpt_round, ckpt_failures = svc->ckpt_failures,
@@ -112,6 +113,7 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     r.checkpoint_failed_round = ckpt_failed_round;
     r.checkpoint_failed_unix_time = ckpt_failed_time;
     r.checkpoint_error = ckpt_error;
+    r.loss = (char *)loss_name;
     r.n_workers = (size_t)nw;
     r.workers = wp;
     rc = svc_encode(&r.base, "StatusResponse", resp, st);

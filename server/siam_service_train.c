@@ -111,26 +111,7 @@ int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *
         return rc;
     }
 
-    if (ts) {
-        if (ts->batches == 0)
-            ts->dim = b->dim; /* fixed by the first good batch */
-        ts->batches++;
-        ts->pairs += (uint64_t)B;
-        ts->loss_sum += (double)loss * B;
-    }
-    if (ts && !ts->live && svc->avg) { /* a named stream: its worker is live for averaging */
-        siam_averaging_stream(svc->avg, ts->worker_id, +1);
-        ts->live = 1;
-    }
-    double now = siam_now();
-    pthread_mutex_lock(&svc->lock);
-    svc->global_step++;
-    siam_worker_record *w = svc_worker_record(svc, id, now);
-    if (w) {
-        w->last_seen = now;
-        w->pairs_trained += (uint64_t)B;
-    }
-    pthread_mutex_unlock(&svc->lock);
+    svc_answered(svc, ts, id, b->dim, (uint64_t)B, loss);
     siam__v1__embedding_batch__free_unpacked(b, &da.base);
     return SIAM_RPC_OK;
 }

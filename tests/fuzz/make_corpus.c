@@ -1,8 +1,9 @@
 /* make_corpus: writes the seed corpus of the fuzz targets, a handful of valid and edge-case
  * requests per target, into DIR/<target>/<name> (tests/fuzz/corpus/ is its committed output).
  *   fuzz_make_corpus tests/fuzz/corpus
- * Deterministic: running it again rewrites the same bytes. fuzz_train and fuzz_sync inputs use
- * the record format of fuzz_common.h: a config byte, then [ctrl][u16 LE length][message]. */
+ * Deterministic: running it again rewrites the same bytes. fuzz_train, fuzz_train_set and
+ * fuzz_sync inputs use the record format of fuzz_common.h: a config byte, then
+ * [ctrl][u16 LE length][message]. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -432,6 +433,107 @@ static void health_corpus(void) {
     raw("fuzz_health", "truncated", trunc, sizeof trunc);
 }
 
+/* ---- TrainSet -------------------------------------------------------------------------------- */
+
+/* A set given field by field. */
+static void set_raw(blob *b, int ctrl, uint32_t dim, const float *x, size_t nx, const uint32_t *g,
+                    size_t ng, const char *worker, uint64_t step) {
+    Siam__V1__EmbeddingSet m = SIAM__V1__EMBEDDING_SET__INIT;
+    m.dim = dim;
+    m.n_embeddings = nx, m.embeddings = (float *)x;
+    m.n_groups = ng, m.groups = (uint32_t *)g;
+    m.worker_id = (char *)worker;
+    m.step = step;
+    put_msg(b, ctrl, &m.base);
+}
+
+/* P groups of K embeddings at dim: x[i][k] = sin(i * dim + k), group ids 1000 + 7919 p. */
+static void set_pk(blob *b, int ctrl, uint32_t dim, size_t P, size_t K, const char *worker,
+                   uint64_t step) {
+    size_t n = P * K;
+    float *x = malloc(n * dim * sizeof *x);
+    uint32_t *g = malloc(n * sizeof *g);
+    for (size_t i = 0; i < n; i++) {
+        g[i] = 1000u + (uint32_t)(i / K) * 7919u;
+        for (size_t k = 0; k < dim; k++)
+            x[i * dim + k] = sinf((float)(i * dim + k));
+    }
+    set_raw(b, ctrl, dim, x, n * dim, g, n, worker, step);
+    free(x), free(g);
+}
+
+/* Config byte of fuzz_train_set: bits 0-2 the loss (contrastive, batch-all, batch-hard,
+ * semi-hard, batch-hard-soft), bit 3 squared distance, bit 4 averaging, bits 5-6 the margin. */
+static void train_set_corpus(void) {
+    const char *T = "fuzz_train_set";
+    blob b = {0};
+    uint8_t cfg;
+
+    for (uint8_t mode = 0; mode < 5; mode++) { /* one P x K set per loss; squared for odd ones */
+        char name[32];
+        cfg = (uint8_t)(mode | (mode & 1 ? 8 : 0) | 16);
+        put(&b, &cfg, 1);
+        set_pk(&b, 0, 3, 3, 2, "w0", 1);
+        set_pk(&b, 0, 3, 2, 4, "w0", 2);
+        snprintf(name, sizeof name, "pk_mode%u", mode);
+        save(T, name, &b);
+    }
+
+    cfg = 2; /* degenerate sets: one group, all singletons; then a good one */
+    put(&b, &cfg, 1);
+    {
+        float x[6] = {0.5f, 1, -2, 3, 0.25f, -1};
+        uint32_t one[3] = {9, 9, 9}, single[3] = {1, 2, 3}, two[3] = {4, 5, 4};
+        set_raw(&b, 0, 2, x, 6, one, 3, "deg", 1);
+        set_raw(&b, 0, 2, x, 6, single, 3, "deg", 2);
+        set_raw(&b, 0, 2, x, 6, two, 3, "deg", 3);
+    }
+    save(T, "degenerate", &b);
+
+    cfg = 2 | 32; /* limits: dim 0, n 1, counts that differ, NaN, inf, huge, dim change */
+    put(&b, &cfg, 1);
+    {
+        float x[8] = {0, 1, 2, 3, 4, 5, 6, 7}, nan8[8] = {0, 1, 2, 3, 4, NAN, 6, 7},
+              inf8[8] = {0, 1, 2, 3, 4, 5, -INFINITY, 7},
+              huge[8] = {3e38f, 0, -3e38f, 0, 3e38f, 1, -3e38f, 1};
+        uint32_t g[4] = {1, 1, 2, 2};
+        set_raw(&b, 0, 0, x, 8, g, 4, "lim", 1);
+        set_raw(&b, 0, 2, x, 2, g, 1, "lim", 1);
+        set_raw(&b, 0, 2, x, 7, g, 4, "lim", 1);
+        set_raw(&b, 0, 2, nan8, 8, g, 4, "lim", 1);
+        set_raw(&b, 0, 2, inf8, 8, g, 4, "lim", 1);
+        set_raw(&b, 0, 2, huge, 8, g, 4, "lim", 1);
+        set_raw(&b, 0, 2, x, 8, g, 4, "lim", 2);
+        set_raw(&b, 0, 4, x, 8, g, 2, "lim", 3);
+        set_raw(&b, 1, 4, x, 8, g, 2, "lim2", 4);
+        set_raw(&b, 2, 1, x, 8, g, 4, "", 5);
+    }
+    save(T, "limits", &b);
+
+    cfg = 2; /* beyond SIAM_SET_LOSS_MAX_N (refused), then n = 1024 at dim 1 */
+    put(&b, &cfg, 1);
+    {
+        size_t n = 4097;
+        float *x = calloc(n, sizeof *x);
+        uint32_t *g = calloc(n, sizeof *g);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)(i % 13) / 4, g[i] = (uint32_t)(i % 5);
+        set_raw(&b, 0, 1, x, n, g, n, "big", 1);
+        set_raw(&b, 0, 1, x, 1024, g, 1024, "big", 2);
+        free(x), free(g);
+    }
+    save(T, "max_n", &b);
+
+    cfg = 1 | 16; /* batch-all; malformed bytes, then a set */
+    put(&b, &cfg, 1);
+    {
+        static const uint8_t junk[4] = {0x0a, 0xff, 0xff, 0x01};
+        put_raw(&b, 0, junk, sizeof junk);
+        set_pk(&b, 0, 5, 4, 3, "w1", 1);
+    }
+    save(T, "malformed", &b);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s DIR   (writes DIR/fuzz_<target>/<seed>)\n", argv[0]);
@@ -443,6 +545,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     train_corpus();
+    train_set_corpus();
     similarity_corpus();
     sync_corpus();
     status_corpus();
