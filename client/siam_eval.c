@@ -1,6 +1,5 @@
 /* siam_eval: `siam-client evaluate` (pair metrics, kNN accuracy and test-set retrieval of a
- * checkpoint, plot data)
- * and `siam-client predict` (one pair of images: distance, score, verdict). */
+ * checkpoint, plot data); `siam-client predict` is siam_predict.c. */
 #include "siam_eval.h"
 
 #include <errno.h>
@@ -12,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "siam_atomic.h"
-#include "siam_checkpoint.h"
+#include "siam_cli_common.h"
 #include "siam_dataset.h"
 #include "siam_knn.h"
 #include "siam_log.h"
@@ -21,83 +20,19 @@
 #include "siam_model.h"
 #include "siam_options.h"
 #include "siam_pairs.h"
-#include "siam_pgm.h"
 #include "siam_retrieval.h"
 #include "siam_rng.h"
 #include "siam_tensor.h"
 
-#define COMPONENT    "eval"
-#define EVAL_PROG    "siam-client evaluate"
-#define PREDICT_PROG "siam-client predict"
-#define IMG_W        28
-#define IMG_H        28
-#define IMG_N        (IMG_W * IMG_H)
+#define COMPONENT "eval"
+#define EVAL_PROG "siam-client evaluate"
+#define IMG_W     SIAM_CLI_IMAGE_W
+#define IMG_H     SIAM_CLI_IMAGE_H
+#define IMG_N     SIAM_CLI_IMAGE_FLOATS
 /* predictions.tsv: up to this many pairs of each kind (right same, right different, wrong
  * same, wrong different), topped up with right ones to PRED_MAX */
 #define PRED_PER_KIND 6
 #define PRED_MAX      24
-
-static const char *const class_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
-                                            "Coat",        "Sandal",    "Shirt",    "Sneaker",
-                                            "Bag",         "Ankle boot"};
-
-static const char *class_name(int c) {
-    return c >= 0 && c < 10 ? class_names[c] : "?";
-}
-
-/* s as a JSON string literal */
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-static void set_log_level(const char *name) {
-    int level;
-    if (siam_log_parse_level(name, &level, NULL) == SIAM_OK)
-        siam_log_set_level(level);
-}
-
-/* The checkpoint's model with its parameters. Errors name the file and say what to do. */
-static int load_model(const char *path, siam_model **out, uint64_t *step, siam_error *err) {
-    siam_checkpoint ck;
-    siam_model *m = NULL;
-    siam_error e2 = {0};
-    *out = NULL;
-    int rc = siam_checkpoint_load(&ck, path, &e2);
-    if (rc == SIAM_ERR_IO)
-        return siam_error_set(err, rc, "%s (write one with: siam-train --checkpoint %s)", e2.msg,
-                              path);
-    if (rc)
-        return siam_error_set(err, rc, "%s (not a usable siam checkpoint; train a new one)",
-                              e2.msg);
-    if ((rc = siam_model_create(&m, ck.spec, 0, &e2))) {
-        rc = siam_error_set(err, rc, "%s: its model spec cannot be built: %s", path, e2.msg);
-    } else if ((rc = siam_checkpoint_check(&ck, path, siam_model_spec(m), siam_model_num_params(m),
-                                           err))) {
-    } else if (siam_model_input_size(m) != IMG_N) {
-        rc = siam_error_set(err, SIAM_ERR_MISMATCH,
-                            "%s: its model takes %d floats per image, expected %d (28x28x1 "
-                            "Fashion-MNIST)",
-                            path, siam_model_input_size(m), IMG_N);
-    } else {
-        memcpy(siam_model_params(m), ck.params, ck.n_params * sizeof(float));
-        *step = ck.step;
-        *out = m;
-        m = NULL;
-    }
-    siam_model_free(m);
-    siam_checkpoint_free(&ck);
-    return rc;
-}
 
 /* Creates dir if it does not exist (one level). */
 static int ensure_dir(const char *dir, siam_error *err) {
@@ -241,8 +176,8 @@ static int write_plot_data(const eval_config *c, const eval_result *res, const s
         int same = dist[k] <= half, label = tp->labels[k] != 0;
         fprintf(m.f, "%zu\t%u\t%u\t%u\t%d\t%.6f\t%s\t%s\t%s\t%s\n", s, k, tp->left[k], tp->right[k],
                 label, (double)dist[k], same ? "same" : "different",
-                same == label ? "right" : "wrong", class_name(test->labels[tp->left[k]]),
-                class_name(test->labels[tp->right[k]]));
+                same == label ? "right" : "wrong", siam_cli_class_name(test->labels[tp->left[k]]),
+                siam_cli_class_name(test->labels[tp->right[k]]));
     }
     if ((rc = mem_commit(&m, c->plots_dir, "predictions.tsv", err)) || (rc = mem_open(&m, err)))
         goto fail;
@@ -274,9 +209,9 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
     const siam_pair_report *p = &r->rep;
     if (c->json) {
         printf("{\"checkpoint\": ");
-        json_string(stdout, c->checkpoint);
+        siam_cli_json_string(stdout, c->checkpoint);
         printf(", \"spec\": ");
-        json_string(stdout, siam_model_spec(m));
+        siam_cli_json_string(stdout, siam_model_spec(m));
         printf(", \"step\": %llu, \"train_images\": %zu, \"test_images\": %zu, "
                "\"train_pairs\": %zu, \"test_pairs\": %zu, \"margin\": %.6g, \"threshold\": "
                "%.6g, \"accuracy\": %.6f, \"roc_auc\": %.6f, \"best_threshold_train\": %.6g, "
@@ -359,7 +294,7 @@ static int evaluate(const eval_config *c, siam_error *err) {
     eval_result r = {0};
     double t0 = siam_now(), t;
     int rc;
-    if ((rc = load_model(c->checkpoint, &m, &r.step, err)))
+    if ((rc = siam_cli_load_model(c->checkpoint, &m, &r.step, err)))
         goto done;
     LOG_INFO(COMPONENT, "checkpoint %s: step %llu, %s", c->checkpoint, (unsigned long long)r.step,
              siam_model_spec(m));
@@ -493,230 +428,11 @@ int siam_eval_main(int argc, char **argv) {
         fprintf(stderr, EVAL_PROG ": --checkpoint PATH is required (see --help)\n");
         return 2;
     }
-    set_log_level(c.log_level);
+    siam_cli_set_log_level(c.log_level);
     siam_blas_set_threads(c.threads);
     siam_error err = {0};
     if (evaluate(&c, &err)) {
         fprintf(stderr, EVAL_PROG ": error: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* predict                                                                                     */
-
-typedef struct {
-    const char *checkpoint, *data, *log_level;
-    const char *idx[2];            /* --test-index I J */
-    const char *img[2];            /* --image A.pgm B.pgm */
-    const char *idx_one, *img_one; /* set only if the parser saw --test-index=V / --image=V */
-    float margin, threshold;
-    int json;
-} predict_config;
-
-/* A test-set index: digits only. */
-static int parse_index(const char *s, long *out) {
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-' || *s == '+')
-        return -1;
-    long v = strtol(s, &end, 10);
-    if (*end || errno)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* The two images as model input (pixel / 255 as siam_dataset does); names[] describe them. */
-static int predict_inputs(const predict_config *c, float *x, int *cls, char names[2][4200],
-                          siam_error *err) {
-    if (c->img[0]) {
-        uint8_t px[IMG_N];
-        for (int s = 0; s < 2; s++) {
-            int rc = siam_pgm_read(c->img[s], IMG_W, IMG_H, px, err);
-            if (rc)
-                return rc;
-            for (int i = 0; i < IMG_N; i++)
-                x[s * IMG_N + i] = (float)px[i] / 255.0f;
-            cls[s] = -1;
-            snprintf(names[s], 4200, "%s", c->img[s]);
-        }
-        return SIAM_OK;
-    }
-    long idx[2];
-    for (int s = 0; s < 2; s++)
-        if (parse_index(c->idx[s], &idx[s]) != 0)
-            return siam_error_set(err, SIAM_ERR_ARG, "--test-index '%s' is not an image index",
-                                  c->idx[s]);
-    siam_dataset test = {0};
-    int rc = siam_dataset_load(&test, c->data, SIAM_SPLIT_TEST, 0, err);
-    if (rc)
-        return rc;
-    for (int s = 0; s < 2 && rc == SIAM_OK; s++) {
-        if ((size_t)idx[s] >= test.n) {
-            rc = siam_error_set(err, SIAM_ERR_ARG,
-                                "--test-index %ld is out of range: the test set has %zu images "
-                                "(indices 0..%zu)",
-                                idx[s], test.n, test.n - 1);
-            break;
-        }
-        memcpy(x + s * IMG_N, test.images + (size_t)idx[s] * IMG_N, IMG_N * sizeof(float));
-        cls[s] = test.labels[idx[s]];
-        snprintf(names[s], 4200, "test image %ld", idx[s]);
-    }
-    siam_dataset_free(&test);
-    return rc;
-}
-
-static int predict(const predict_config *c, siam_error *err) {
-    siam_model *m = NULL;
-    uint64_t step = 0;
-    float *x = malloc(2 * IMG_N * sizeof *x), *emb = NULL;
-    int cls[2] = {-1, -1};
-    static char names[2][4200];
-    int rc;
-    if (!x)
-        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
-    if ((rc = load_model(c->checkpoint, &m, &step, err)) ||
-        (rc = predict_inputs(c, x, cls, names, err)))
-        goto done;
-    int dim = siam_model_output_size(m);
-    emb = malloc(2 * (size_t)dim * sizeof *emb);
-    if (!emb) {
-        rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    if ((rc = siam_model_embed(m, x, 2, emb, err)))
-        goto done;
-    float d = siam_distance(emb, emb + dim, dim);
-    float threshold = c->threshold > 0 ? c->threshold : c->margin / 2;
-    float score = siam_score(d, threshold);
-    int same = d <= threshold;
-    if (c->json) {
-        printf("{\"checkpoint\": ");
-        json_string(stdout, c->checkpoint);
-        for (int s = 0; s < 2; s++) {
-            printf(s ? ", \"right\": " : ", \"left\": ");
-            json_string(stdout, names[s]);
-        }
-        if (cls[0] >= 0)
-            printf(", \"left_class\": %d, \"right_class\": %d, \"same_class\": %s", cls[0], cls[1],
-                   cls[0] == cls[1] ? "true" : "false");
-        printf(", \"distance\": %.9g, \"threshold\": %.6g, \"score\": %.6f, \"same\": %s, "
-               "\"verdict\": \"%s\"}\n",
-               (double)d, (double)threshold, (double)score, same ? "true" : "false",
-               same ? "same" : "different");
-    } else {
-        printf(PREDICT_PROG ": %s (step %llu)\n", c->checkpoint, (unsigned long long)step);
-        for (int s = 0; s < 2; s++) {
-            printf("  %-12s %s", s ? "right" : "left", names[s]);
-            if (cls[s] >= 0)
-                printf(" (class %d %s)", cls[s], class_name(cls[s]));
-            printf("\n");
-        }
-        printf("  %-12s %.9g\n", "distance", (double)d);
-        printf("  %-12s %g%s\n", "threshold", (double)threshold, c->threshold > 0 ? "" : " (m/2)");
-        printf("  %-12s %.4f\n", "score", (double)score);
-        printf("  %-12s %s\n", "verdict", same ? "same" : "different");
-        if (cls[0] >= 0)
-            printf("  %-12s %s class (%s)\n", "truth", cls[0] == cls[1] ? "same" : "different",
-                   (cls[0] == cls[1]) == same ? "right" : "wrong");
-    }
-done:
-    free(x);
-    free(emb);
-    siam_model_free(m);
-    return rc;
-}
-
-int siam_predict_main(int argc, char **argv) {
-    predict_config c = {.data = SIAM_DATA_DIR_DEFAULT, .log_level = "warn", .margin = 1.0f};
-    const siam_option opts[] = {
-        {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
-         "model checkpoint (required)"},
-        {"test-index", SIAM_OPT_STRING, &c.idx_one, 0, 0, NULL, "I J",
-         "compare test images I and J of the data set"},
-        {"image", SIAM_OPT_STRING, &c.img_one, 0, 0, NULL, "A.pgm B.pgm",
-         "compare two 28x28 grayscale PGM files (P5 or P2)"},
-        {"margin", SIAM_OPT_FLOAT, &c.margin, 1e-6, 1e6, NULL, "M",
-         "contrastive margin the model was trained with"},
-        {"threshold", SIAM_OPT_FLOAT, &c.threshold, 0, 1e6, NULL, "T",
-         "same/different distance threshold; 0 = M/2"},
-        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR",
-         "Fashion-MNIST IDX directory (for --test-index)"},
-        {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL, "print the result as one JSON object"},
-        {"log-level", SIAM_OPT_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", NULL,
-         "stderr log level"},
-    };
-    /* --test-index and --image take two values, which the option table cannot express: take
-     * them out of argv first, hand the rest to the parser */
-    char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
-    if (!rest) {
-        fprintf(stderr, PREDICT_PROG ": out of memory\n");
-        return 1;
-    }
-    int n_rest = 0, rc = -1, seen_idx = 0, seen_img = 0;
-    for (int i = 0; i < argc; i++) {
-        int is_idx = i > 0 && strcmp(argv[i], "--test-index") == 0;
-        int is_img = i > 0 && strcmp(argv[i], "--image") == 0;
-        if (!is_idx && !is_img) {
-            rest[n_rest++] = argv[i];
-            continue;
-        }
-        if (i + 2 >= argc || strncmp(argv[i + 1], "--", 2) == 0 ||
-            strncmp(argv[i + 2], "--", 2) == 0) {
-            fprintf(stderr, PREDICT_PROG ": %s needs two values: %s\n", argv[i],
-                    is_idx ? "--test-index I J" : "--image A.pgm B.pgm");
-            rc = 2;
-            break;
-        }
-        const char **dst = is_idx ? c.idx : c.img;
-        dst[0] = argv[i + 1];
-        dst[1] = argv[i + 2];
-        seen_idx |= is_idx;
-        seen_img |= is_img;
-        i += 2;
-    }
-    rest[n_rest] = NULL;
-    if (rc < 0)
-        rc = siam_options_main(
-            PREDICT_PROG, SIAM_VERSION,
-            "Compare two images with a trained checkpoint: their embedding distance, the\n"
-            "similarity score 1 / (1 + (D/T)^2) (1 identical, 0.5 at the threshold T) and the\n"
-            "verdict \"same\" (D <= T) or \"different\". Images are test-set indices or 28x28 PGM\n"
-            "files, scaled to [0,1] as in training.",
-            opts, (int)(sizeof opts / sizeof *opts), n_rest, rest);
-    free(rest);
-    if (rc >= 0)
-        return rc;
-    if (c.idx_one || c.img_one) {
-        fprintf(stderr, PREDICT_PROG ": %s takes two values: %s\n",
-                c.idx_one ? "--test-index" : "--image",
-                c.idx_one ? "--test-index I J" : "--image A.pgm B.pgm");
-        return 2;
-    }
-    if (!c.checkpoint) {
-        fprintf(stderr, PREDICT_PROG ": --checkpoint PATH is required (see --help)\n");
-        return 2;
-    }
-    if (seen_idx == seen_img) {
-        fprintf(stderr, PREDICT_PROG ": give exactly one of --test-index I J or --image A.pgm "
-                                     "B.pgm\n");
-        return 2;
-    }
-    long unused;
-    for (int s = 0; seen_idx && s < 2; s++)
-        if (parse_index(c.idx[s], &unused) != 0) {
-            fprintf(stderr,
-                    PREDICT_PROG ": --test-index '%s' is not an image index (0, 1, 2, ...)\n",
-                    c.idx[s]);
-            return 2;
-        }
-    set_log_level(c.log_level);
-    siam_error err = {0};
-    if (predict(&c, &err)) {
-        fprintf(stderr, PREDICT_PROG ": error: %s\n", err.msg);
         return 1;
     }
     return 0;

@@ -1,4 +1,5 @@
-/* siam_eval: the `siam-client evaluate` and `siam-client predict` subcommands.
+/* siam_eval: the `siam-client evaluate` and `siam-client predict` subcommands (siam_eval.c,
+ * siam_predict.c).
  *
  * evaluate: loads a checkpoint, embeds the test and training images once, and reports the pair
  * metrics on the test pairs (accuracy at m/2, the best threshold chosen on the training pairs,
