@@ -102,12 +102,15 @@ int siam_set_trainer_sync(siam_set_trainer *t, siam_error *err) {
 
 int siam_set_epoch_collapse(const siam_set_epoch_stats *s, char *why, size_t cap) {
     uint64_t mined = s->steps - s->degenerate_steps;
-    if (s->steps && s->mean_norm < SIAM_SET_COLLAPSE_EPS) {
-        snprintf(why, cap, "the mean embedding norm is %.2g", s->mean_norm);
+    double eps = SIAM_SET_COLLAPSE_EPS * (s->scale > 0 ? s->scale : 1.0);
+    if (s->steps && s->mean_norm < eps) {
+        snprintf(why, cap, "the mean embedding norm is %.2g (margin %g)", s->mean_norm,
+                 s->scale > 0 ? s->scale : 1.0);
         return SIAM_SET_ALARM_COLLAPSE;
     }
-    if (mined && s->mean_hardest_neg < SIAM_SET_COLLAPSE_EPS) {
-        snprintf(why, cap, "the hardest negatives are %.2g apart on average", s->mean_hardest_neg);
+    if (mined && s->mean_hardest_neg < eps) {
+        snprintf(why, cap, "the hardest negatives are %.2g apart on average (margin %g)",
+                 s->mean_hardest_neg, s->scale > 0 ? s->scale : 1.0);
         return SIAM_SET_ALARM_COLLAPSE;
     }
     if (mined && s->active_terms == 0) {
@@ -159,6 +162,7 @@ int siam_set_trainer_epoch(siam_set_trainer *t, const siam_dataset *ds, size_t b
         s.mean_hardest_pos = pos_sum / (double)mined;
         s.mean_hardest_neg = neg_sum / (double)mined;
     }
+    s.scale = t->collapse_scale;
     char why[160];
     s.collapsing = siam_set_epoch_collapse(&s, why, sizeof why);
     if (s.collapsing == SIAM_SET_ALARM_COLLAPSE)

@@ -37,10 +37,13 @@ typedef struct {
 int siam_local_set_head_fn(void *ctx, const float *emb, const uint32_t *groups, int n, int dim,
                            float *loss, float *grad, siam_set_loss_stats *stats, siam_error *err);
 
-/* Below this, a mean embedding norm or a mean hardest-negative distance counts as collapsed.
- * Absolute, because a collapse drives them to 0 whatever the model's scale (l2norm models keep
- * norm 1, so for them the hardest-negative distance is the signal). */
-#define SIAM_SET_COLLAPSE_EPS 1e-3
+/* Below this fraction of the trainer's collapse_scale (the loss's margin), a mean embedding norm
+ * or a mean hardest-negative distance counts as collapsed. Relative to the margin because that is
+ * the distance the loss asks negatives to keep: an mlp under batch-hard was seen to settle at a
+ * norm of 0.015 with margin 1 (every term active, loss = margin, ROC AUC 0.5), far from 0 in
+ * absolute terms but a collapse all the same. l2norm models keep norm 1, so for them the
+ * hardest-negative distance is the signal. */
+#define SIAM_SET_COLLAPSE_EPS 0.1
 
 typedef struct {
     siam_model *model; /* borrowed */
@@ -57,6 +60,7 @@ typedef struct {
     void *sync_ctx;
     int sync_every;
     uint64_t samples_since_sync;
+    double collapse_scale; /* the margin the alarm compares with; 0 = 1 */
 } siam_set_trainer;
 
 /* One epoch's summary. Means are over the epoch's steps (the loss, active fraction and norm) or
@@ -65,6 +69,7 @@ typedef struct {
     uint64_t steps, images, degenerate_steps;
     int64_t active_terms; /* summed over the epoch: 0 means nothing was trained */
     double mean_loss, mean_active, mean_norm, mean_hardest_pos, mean_hardest_neg;
+    double scale;   /* the trainer's collapse_scale (the margin), for siam_set_epoch_collapse */
     int collapsing; /* siam_set_epoch_collapse's verdict: SIAM_SET_ALARM_* */
 } siam_set_epoch_stats;
 
@@ -97,11 +102,11 @@ int siam_set_trainer_epoch(siam_set_trainer *t, const siam_dataset *ds, size_t b
                            siam_set_epoch_stats *out, siam_error *err);
 
 /* The epoch alarm. COLLAPSE: the mean norm or the mean hardest-negative distance is below
- * SIAM_SET_COLLAPSE_EPS. STALLED: no loss term was active in a whole epoch of non-degenerate
- * steps while the embeddings are spread out. That is kept apart from COLLAPSE on purpose: a
- * collapsed hinge loss keeps every term active (all distances 0 < margin), so no active term with
- * healthy distances means every batch is already separated by the margin and the epoch trained
- * nothing, which needs the opposite advice (a larger margin or a harder loss). */
+ * SIAM_SET_COLLAPSE_EPS x s->scale (1 when 0). STALLED: no loss term was active in a whole epoch of
+ * non-degenerate steps while the embeddings are spread out. That is kept apart from COLLAPSE on
+ * purpose: a collapsed hinge loss keeps every term active (all distances 0 < margin), so no active
+ * term with healthy distances means every batch is already separated by the margin and the epoch
+ * trained nothing, which needs the opposite advice (a larger margin or a harder loss). */
 enum { SIAM_SET_ALARM_NONE = 0, SIAM_SET_ALARM_COLLAPSE = 1, SIAM_SET_ALARM_STALLED = 2 };
 
 /* SIAM_SET_ALARM_* for s; why (cap bytes) then says which figure, in plain words (untouched
