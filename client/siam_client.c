@@ -15,6 +15,7 @@
 #include "siam_model.h"
 #include "siam_options.h"
 #include "siam_remote_head.h"
+#include "siam_remote_set_head.h"
 #include "siam_retry.h"
 #include "siam_rpc.h"
 #include "siam_tensor.h"
@@ -40,6 +41,7 @@ typedef struct {
     float margin;
     siam_label_convention conv;
     double sync_timeout;
+    char loss[32]; /* the TrainSet loss (siam-server --loss); "" from a server without one */
 } server_settings;
 
 /* Wraps the remote head to time the span from the first batch sent to the last answer. */
@@ -48,6 +50,21 @@ typedef struct {
     uint64_t batches;
     double first, last;
 } timed_head;
+
+/* The same for the set head. */
+static int timed_set_head_fn(void *ctx, const float *emb, const uint32_t *groups, int n, int dim,
+                             float *loss, float *grad, siam_set_loss_stats *stats,
+                             siam_error *err) {
+    timed_head *t = ctx;
+    double t0 = siam_now();
+    if (t->batches == 0)
+        t->first = t0;
+    int rc = siam_remote_set_head_fn(t->remote, emb, groups, n, dim, loss, grad, stats, err);
+    t->last = siam_now();
+    if (rc == SIAM_OK)
+        t->batches++;
+    return rc;
+}
 
 static int timed_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                          int B, int dim, float *loss, float *dist, float *grad_left,
@@ -140,12 +157,27 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
     if (rc == 0) {
         out->margin = s->margin;
         out->sync_timeout = s->sync_timeout_seconds;
+        snprintf(out->loss, sizeof out->loss, "%s", s->loss ? s->loss : "");
         LOG_INFO(COMPONENT,
                  "siam-server %s at %s: margin=%g label_convention=%s threshold=%g "
                  "global_step=%llu workers=%zu model=%s",
                  s->version[0] ? s->version : "(unknown version)", c->server, (double)s->margin,
                  s->label_convention, (double)s->margin / 2, (unsigned long long)s->global_step,
                  s->n_workers, s->model_spec[0] ? s->model_spec : "(none yet)");
+        if (strcmp(c->w.head, "set") == 0) {
+            if (!out->loss[0]) {
+                fprintf(stderr,
+                        PROG ": error: siam-server at %s names no set loss in its Status: it "
+                             "has no TrainSet for --head set; upgrade it or use --head pairs\n",
+                        c->server);
+                rc = 1;
+            } else {
+                LOG_INFO(COMPONENT,
+                         "--head set: the server's set loss is %s (margin %g; siam-server --loss "
+                         "decides it)",
+                         out->loss, (double)s->margin);
+            }
+        }
         const char *mine = siam_model_spec_for(c->w.model);
         if (s->model_spec[0] && mine && strcmp(s->model_spec, mine) != 0)
             LOG_WARN(COMPONENT, "the server's global model is %s; this worker trains %s",
@@ -180,7 +212,15 @@ static int same_settings(void *ctx, char *why, size_t cap) {
         return 0;
     const char *conv = k->srv->conv == SIAM_LABELS_DISSIMILAR ? "dissimilar" : "similar";
     int changed = s->margin != k->srv->margin || strcmp(s->label_convention, conv) != 0;
-    if (changed)
+    /* a set worker's loss is the server's --loss: a restart with another one changes it too */
+    if (!changed && strcmp(k->c->w.head, "set") == 0 &&
+        strcmp(s->loss ? s->loss : "", k->srv->loss) != 0) {
+        snprintf(why, cap,
+                 "; the server came back with set loss %.32s, this worker trains with %s: "
+                 "restart the workers with it",
+                 s->loss ? s->loss : "", k->srv->loss);
+        changed = 1;
+    } else if (changed)
         snprintf(why, cap,
                  "; the server came back with margin %g and label convention %.16s, this worker "
                  "trains with margin %g and %s: restart the workers with it",
@@ -243,6 +283,8 @@ static int session(const config *c) {
         wc.sync_ctx = &sync;
         wc.sync_every = c->sync_every;
     }
+    wc.set_head = timed_set_head_fn; /* used with --head set: the stream is then TrainSet */
+    wc.set_head_ctx = &timed;
     double t0 = siam_now();
     if (siam_worker_run(&wc, timed_head_fn, &timed, &err) != SIAM_OK) {
         fprintf(stderr, PROG ": error: %s\n", err.msg);
@@ -252,11 +294,13 @@ static int session(const config *c) {
     int code = remote.stream ? siam_rpc_stream_close(remote.stream, &st) : SIAM_RPC_OK;
     if (code != SIAM_RPC_OK && siam_retry_code_is_transient(code) && c->retry_for > 0) {
         /* every batch was answered: a server gone since then costs nothing */
-        LOG_WARN(COMPONENT, "the Train stream ended with %s after the last answer: %s",
-                 siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+        LOG_WARN(COMPONENT, "the %s stream ended with %s after the last answer: %s",
+                 strcmp(c->w.head, "set") == 0 ? "TrainSet" : "Train", siam_rpc_code_name(code),
+                 st.msg[0] ? st.msg : "no message");
     } else if (code != SIAM_RPC_OK) {
-        fprintf(stderr, PROG ": error: siam-server at %s: the Train stream ended with %s: %s\n",
-                c->server, siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
+        fprintf(stderr, PROG ": error: siam-server at %s: the %s stream ended with %s: %s\n",
+                c->server, strcmp(c->w.head, "set") == 0 ? "TrainSet" : "Train",
+                siam_rpc_code_name(code), st.msg[0] ? st.msg : "no message");
         goto done;
     }
     double span = timed.batches ? timed.last - timed.first : 0.0;

@@ -15,9 +15,9 @@
 /* One attempt: opens the stream when there is none, sends the batch, runs idle (once per call:
  * *idled) while the server computes, and receives the answer. Returns the gRPC code (st says
  * why), or -1 when memory ran out for the message (err says so). */
-static int attempt(siam_remote_head *h, const Siam__V1__EmbeddingBatch *req, siam_idle_fn idle,
-                   void *idle_ctx, int *idled, siam_rpc_buf *resp, siam_rpc_status *st,
-                   siam_error *err) {
+static int attempt(siam_remote_head *h, const char *method, const ProtobufCMessage *req,
+                   siam_idle_fn idle, void *idle_ctx, int *idled, siam_rpc_buf *resp,
+                   siam_rpc_status *st, siam_error *err) {
     double t0 = siam_now();
     int code = SIAM_RPC_OK;
     if (h->stream && h->retry && h->opened_after != h->retry->reconnects) {
@@ -26,17 +26,17 @@ static int attempt(siam_remote_head *h, const Siam__V1__EmbeddingBatch *req, sia
         h->stream = NULL;
     }
     if (!h->stream) {
-        code = siam_rpc_stream_open(h->ch, SIAM_METHOD_TRAIN, h->timeout, &h->stream, st);
+        code = siam_rpc_stream_open(h->ch, method, h->timeout, &h->stream, st);
         h->opened_after = h->retry ? h->retry->reconnects : 0;
     }
     if (code == SIAM_RPC_OK) {
-        size_t len = siam__v1__embedding_batch__get_packed_size(req);
+        size_t len = protobuf_c_message_get_packed_size(req);
         uint8_t *buf = malloc(len ? len : 1);
         if (!buf) {
             siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a %zu-byte batch", len);
             return -1;
         }
-        siam__v1__embedding_batch__pack(req, buf);
+        protobuf_c_message_pack(req, buf);
         siam_rpc_buf msg = {buf, len}; /* taken by the stream: no copy */
         code = siam_rpc_stream_send(h->stream, &msg, st);
     }
@@ -51,6 +51,49 @@ static int attempt(siam_remote_head *h, const Siam__V1__EmbeddingBatch *req, sia
     }
     h->rpc_seconds += siam_now() - t0;
     return code;
+}
+
+int siam_remote_exchange(siam_remote_head *h, const char *method, const char *rpc,
+                         const ProtobufCMessage *req, siam_idle_fn idle, void *idle_ctx,
+                         siam_rpc_buf *resp, siam_error *err) {
+    const char *server = h->server ? h->server : "?";
+    siam_rpc_status st = {0};
+    int idled = 0, attempts = 0;
+    for (;;) {
+        attempts++;
+        int code = attempt(h, method, req, idle, idle_ctx, &idled, resp, &st, err);
+        if (code == SIAM_RPC_OK)
+            break;
+        siam_rpc_buf_free(resp);
+        siam_rpc_stream_free(h->stream); /* a failed stream is dead: the next attempt opens one */
+        h->stream = NULL;
+        if (code < 0)
+            return err->code;
+        char what[48], why[256];
+        snprintf(what, sizeof what, "%s step %llu", rpc, (unsigned long long)h->step);
+        if (!siam_retry_again(h->retry, h->ch, server, what, &st, why, sizeof why))
+            return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: %s: %s (step %llu)%s%s",
+                                  server, siam_rpc_code_name(code),
+                                  st.msg[0] ? st.msg : "no message", (unsigned long long)h->step,
+                                  /* the server's own message names the limit and the fix */
+                                  code == SIAM_RPC_RESOURCE_EXHAUSTED &&
+                                          !strstr(st.msg, "--max-message-mb")
+                                      ? "; lower the batch size or raise --max-message-mb on "
+                                        "both siam-client and siam-server"
+                                      : "",
+                                  why);
+    }
+    double outage = siam_retry_success(h->retry, siam_now());
+    if (h->retry) /* this stream has just answered: it is not stale */
+        h->opened_after = h->retry->reconnects;
+    if (attempts > 1) {
+        h->resent++;
+        LOG_INFO(COMPONENT,
+                 "siam-server at %s answered again after %.1f s: step %llu was sent again on a "
+                 "new %s stream (%d attempts)",
+                 server, outage, (unsigned long long)h->step, rpc, attempts);
+    }
+    return SIAM_OK;
 }
 
 int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
@@ -78,42 +121,10 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
         req.worker_id = (char *)h->worker_id;
 
     siam_rpc_buf resp = {0};
-    siam_rpc_status st = {0};
-    int idled = 0, attempts = 0;
-    for (;;) {
-        attempts++;
-        int code = attempt(h, &req, idle, idle_ctx, &idled, &resp, &st, err);
-        if (code == SIAM_RPC_OK)
-            break;
-        siam_rpc_buf_free(&resp);
-        siam_rpc_stream_free(h->stream); /* a failed stream is dead: the next attempt opens one */
-        h->stream = NULL;
-        if (code < 0)
-            return err->code;
-        char what[48], why[256];
-        snprintf(what, sizeof what, "Train step %llu", (unsigned long long)h->step);
-        if (!siam_retry_again(h->retry, h->ch, server, what, &st, why, sizeof why))
-            return siam_error_set(err, SIAM_ERR_IO, "siam-server at %s: %s: %s (step %llu)%s%s",
-                                  server, siam_rpc_code_name(code),
-                                  st.msg[0] ? st.msg : "no message", (unsigned long long)h->step,
-                                  /* the server's own message names the limit and the fix */
-                                  code == SIAM_RPC_RESOURCE_EXHAUSTED &&
-                                          !strstr(st.msg, "--max-message-mb")
-                                      ? "; lower the batch size or raise --max-message-mb on "
-                                        "both siam-client and siam-server"
-                                      : "",
-                                  why);
-    }
-    double outage = siam_retry_success(h->retry, siam_now());
-    if (h->retry) /* this stream has just answered: it is not stale */
-        h->opened_after = h->retry->reconnects;
-    if (attempts > 1) {
-        h->resent++;
-        LOG_INFO(COMPONENT,
-                 "siam-server at %s answered again after %.1f s: step %llu was sent again on a "
-                 "new Train stream (%d attempts)",
-                 server, outage, (unsigned long long)h->step, attempts);
-    }
+    int xrc =
+        siam_remote_exchange(h, SIAM_METHOD_TRAIN, "Train", &req.base, idle, idle_ctx, &resp, err);
+    if (xrc)
+        return xrc;
 
     Siam__V1__BatchResult *res = siam__v1__batch_result__unpack(NULL, resp.len, resp.data);
     siam_rpc_buf_free(&resp);

@@ -9,6 +9,7 @@
 #ifndef SIAM_REMOTE_HEAD_H
 #define SIAM_REMOTE_HEAD_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 
 #include "siam_error.h"
@@ -40,5 +41,15 @@ typedef struct {
 int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                         int B, int dim, float *loss, float *dist, float *grad_left,
                         float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err);
+
+/* The exchange every remote head makes, whatever its messages: one request on h's stream of
+ * `method` (opened when there is none or it is stale), idle run once while the server computes,
+ * one answer into resp (the caller frees it); after a transient failure the stream is reopened
+ * and req sent again as h->retry allows. rpc names the call in messages ("Train", "TrainSet").
+ * Errors as siam_remote_head_fn's. h->step is not advanced: the caller does that once it has
+ * checked the answer. */
+int siam_remote_exchange(siam_remote_head *h, const char *method, const char *rpc,
+                         const ProtobufCMessage *req, siam_idle_fn idle, void *idle_ctx,
+                         siam_rpc_buf *resp, siam_error *err);
 
 #endif

@@ -11,10 +11,10 @@
 
 int main(int argc, char **argv) {
     siam_worker_config wc = {.prog = "siam-train"};
-    const char *labels = "similar", *log_level = "info";
+    const char *labels = "similar", *log_level = "info", *loss = "batch-hard";
     float margin = 1.0f;
     int threads;
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 3];
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 4];
     siam_worker_options(&wc, &threads, opts);
     int n_opts = SIAM_WORKER_N_OPTIONS;
     opts[n_opts++] = (siam_option){
@@ -28,6 +28,15 @@ int main(int argc, char **argv) {
                                    "similar|dissimilar",
                                    NULL,
                                    "which pairs label 1 marks in the loss"};
+    opts[n_opts++] = (siam_option){"loss",
+                                   SIAM_OPT_STRING,
+                                   &loss,
+                                   0,
+                                   0,
+                                   NULL,
+                                   "NAME",
+                                   "--head set: the set loss (contrastive, batch-all, batch-hard, "
+                                   "semi-hard, batch-hard-soft) with margin --margin"};
     opts[n_opts++] =
         (siam_option){"log-level", SIAM_OPT_CHOICE,         &log_level, 0,
                       0,           "debug|info|warn|error", NULL,       "stderr log level"};
@@ -38,6 +47,15 @@ int main(int argc, char **argv) {
                                opts, n_opts, argc, argv);
     if (rc >= 0 || (rc = siam_worker_check_options(&wc)) >= 0)
         return rc;
+    siam_error err = {0};
+    siam_local_set_head set_head = {siam_set_loss_default()};
+    set_head.cfg.margin = margin;
+    if (siam_set_loss_parse(&set_head.cfg, loss, &err) != SIAM_OK) {
+        fprintf(stderr, "siam-train: --loss: %s\n", err.msg);
+        return 2;
+    }
+    wc.set_head = siam_local_set_head_fn;
+    wc.set_head_ctx = &set_head;
     int level;
     siam_log_parse_level(log_level, &level, NULL);
     siam_log_set_level(level);
@@ -45,7 +63,10 @@ int main(int argc, char **argv) {
     wc.margin = margin;
     wc.conv = strcmp(labels, "dissimilar") == 0 ? SIAM_LABELS_DISSIMILAR : SIAM_LABELS_SIMILAR;
     siam_local_head head = {margin, wc.conv};
-    siam_error err = {0};
+    if (strcmp(wc.head, "set") == 0)
+        LOG_INFO("train", "set head in process: %s, margin %g, %d classes x %d images per batch",
+                 siam_set_loss_name(&set_head.cfg), (double)margin, wc.classes_per_batch,
+                 wc.images_per_class);
     rc = siam_worker_run(&wc, siam_local_head_fn, &head, &err);
     if (rc) {
         fprintf(stderr, "siam-train: error: %s\n", err.msg);

@@ -13,6 +13,7 @@
 #include "siam_metrics.h"
 #include "siam_model.h"
 #include "siam_pairs.h"
+#include "siam_pk.h"
 
 #define COMPONENT "train"
 
@@ -34,6 +35,8 @@ static void on_step(void *ctx, uint64_t s, uint64_t steps, uint64_t pairs, doubl
 static void print_report(const siam_worker_config *c, const siam_model *m, size_t n_train_pairs,
                          const siam_pair_report *r, double test_acc_at_train_best, float train_best,
                          double pairs_per_s) {
+    /* set training counts images, not pairs */
+    int set = c->head && strcmp(c->head, "set") == 0;
     if (c->json) {
         printf("{\"model\": \"%s\", \"spec\": \"%s\", \"epochs\": %d, \"batch_size\": %d, "
                "\"train_pairs\": %zu, \"test_pairs\": %zu, \"threshold\": %.6g, "
@@ -41,11 +44,15 @@ static void print_report(const siam_worker_config *c, const siam_model *m, size_
                "\"accuracy_at_best_threshold\": %.6f, \"val_at_far_1e-3\": %.6f, "
                "\"val_threshold\": %.6g, \"far\": %.6g, \"positive_distance_mean\": %.6f, "
                "\"positive_distance_std\": %.6f, \"negative_distance_mean\": %.6f, "
-               "\"negative_distance_std\": %.6f, \"train_pairs_per_s\": %.1f",
+               "\"negative_distance_std\": %.6f, \"%s\": %.1f",
                c->model, siam_model_spec(m), c->epochs, c->batch, n_train_pairs, r->n,
                (double)r->threshold, r->accuracy, r->auc, (double)train_best,
                test_acc_at_train_best, r->val, (double)r->val_threshold, r->far, r->stats.pos_mean,
-               r->stats.pos_std, r->stats.neg_mean, r->stats.neg_std, pairs_per_s);
+               r->stats.pos_std, r->stats.neg_mean, r->stats.neg_std,
+               set ? "train_images_per_s" : "train_pairs_per_s", pairs_per_s);
+        if (set)
+            printf(", \"head\": \"set\", \"classes_per_batch\": %d, \"images_per_class\": %d",
+                   c->classes_per_batch, c->images_per_class);
         if (c->workers > 1)
             printf(", \"worker_index\": %d, \"workers\": %d", c->worker_index, c->workers);
         printf("}\n");
@@ -67,7 +74,7 @@ static void print_report(const siam_worker_config *c, const siam_model *m, size_
            r->stats.pos_std);
     printf("  %-34s %.3f +- %.3f\n", "distance, negative pairs", r->stats.neg_mean,
            r->stats.neg_std);
-    printf("  %-34s %.0f\n", "training pairs/s", pairs_per_s);
+    printf("  %-34s %.0f\n", set ? "training images/s" : "training pairs/s", pairs_per_s);
 }
 
 int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *head_ctx,
@@ -76,6 +83,10 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     siam_pairs all = {0}, mine = {0}, test_pairs = {0};
     siam_model *m = NULL;
     siam_trainer tr = {0};
+    siam_set_trainer st = {0};
+    siam_pk *pk = NULL;
+    int set = c->head && strcmp(c->head, "set") == 0;
+    size_t img_begin = 0, img_end = 0; /* set: this worker's shard of the training images */
     float *dist = NULL, *train_dist = NULL;
     char *csv_buf = NULL;
     size_t csv_len = 0;
@@ -87,6 +98,10 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     int rc = siam_optim_parse(c->optimizer, &kind, err);
     if (rc)
         goto done;
+    if (set && !c->set_head) {
+        rc = siam_error_set(err, SIAM_ERR_ARG, "--head set: this program has no set loss head");
+        goto done;
+    }
 
     /* an output path that cannot be written fails now, not after the training it would keep */
     if ((c->checkpoint && (rc = siam_atomic_check_writable(c->checkpoint, err))) ||
@@ -110,15 +125,37 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     LOG_INFO(COMPONENT, "worker %d of %d: %zu of %zu training pairs; %zu test pairs",
              c->worker_index, c->workers, mine.n, all.n, test_pairs.n);
 
+    if (set) {
+        /* set batches come from the images, so the images are sharded (the pairs above still
+         * give the report's training-pair threshold) */
+        if ((rc = siam_shard_range(train.n, c->worker_index, c->workers, &img_begin, &img_end,
+                                   err)) ||
+            (rc = siam_pk_create(&pk, train.labels + img_begin, img_end - img_begin,
+                                 c->classes_per_batch, c->images_per_class, c->seed, err)))
+            goto done;
+        int skipped_classes;
+        size_t skipped_images;
+        siam_pk_skipped(pk, &skipped_classes, &skipped_images);
+        LOG_INFO(COMPONENT,
+                 "set head: images %zu..%zu of %zu, %d classes x %d images per batch, %zu batches "
+                 "per epoch (%d classes with fewer than %d images skipped: %zu images)",
+                 img_begin, img_end, train.n, c->classes_per_batch, c->images_per_class,
+                 siam_pk_batches_per_epoch(pk), skipped_classes, c->images_per_class,
+                 skipped_images);
+    }
     if ((rc = siam_model_create(&m, c->model, c->seed, err)) ||
-        (rc = siam_trainer_init(&tr, m, kind, c->lr, c->batch, err)))
+        (set ? (rc = siam_set_trainer_init(&st, m, kind, c->lr,
+                                           c->classes_per_batch * c->images_per_class, err))
+             : (rc = siam_trainer_init(&tr, m, kind, c->lr, c->batch, err))))
         goto done;
-    tr.conv = c->conv; /* labels go to the head in its convention */
+    tr.conv = c->conv;             /* labels go to the head in its convention */
+    st.collapse_scale = c->margin; /* the set loss's margin (the server's for siam-client) */
     if (c->sync) {
-        tr.sync = c->sync;
-        tr.sync_ctx = c->sync_ctx;
-        tr.sync_every = c->sync_every;
-        if ((rc = siam_trainer_sync(&tr, err))) /* join: start from the global model */
+        tr.sync = st.sync = c->sync;
+        tr.sync_ctx = st.sync_ctx = c->sync_ctx;
+        tr.sync_every = st.sync_every = c->sync_every;
+        /* join: start from the global model */
+        if ((rc = set ? siam_set_trainer_sync(&st, err) : siam_trainer_sync(&tr, err)))
             goto done;
     }
     LOG_INFO(COMPONENT, "model %s: %zu parameters (%s)", c->model, siam_model_num_params(m),
@@ -145,19 +182,35 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         if (e > 1)
             siam_pairs_shuffle(&mine, c->seed + (uint64_t)e);
         rs.epoch = e;
-        rs.step0 = tr.step;
-        siam_progress_begin(&rs.progress, label,
-                            (mine.n + (size_t)c->batch - 1) / (size_t)c->batch);
         double loss, val_loss, te = siam_now();
-        rc = siam_trainer_epoch(&tr, &train, &mine, head, head_ctx, on_step, &rs, &loss, err);
-        te = siam_now() - te;
-        siam_progress_end(&rs.progress, tr.step - rs.step0, mine.n, loss);
-        if (!rc && tr.sync && tr.samples_since_sync > 0) /* evaluate the global model */
-            rc = siam_trainer_sync(&tr, err);
+        uint64_t trained_now;
+        siam_set_epoch_stats es = {0};
+        if (set) {
+            rs.step0 = st.step;
+            siam_progress_begin(&rs.progress, label, siam_pk_batches_per_epoch(pk));
+            rc = siam_set_trainer_epoch(&st, &train, img_begin, pk, c->set_head, c->set_head_ctx,
+                                        on_step, &rs, &es, err);
+            te = siam_now() - te;
+            loss = es.mean_loss;
+            trained_now = es.images;
+            siam_progress_end(&rs.progress, st.step - rs.step0, es.images, loss);
+            if (!rc && st.sync && st.samples_since_sync > 0) /* evaluate the global model */
+                rc = siam_set_trainer_sync(&st, err);
+        } else {
+            rs.step0 = tr.step;
+            siam_progress_begin(&rs.progress, label,
+                                (mine.n + (size_t)c->batch - 1) / (size_t)c->batch);
+            rc = siam_trainer_epoch(&tr, &train, &mine, head, head_ctx, on_step, &rs, &loss, err);
+            te = siam_now() - te;
+            trained_now = mine.n;
+            siam_progress_end(&rs.progress, tr.step - rs.step0, mine.n, loss);
+            if (!rc && tr.sync && tr.samples_since_sync > 0) /* evaluate the global model */
+                rc = siam_trainer_sync(&tr, err);
+        }
         if (rc)
             goto done;
         train_time += te;
-        trained_pairs += mine.n;
+        trained_pairs += trained_now;
         if ((rc = siam_evaluate_distances(m, &test, &test_pairs, c->margin, SIAM_LABELS_SIMILAR,
                                           dist, &val_loss, err)))
             goto done;
@@ -165,12 +218,23 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         double auc = 0.0;
         if ((rc = siam_metrics_roc_auc(dist, test_pairs.labels, test_pairs.n, &auc, err)))
             goto done;
-        LOG_INFO(COMPONENT,
-                 "epoch %d/%d%s loss=%.4f val_loss=%.4f accuracy=%.4f roc_auc=%.4f pairs/s=%.0f", e,
-                 c->epochs, who, loss, val_loss, acc, auc, (double)mine.n / te);
+        if (set)
+            LOG_INFO(COMPONENT,
+                     "epoch %d/%d%s set loss=%.4f active=%.3f mean_norm=%.3f hardest_pos=%.3f "
+                     "hardest_neg=%.3f degenerate_sets=%llu val_loss=%.4f accuracy=%.4f "
+                     "roc_auc=%.4f images/s=%.0f",
+                     e, c->epochs, who, loss, es.mean_active, es.mean_norm, es.mean_hardest_pos,
+                     es.mean_hardest_neg, (unsigned long long)es.degenerate_steps, val_loss, acc,
+                     auc, (double)trained_now / te);
+        else
+            LOG_INFO(
+                COMPONENT,
+                "epoch %d/%d%s loss=%.4f val_loss=%.4f accuracy=%.4f roc_auc=%.4f pairs/s=%.0f", e,
+                c->epochs, who, loss, val_loss, acc, auc, (double)mine.n / te);
         if (rs.csv)
             fprintf(rs.csv, "epoch,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.1f\n", e,
-                    (unsigned long long)tr.step, loss, val_loss, acc, auc, (double)mine.n / te);
+                    (unsigned long long)(set ? st.step : tr.step), loss, val_loss, acc, auc,
+                    (double)trained_now / te);
     }
 
     /* the reported best threshold is chosen on training pairs, then applied to the test pairs */
@@ -191,15 +255,16 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     double test_at_best = siam_metrics_accuracy(dist, test_pairs.labels, test_pairs.n, train_best);
 
     if (c->checkpoint) {
-        size_t n_opt = siam_optim_state_size(&tr.opt);
+        siam_optim *o = set ? &st.opt : &tr.opt;
+        size_t n_opt = siam_optim_state_size(o);
         float *opt = n_opt ? malloc(n_opt * sizeof(float)) : NULL;
         if (n_opt && !opt) {
             rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
             goto done;
         }
         if (opt)
-            siam_optim_state_save(&tr.opt, opt);
-        rc = siam_checkpoint_save(c->checkpoint, siam_model_spec(m), tr.step, 0,
+            siam_optim_state_save(o, opt);
+        rc = siam_checkpoint_save(c->checkpoint, siam_model_spec(m), set ? st.step : tr.step, 0,
                                   siam_model_params(m), siam_model_num_params(m), opt, n_opt, err);
         free(opt);
         if (rc)
@@ -223,6 +288,8 @@ done:
     free(dist);
     free(train_dist);
     siam_trainer_free(&tr);
+    siam_set_trainer_free(&st);
+    siam_pk_free(pk);
     siam_model_free(m);
     siam_pairs_free(&all);
     siam_pairs_free(&mine);
@@ -242,6 +309,9 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
     c->seed = 42;
     c->worker_index = 0;
     c->workers = 1;
+    c->head = "pairs";
+    c->classes_per_batch = 8;
+    c->images_per_class = 4;
     *threads = 0;
     const siam_option opts[SIAM_WORKER_N_OPTIONS] = {
         {"model", SIAM_OPT_STRING, &c->model, 0, 0, NULL, "mlp|cnn|cnn2|SPEC",
@@ -268,6 +338,13 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
         {"json", SIAM_OPT_FLAG, &c->json, 0, 0, NULL, NULL, "print the final report as JSON"},
         {"threads", SIAM_OPT_INT, threads, 0, 256, NULL, "N",
          "OpenBLAS threads (0 = library default)"},
+        {"head", SIAM_OPT_CHOICE, &c->head, 0, 0, "pairs|set", NULL,
+         "loss head: contrastive over pairs, or a set loss over P x K batches with in-batch "
+         "mining"},
+        {"classes-per-batch", SIAM_OPT_INT, &c->classes_per_batch, 2, 4096, NULL, "P",
+         "--head set: classes in every batch"},
+        {"images-per-class", SIAM_OPT_INT, &c->images_per_class, 2, 4096, NULL, "K",
+         "--head set: images of each class in every batch"},
     };
     memcpy(out, opts, sizeof opts);
 }
@@ -283,6 +360,13 @@ int siam_worker_check_options(siam_worker_config *c) {
     if (siam_model_spec_parse(c->model, NULL, NULL, &err) != SIAM_OK) {
         fprintf(stderr, "%s: --model '%s' is not mlp|cnn|cnn2 or a valid spec: %s\n", c->prog,
                 c->model, err.msg);
+        return 2;
+    }
+    if (c->classes_per_batch * c->images_per_class > SIAM_SET_LOSS_MAX_N) {
+        fprintf(stderr,
+                "%s: --classes-per-batch %d x --images-per-class %d is over the set "
+                "loss's %d images per batch\n",
+                c->prog, c->classes_per_batch, c->images_per_class, SIAM_SET_LOSS_MAX_N);
         return 2;
     }
     /* 857 is the mlp's reference batch; the conv models and specs take the cnn's 128 */

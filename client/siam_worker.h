@@ -10,6 +10,7 @@
 #include "siam_error.h"
 #include "siam_loss.h"
 #include "siam_options.h"
+#include "siam_set_trainer.h"
 #include "siam_trainer.h"
 
 typedef struct {
@@ -29,13 +30,20 @@ typedef struct {
     siam_sync_fn sync;
     void *sync_ctx;
     int sync_every;
+    /* --head set: train on P x K batches of this worker's shard of the training images through
+     * set_head instead of on pairs through the pair head (the test pairs evaluate either way) */
+    const char *head; /* "pairs" | "set" */
+    int classes_per_batch, images_per_class;
+    siam_set_head_fn set_head;
+    void *set_head_ctx;
 } siam_worker_config;
 
 /* The command-line options every training program shares, bound to c's fields and to
  * *threads (OpenBLAS threads): --model --epochs --batch-size --lr --optimizer --seed --data
- * --train-limit --test-limit --worker-index --workers --checkpoint --metrics --json --threads.
+ * --train-limit --test-limit --worker-index --workers --checkpoint --metrics --json --threads
+ * --head --classes-per-batch --images-per-class.
  * Fills c with their defaults and writes SIAM_WORKER_N_OPTIONS entries to out. */
-#define SIAM_WORKER_N_OPTIONS 15
+#define SIAM_WORKER_N_OPTIONS 18
 void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
 
 /* After parsing: refuses --worker-index >= --workers and a --model that is neither a builder
@@ -44,7 +52,8 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
  * the program should go on. */
 int siam_worker_check_options(siam_worker_config *c);
 
-/* Runs the whole job; head/head_ctx compute the loss of every batch. */
+/* Runs the whole job; head/head_ctx compute the loss of every pair batch (c->head "pairs"),
+ * c->set_head/set_head_ctx that of every P x K batch (c->head "set"). */
 int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *head_ctx,
                     siam_error *err);
 
