@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
     if (rc >= 0 || (rc = siam_worker_check_options(&wc)) >= 0)
         return rc;
     siam_error err = {0};
-    siam_local_set_head set_head = {siam_set_loss_default()};
+    siam_local_set_head set_head = {.cfg = siam_set_loss_default()};
     set_head.cfg.margin = margin;
     if (siam_set_loss_parse(&set_head.cfg, loss, &err) != SIAM_OK) {
         fprintf(stderr, "siam-train: --loss: %s\n", err.msg);
