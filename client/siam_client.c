@@ -174,8 +174,12 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
             } else {
                 LOG_INFO(COMPONENT,
                          "--head set: the server's set loss is %s (margin %g; siam-server --loss "
-                         "decides it)",
-                         out->loss, (double)s->margin);
+                         "decides it)%s",
+                         out->loss, (double)s->margin,
+                         strcmp(out->loss, "facenet") == 0
+                             ? "; semi-hard mining until the server's --hard-after fraction of "
+                               "this worker's training (sent with every set), batch-hard after"
+                             : "");
             }
         }
         const char *mine = siam_model_spec_for(c->w.model);
@@ -240,10 +244,12 @@ static int session(const config *c) {
     siam_retry retry; /* one budget per outage, shared by every call to the server */
     siam_retry_init(&retry, (double)c->retry_for,
                     (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(siam_now() * 1e6));
+    float progress = 0.0f; /* the set trainer's, sent with every set (facenet switches on it) */
     siam_remote_head remote = {.timeout = (double)c->timeout,
                                .retry = &retry,
                                .server = c->server,
-                               .worker_id = c->worker_id};
+                               .worker_id = c->worker_id,
+                               .progress = &progress};
 
     siam_rpc_channel_config cc = {.target = c->server,
                                   .max_message_bytes = (size_t)c->max_message_mb * 1024u * 1024u,
@@ -285,6 +291,7 @@ static int session(const config *c) {
     }
     wc.set_head = timed_set_head_fn; /* used with --head set: the stream is then TrainSet */
     wc.set_head_ctx = &timed;
+    wc.set_progress = &progress;
     double t0 = siam_now();
     if (siam_worker_run(&wc, timed_head_fn, &timed, &err) != SIAM_OK) {
         fprintf(stderr, PROG ": error: %s\n", err.msg);

@@ -31,6 +31,9 @@ typedef struct {
     uint64_t resent;         /* batches sent again on a new stream after a failure */
     double rpc_seconds;      /* wall time spent on the server's answer (encode, send, wait,
                                 decode), not counting the idle work done while it computes */
+    const float *progress;   /* TrainSet: read at every set and sent as EmbeddingSet.progress,
+                                the fraction of the worker's training done (the server's facenet
+                                loss switches on it); NULL sends 0 */
 } siam_remote_head;
 
 /* A siam_loss_head_fn (ctx is a siam_remote_head). Sends the batch, runs idle (the trainer's

@@ -22,6 +22,7 @@ int siam_remote_set_head_fn(void *ctx, const float *emb, const uint32_t *groups,
     req.n_groups = (size_t)n;
     req.groups = (uint32_t *)groups;
     req.step = h->step;
+    req.progress = h->progress ? *h->progress : 0.0f;
     if (h->worker_id)
         req.worker_id = (char *)h->worker_id;
 

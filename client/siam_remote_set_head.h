@@ -1,5 +1,6 @@
 /* siam_remote_set_head: the set loss head as a TrainSet stream to siam-server. Every call sends
- * one EmbeddingSet (the batch's n embeddings and random group ids) and waits for its SetResult,
+ * one EmbeddingSet (the batch's n embeddings and random group ids, and the worker's training
+ * progress from siam_remote_head.progress) and waits for its SetResult,
  * checked against the request (step, n x dim gradient) before the trainer backpropagates it. The
  * loss is the server's (siam-server --loss; Status names it).
  *

@@ -12,9 +12,9 @@
 int main(int argc, char **argv) {
     siam_worker_config wc = {.prog = "siam-train"};
     const char *labels = "similar", *log_level = "info", *loss = "batch-hard";
-    float margin = 1.0f;
+    float margin = 1.0f, hard_after = 0.4f;
     int threads;
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 4];
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 5];
     siam_worker_options(&wc, &threads, opts);
     int n_opts = SIAM_WORKER_N_OPTIONS;
     opts[n_opts++] = (siam_option){
@@ -36,7 +36,16 @@ int main(int argc, char **argv) {
                                    NULL,
                                    "NAME",
                                    "--head set: the set loss (contrastive, batch-all, batch-hard, "
-                                   "semi-hard, batch-hard-soft) with margin --margin"};
+                                   "semi-hard, batch-hard-soft, facenet) with margin --margin"};
+    opts[n_opts++] = (siam_option){"hard-after",
+                                   SIAM_OPT_FLOAT,
+                                   &hard_after,
+                                   0,
+                                   1,
+                                   NULL,
+                                   "F",
+                                   "--loss facenet: mine semi-hard for this fraction of the "
+                                   "training, batch-hard after"};
     opts[n_opts++] =
         (siam_option){"log-level", SIAM_OPT_CHOICE,         &log_level, 0,
                       0,           "debug|info|warn|error", NULL,       "stderr log level"};
@@ -48,14 +57,24 @@ int main(int argc, char **argv) {
     if (rc >= 0 || (rc = siam_worker_check_options(&wc)) >= 0)
         return rc;
     siam_error err = {0};
-    siam_local_set_head set_head = {siam_set_loss_default()};
+    float progress = 0.0f; /* the set trainer's, for facenet */
+    siam_local_set_head set_head = {.cfg = siam_set_loss_default(), .progress = &progress};
     set_head.cfg.margin = margin;
+    set_head.cfg.hard_after = hard_after;
     if (siam_set_loss_parse(&set_head.cfg, loss, &err) != SIAM_OK) {
         fprintf(stderr, "siam-train: --loss: %s\n", err.msg);
         return 2;
     }
+    if (hard_after != 0.4f && set_head.cfg.mode != SIAM_SET_FACENET) {
+        fprintf(stderr,
+                "siam-train: --hard-after %g applies to --loss facenet only, and the loss is %s: "
+                "add --loss facenet or leave --hard-after out\n",
+                (double)hard_after, loss);
+        return 2;
+    }
     wc.set_head = siam_local_set_head_fn;
     wc.set_head_ctx = &set_head;
+    wc.set_progress = &progress;
     int level;
     siam_log_parse_level(log_level, &level, NULL);
     siam_log_set_level(level);
@@ -67,6 +86,11 @@ int main(int argc, char **argv) {
         LOG_INFO("train", "set head in process: %s, margin %g, %d classes x %d images per batch",
                  siam_set_loss_name(&set_head.cfg), (double)margin, wc.classes_per_batch,
                  wc.images_per_class);
+    if (strcmp(wc.head, "set") == 0 && set_head.cfg.mode == SIAM_SET_FACENET)
+        LOG_INFO("train",
+                 "facenet: semi-hard mining for the first %g%% of the training, batch-hard "
+                 "after",
+                 100.0 * (double)hard_after);
     rc = siam_worker_run(&wc, siam_local_head_fn, &head, &err);
     if (rc) {
         fprintf(stderr, "siam-train: error: %s\n", err.msg);

@@ -14,8 +14,82 @@
 #include "siam_model.h"
 #include "siam_pairs.h"
 #include "siam_pk.h"
+#include "siam_schedule.h"
 
-#define COMPONENT "train"
+#define COMPONENT           "train"
+#define DROP_FACTOR_DEFAULT 0.1f
+
+/* The learning-rate schedule of c's options over c->epochs. SIAM_ERR_ARG naming the flag and the
+ * fix: siam_worker_check_options prints it, siam_worker_run refuses to start with it. */
+static int worker_schedule(const siam_worker_config *c, siam_schedule *s, siam_error *err) {
+    *s = siam_schedule_default((double)c->lr, (double)c->epochs);
+    siam_error e = {0};
+    const char *name = c->lr_schedule ? c->lr_schedule : "constant";
+    if (siam_schedule_parse(&s->kind, name, &e))
+        return siam_error_set(err, SIAM_ERR_ARG, "--lr-schedule: %s", e.msg);
+    if (siam_schedule_parse_drops(s, c->lr_drop_epochs, &e))
+        return siam_error_set(err, SIAM_ERR_ARG, "--lr-drop-epochs: %s", e.msg);
+    s->drop_factor = (double)c->lr_drop_factor;
+    s->floor = (double)c->lr_floor;
+    s->warmup_epochs = (double)c->warmup_epochs;
+    if (s->kind != SIAM_SCHEDULE_STEP && s->n_drops > 0)
+        return siam_error_set(
+            err, SIAM_ERR_ARG,
+            "--lr-drop-epochs %s applies to --lr-schedule step only, and the "
+            "schedule is %s: add --lr-schedule step or leave --lr-drop-epochs out",
+            c->lr_drop_epochs, name);
+    if (s->kind != SIAM_SCHEDULE_STEP && c->lr_drop_factor != DROP_FACTOR_DEFAULT)
+        return siam_error_set(
+            err, SIAM_ERR_ARG,
+            "--lr-drop-factor %g applies to --lr-schedule step only, and the "
+            "schedule is %s: add --lr-schedule step or leave --lr-drop-factor out",
+            (double)c->lr_drop_factor, name);
+    if (s->kind != SIAM_SCHEDULE_COSINE && c->lr_floor != 0.0f)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "--lr-floor %g applies to --lr-schedule cosine only, and the "
+                              "schedule is %s: add --lr-schedule cosine or leave --lr-floor out",
+                              (double)c->lr_floor, name);
+    if (s->kind == SIAM_SCHEDULE_STEP && s->n_drops == 0)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "--lr-schedule step needs --lr-drop-epochs E1[,E2..], the epochs "
+                              "after which the rate is multiplied by --lr-drop-factor (e.g. "
+                              "--epochs 20 --lr-drop-epochs 15, as the FaceNet seed)");
+    for (int i = 0; i < s->n_drops; i++)
+        if (!(s->drop_epochs[i] < s->epochs))
+            return siam_error_set(err, SIAM_ERR_ARG,
+                                  "--lr-drop-epochs: %g is not below --epochs %d, so that drop "
+                                  "would never happen: lower it or raise --epochs",
+                                  s->drop_epochs[i], c->epochs);
+    if (s->kind == SIAM_SCHEDULE_COSINE && !(s->floor < s->lr))
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "--lr-floor %g must be below --lr %g (cosine decays from --lr to "
+                              "--lr-floor)",
+                              s->floor, s->lr);
+    if (!(s->warmup_epochs < s->epochs))
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "--warmup-epochs %g must be below --epochs %d (the rate would never "
+                              "reach --lr): lower it or raise --epochs",
+                              s->warmup_epochs, c->epochs);
+    if (siam_schedule_check(s, &e)) /* what the flags' bounds do not already exclude */
+        return siam_error_set(err, SIAM_ERR_ARG, "learning-rate schedule: %s", e.msg);
+    return SIAM_OK;
+}
+
+/* "cosine to 0 over 20 epochs after a 1-epoch warm-up" for the log */
+static void describe_schedule(const siam_schedule *s, char *out, size_t cap) {
+    int o = 0;
+    if (s->kind == SIAM_SCHEDULE_STEP) {
+        o = snprintf(out, cap, "step: %g x %g after epoch", s->lr, s->drop_factor);
+        for (int i = 0; i < s->n_drops && o > 0 && (size_t)o < cap; i++)
+            o += snprintf(out + o, cap - (size_t)o, "%s %g", i ? "," : "", s->drop_epochs[i]);
+    } else if (s->kind == SIAM_SCHEDULE_COSINE) {
+        o = snprintf(out, cap, "cosine from %g to %g over %g epochs", s->lr, s->floor, s->epochs);
+    } else {
+        o = snprintf(out, cap, "constant %g", s->lr);
+    }
+    if (s->warmup_epochs > 0 && o > 0 && (size_t)o < cap)
+        snprintf(out + o, cap - (size_t)o, ", linear warm-up over %g epoch(s)", s->warmup_epochs);
+}
 
 typedef struct {
     siam_progress progress;
@@ -95,8 +169,9 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     char who[48] = ""; /* " worker 0/2" when the pairs are sharded */
     if (c->workers > 1)
         snprintf(who, sizeof who, " worker %d/%d", c->worker_index, c->workers);
+    siam_schedule sched;
     int rc = siam_optim_parse(c->optimizer, &kind, err);
-    if (rc)
+    if (rc || (rc = worker_schedule(c, &sched, err)))
         goto done;
     if (set && !c->set_head) {
         rc = siam_error_set(err, SIAM_ERR_ARG, "--head set: this program has no set loss head");
@@ -150,6 +225,16 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         goto done;
     tr.conv = c->conv;             /* labels go to the head in its convention */
     st.collapse_scale = c->margin; /* the set loss's margin (the server's for siam-client) */
+    tr.schedule = st.schedule = sched;
+    tr.steps_per_epoch = c->batch > 0 ? (mine.n + (size_t)c->batch - 1) / (size_t)c->batch : 0;
+    st.steps_per_epoch = set ? siam_pk_batches_per_epoch(pk) : 0;
+    st.progress = c->set_progress;
+    if (!siam_schedule_is_constant(&sched)) {
+        char what[256];
+        describe_schedule(&sched, what, sizeof what);
+        LOG_INFO(COMPONENT, "learning rate: %s; %llu steps per epoch", what,
+                 (unsigned long long)(set ? st.steps_per_epoch : tr.steps_per_epoch));
+    }
     if (c->sync) {
         tr.sync = st.sync = c->sync;
         tr.sync_ctx = st.sync_ctx = c->sync_ctx;
@@ -218,19 +303,22 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         double auc = 0.0;
         if ((rc = siam_metrics_roc_auc(dist, test_pairs.labels, test_pairs.n, &auc, err)))
             goto done;
+        /* lr: the rate of the epoch's last step */
         if (set)
             LOG_INFO(COMPONENT,
-                     "epoch %d/%d%s set loss=%.4f active=%.3f mean_norm=%.3f hardest_pos=%.3f "
-                     "hardest_neg=%.3f degenerate_sets=%llu val_loss=%.4f accuracy=%.4f "
-                     "roc_auc=%.4f images/s=%.0f",
-                     e, c->epochs, who, loss, es.mean_active, es.mean_norm, es.mean_hardest_pos,
-                     es.mean_hardest_neg, (unsigned long long)es.degenerate_steps, val_loss, acc,
-                     auc, (double)trained_now / te);
+                     "epoch %d/%d%s set loss=%.4f lr=%.3g active=%.3f mean_norm=%.3f "
+                     "hardest_pos=%.3f hardest_neg=%.3f degenerate_sets=%llu val_loss=%.4f "
+                     "accuracy=%.4f roc_auc=%.4f images/s=%.0f",
+                     e, c->epochs, who, loss, (double)st.opt.lr, es.mean_active, es.mean_norm,
+                     es.mean_hardest_pos, es.mean_hardest_neg,
+                     (unsigned long long)es.degenerate_steps, val_loss, acc, auc,
+                     (double)trained_now / te);
         else
-            LOG_INFO(
-                COMPONENT,
-                "epoch %d/%d%s loss=%.4f val_loss=%.4f accuracy=%.4f roc_auc=%.4f pairs/s=%.0f", e,
-                c->epochs, who, loss, val_loss, acc, auc, (double)mine.n / te);
+            LOG_INFO(COMPONENT,
+                     "epoch %d/%d%s loss=%.4f lr=%.3g val_loss=%.4f accuracy=%.4f roc_auc=%.4f "
+                     "pairs/s=%.0f",
+                     e, c->epochs, who, loss, (double)tr.opt.lr, val_loss, acc, auc,
+                     (double)mine.n / te);
         if (rs.csv)
             fprintf(rs.csv, "epoch,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.1f\n", e,
                     (unsigned long long)(set ? st.step : tr.step), loss, val_loss, acc, auc,
@@ -306,6 +394,11 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
     c->epochs = 5;
     c->batch = 0;
     c->lr = 1e-3f;
+    c->lr_schedule = "constant";
+    c->lr_drop_epochs = NULL;
+    c->lr_drop_factor = DROP_FACTOR_DEFAULT;
+    c->lr_floor = 0.0f;
+    c->warmup_epochs = 0.0f;
     c->seed = 42;
     c->worker_index = 0;
     c->workers = 1;
@@ -319,7 +412,21 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
         {"epochs", SIAM_OPT_INT, &c->epochs, 1, 1000, NULL, "N", "passes over the training pairs"},
         {"batch-size", SIAM_OPT_INT, &c->batch, 0, 65536, NULL, "B",
          "pairs per step; 0 = the model's reference default (mlp 857, others 128)"},
-        {"lr", SIAM_OPT_FLOAT, &c->lr, 1e-8, 10, NULL, "RATE", "learning rate"},
+        {"lr", SIAM_OPT_FLOAT, &c->lr, 1e-8, 10, NULL, "RATE",
+         "learning rate (the schedule's starting rate)"},
+        {"lr-schedule", SIAM_OPT_CHOICE, &c->lr_schedule, 0, 0, "constant|step|cosine", NULL,
+         "constant: --lr throughout; step: times --lr-drop-factor after each --lr-drop-epochs; "
+         "cosine: down to --lr-floor at the last epoch"},
+        {"lr-drop-epochs", SIAM_OPT_STRING, &c->lr_drop_epochs, 0, 0, NULL, "E1[,E2..]",
+         "--lr-schedule step: the epochs after which the rate drops, e.g. 15 of --epochs 20 "
+         "(default none)"},
+        {"lr-drop-factor", SIAM_OPT_FLOAT, &c->lr_drop_factor, 1e-6, 1, NULL, "F",
+         "--lr-schedule step: the rate's multiplier at each drop"},
+        {"lr-floor", SIAM_OPT_FLOAT, &c->lr_floor, 0, 10, NULL, "RATE",
+         "--lr-schedule cosine: the rate at the end of training"},
+        {"warmup-epochs", SIAM_OPT_FLOAT, &c->warmup_epochs, 0, 1000, NULL, "W",
+         "raise the rate linearly from 0 over the first W epochs, with any schedule (0 = no "
+         "warm-up)"},
         {"optimizer", SIAM_OPT_CHOICE, &c->optimizer, 0, 0, "adam|sgd", NULL, "optimizer"},
         {"seed", SIAM_OPT_U64, &c->seed, 0, 9e18, NULL, "N",
          "seed for pairs, shuffling, initialisation, dropout"},
@@ -367,6 +474,11 @@ int siam_worker_check_options(siam_worker_config *c) {
                 "%s: --classes-per-batch %d x --images-per-class %d is over the set "
                 "loss's %d images per batch\n",
                 c->prog, c->classes_per_batch, c->images_per_class, SIAM_SET_LOSS_MAX_N);
+        return 2;
+    }
+    siam_schedule sched;
+    if (worker_schedule(c, &sched, &err) != SIAM_OK) {
+        fprintf(stderr, "%s: %s\n", c->prog, err.msg);
         return 2;
     }
     /* 857 is the mlp's reference batch; the conv models and specs take the cnn's 128 */

@@ -22,6 +22,14 @@ typedef struct {
     const char *metrics;    /* CSV path, NULL = none */
     int epochs, batch, worker_index, workers, json;
     float lr;
+    /* the learning-rate schedule (lib/nn/siam_schedule.h) over the --epochs, as plain values that
+     * a preset may set before siam_worker_check_options checks them */
+    const char *lr_schedule;    /* "constant" (the fixed --lr), "step" or "cosine" */
+    const char *lr_drop_epochs; /* step: "15" or "10,15", the epochs after which the rate is
+                                 * multiplied by lr_drop_factor; NULL or "" = none */
+    float lr_drop_factor;       /* step: 0.1 */
+    float lr_floor;             /* cosine: the final rate, 0 */
+    float warmup_epochs;        /* linear warm-up over the first W epochs, any schedule; 0 = none */
     float margin;               /* evaluation: same at D <= margin/2; validation loss */
     siam_label_convention conv; /* the head's: labels are sent 1 = different under DISSIMILAR */
     uint64_t seed, train_limit, test_limit;
@@ -36,18 +44,26 @@ typedef struct {
     int classes_per_batch, images_per_class;
     siam_set_head_fn set_head;
     void *set_head_ctx;
+    /* --head set: the set trainer writes the fraction of training done (0..1) here before every
+     * head call, for set_head to read (the facenet loss: siam_local_set_head.progress in process,
+     * EmbeddingSet.progress over the wire); NULL = nowhere */
+    float *set_progress;
 } siam_worker_config;
 
 /* The command-line options every training program shares, bound to c's fields and to
- * *threads (OpenBLAS threads): --model --epochs --batch-size --lr --optimizer --seed --data
- * --train-limit --test-limit --worker-index --workers --checkpoint --metrics --json --threads
- * --head --classes-per-batch --images-per-class.
+ * *threads (OpenBLAS threads): --model --epochs --batch-size --lr --lr-schedule --lr-drop-epochs
+ * --lr-drop-factor --lr-floor --warmup-epochs --optimizer --seed --data --train-limit
+ * --test-limit --worker-index --workers --checkpoint --metrics --json --threads --head
+ * --classes-per-batch --images-per-class.
  * Fills c with their defaults and writes SIAM_WORKER_N_OPTIONS entries to out. */
-#define SIAM_WORKER_N_OPTIONS 18
+#define SIAM_WORKER_N_OPTIONS 23
 void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
 
-/* After parsing: refuses --worker-index >= --workers and a --model that is neither a builder
- * name nor a valid spec (prints "prog: ..." and returns 2) and
+/* After parsing: refuses --worker-index >= --workers, a --model that is neither a builder
+ * name nor a valid spec and a learning-rate schedule that does not hold together (a step
+ * schedule without drop epochs, a drop at or after the last epoch, an option of one schedule
+ * given with another, a warm-up as long as the training; prints "prog: ..." naming the flag and
+ * the fix, and returns 2) and
  * turns --batch-size 0 into the model's reference default (mlp 857, others 128). Returns -1 when
  * the program should go on. */
 int siam_worker_check_options(siam_worker_config *c);

@@ -26,13 +26,15 @@
 #include "siam_wire.h"
 
 #define COMPONENT "server"
+/* --hard-after: the FaceNet seed's first 40 % semi-hard (siam_set_loss_default's) */
+#define HARD_AFTER_DEFAULT 0.4f
 
 typedef struct {
     const char *listen, *labels, *log_level, *loss, *distance;
     const char *checkpoint, *resume, *model;
     const char *tls_cert, *tls_key, *tls_client_ca, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
-    float margin, threshold, grace, sync_timeout, handshake_timeout;
+    float margin, threshold, grace, sync_timeout, handshake_timeout, hard_after;
     int threads, max_message_mb, min_workers, checkpoint_every;
     uint64_t seed;
 } config;
@@ -398,6 +400,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     siam_set_loss_config set_cfg = siam_set_loss_default();
     set_cfg.margin = c->margin;
     set_cfg.distance = strcmp(c->distance, "squared") == 0 ? SIAM_SET_SQUARED : SIAM_SET_EUCLIDEAN;
+    set_cfg.hard_after = c->hard_after;
     if ((rc = siam_set_loss_parse(&set_cfg, c->loss, err)) ||
         (rc = siam_service_set_set_loss(svc, &set_cfg, err))) {
         siam_service_free(svc);
@@ -467,6 +470,11 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
              c->threads, c->max_message_mb, siam_rpc_core_version());
     LOG_INFO(COMPONENT, "TrainSet loss %s, %s distance, margin %g, sets of 2..%d embeddings",
              c->loss, c->distance, (double)c->margin, SIAM_SET_LOSS_MAX_N);
+    if (set_cfg.mode == SIAM_SET_FACENET)
+        LOG_INFO(COMPONENT,
+                 "facenet: semi-hard mining while a worker's progress is below %g, batch-hard "
+                 "from it on (workers that send no progress are at 0: semi-hard throughout)",
+                 (double)c->hard_after);
     LOG_INFO(COMPONENT,
              "weight averaging: rounds wait for %d worker(s) to join, close %g s after their first "
              "update at the latest; checkpoint %s every %d round(s)",
@@ -515,6 +523,7 @@ int main(int argc, char **argv) {
                 .distance = "euclidean",
                 .log_level = "info",
                 .margin = 1.0f,
+                .hard_after = HARD_AFTER_DEFAULT,
                 .threshold = 0.0f,
                 .grace = 5.0f,
                 .handshake_timeout = 10.0f,
@@ -546,6 +555,9 @@ int main(int argc, char **argv) {
         {"loss", SIAM_OPT_CHOICE, &c.loss, 0, 0, loss_choices, "NAME", loss_help},
         {"distance", SIAM_OPT_CHOICE, &c.distance, 0, 0, "euclidean|squared", NULL,
          "TrainSet's distance: ||a-b|| or ||a-b||^2"},
+        {"hard-after", SIAM_OPT_FLOAT, &c.hard_after, 0, 1, NULL, "F",
+         "--loss facenet: semi-hard mining while a worker's progress is below F, batch-hard "
+         "from F on"},
         {"label-convention", SIAM_OPT_CHOICE, &c.labels, 0, 0, "similar|dissimilar", NULL,
          "which pairs label 1 marks in the loss"},
         {"threshold", SIAM_OPT_FLOAT, &c.threshold, 0, 1e6, NULL, "T",
@@ -593,6 +605,13 @@ int main(int argc, char **argv) {
     siam_log_parse_level(c.log_level, &level, NULL);
     siam_log_set_level(level);
     siam_malloc_keep_memory();
+    if (c.hard_after != HARD_AFTER_DEFAULT && strcmp(c.loss, "facenet") != 0) {
+        fprintf(stderr,
+                "siam-server: --hard-after %g applies to --loss facenet only, and the loss is %s: "
+                "add --loss facenet or leave --hard-after out\n",
+                (double)c.hard_after, c.loss);
+        return 2;
+    }
     if (c.resume && c.model) {
         fprintf(stderr, "siam-server: give --resume or --model, not both (a checkpoint holds "
                         "its model)\n");

@@ -105,6 +105,11 @@ int siam_service_set_set_loss(siam_service *svc, const siam_set_loss_config *cfg
                               "set loss: margin is %g, expected a finite "
                               "value >= 0",
                               (double)cfg->margin);
+    if (!isfinite(cfg->hard_after) || cfg->hard_after < 0.0f || cfg->hard_after > 1.0f)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "set loss: hard_after is %g, expected a fraction of the training "
+                              "in 0..1",
+                              (double)cfg->hard_after);
     pthread_mutex_lock(&svc->lock);
     svc->set_cfg = *cfg;
     pthread_mutex_unlock(&svc->lock);

@@ -96,26 +96,29 @@ int siam_service_train(siam_service *svc, siam_train_stream *ts, const uint8_t *
 /* The Train stream ts has ended: its worker is no longer live for averaging. */
 void siam_service_train_end(siam_service *svc, siam_train_stream *ts);
 
-/* TrainSet's loss (mode, distance, margin, soft); the service starts with siam_set_loss_default()
- * at the service's margin. Pair Train keeps its contrastive loss. SIAM_ERR_ARG names what cfg
+/* TrainSet's loss (mode, distance, margin, soft, hard_after); the service starts with
+ * siam_set_loss_default() at the service's margin. Pair Train keeps its contrastive loss. facenet
+ * is answered per set as siam_set_loss_at(cfg, EmbeddingSet.progress). SIAM_ERR_ARG names what cfg
  * gets wrong (an unknown mode or distance, a negative or non-finite margin, soft other than
- * with batch-hard). May be called at any time; sets answered afterwards use it. */
+ * with batch-hard, hard_after outside 0..1). May be called at any time; sets answered afterwards
+ * use it. */
 int siam_service_set_set_loss(siam_service *svc, const siam_set_loss_config *cfg, siam_error *err);
 /* TrainSet's loss as configured. */
 siam_set_loss_config siam_service_set_loss(siam_service *svc);
 
 /* One EmbeddingSet -> one SetResult: the set loss over n = len(groups) embeddings (lib/nn/
- * siam_set_loss, the service's configured loss), its gradient for every embedding, and the
+ * siam_set_loss, the service's configured loss as in effect at the set's progress: facenet mines
+ * semi-hard below hard_after, batch-hard from it on), its gradient for every embedding, and the
  * mining's statistics. Validates: dim in 1..SIAM_SERVICE_MAX_DIM and equal to the stream's first
  * dim, n >= 2, embeddings n*dim floats, every float finite (the message names the index and the
- * embedding): INVALID_ARGUMENT; n > SIAM_SET_LOSS_MAX_N is RESOURCE_EXHAUSTED naming the limit
- * (the loss needs two n x n matrices). A degenerate set (one group only, or all singletons) is
- * answered OK with loss 0, zero gradients, mining.degenerate and a note saying why. Finite
- * embeddings so large that the loss or a gradient overflows float are INVALID_ARGUMENT.
- * ts (may be NULL) is a TrainSet stream's state, kept as for Train (pairs counts images); the
- * worker table counts images as pairs_trained; the stream makes its worker live for averaging
- * as Train does (end it with siam_service_train_end). A failed set changes neither, except that
- * the first decoded set names the stream. */
+ * embedding), progress finite in 0..1: INVALID_ARGUMENT; n > SIAM_SET_LOSS_MAX_N is
+ * RESOURCE_EXHAUSTED naming the limit (the loss needs two n x n matrices). A degenerate set (one
+ * group only, or all singletons) is answered OK with loss 0, zero gradients, mining.degenerate and
+ * a note saying why. Finite embeddings so large that the loss or a gradient overflows float are
+ * INVALID_ARGUMENT. ts (may be NULL) is a TrainSet stream's state, kept as for Train (pairs counts
+ * images); the worker table counts images as pairs_trained; the stream makes its worker live for
+ * averaging as Train does (end it with siam_service_train_end). A failed set changes neither,
+ * except that the first decoded set names the stream. */
 int siam_service_train_set(siam_service *svc, siam_train_stream *ts, const uint8_t *req, size_t len,
                            siam_rpc_buf *resp, siam_rpc_status *st);
 

@@ -1,5 +1,6 @@
 /* siam_service_set: TrainSet, one set: validate, the set loss with in-batch mining
- * (lib/nn/siam_set_loss, the service's configured loss), encode loss, gradients and mining. */
+ * (lib/nn/siam_set_loss, the service's configured loss as in effect at the worker's progress),
+ * encode loss, gradients and mining. */
 #include "siam_service_internal.h"
 
 #include <math.h>
@@ -39,6 +40,12 @@ static int validate_set(const Siam__V1__EmbeddingSet *q, const siam_train_stream
                                    "embeddings has %zu floats, expected n*dim = %zu*%u = %zu "
                                    "(n = number of groups)",
                                    q->n_embeddings, q->n_groups, q->dim, want);
+    /* isfinite first: an ordered comparison with NaN would raise FE_INVALID */
+    if (!isfinite(q->progress) || q->progress < 0.0f || q->progress > 1.0f)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "progress is %g, expected 0..1 (the fraction of the worker's "
+                                   "training done)",
+                                   (double)q->progress);
     return svc_check_finite_rows("embeddings", "embedding", q->embeddings, want, q->dim, st);
 }
 
@@ -94,7 +101,9 @@ int siam_service_train_set(siam_service *svc, siam_train_stream *ts, const uint8
         return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                    "out of memory for the gradients of a set of %d x %d", n, dim);
     }
-    siam_set_loss_config cfg = siam_service_set_loss(svc); /* one setting for the whole set */
+    /* one setting for the whole set; facenet: semi-hard or batch-hard by the worker's progress */
+    siam_set_loss_config all = siam_service_set_loss(svc);
+    siam_set_loss_config cfg = siam_set_loss_at(&all, q->progress);
     siam_set_loss_stats ms;
     siam_error err = {0};
     float loss = 0.0f;

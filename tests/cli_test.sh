@@ -112,6 +112,28 @@ check "siam-server exits 0 on SIGTERM" "[ $rc -eq 0 ]"
 "${SIAM_BIN_DIR}/siam-client" --worker-index 3 --workers 2 >"$tmp/out" 2>&1; rc=$?
 check "siam-client worker index beyond workers refused" "[ $rc -eq 2 ] && grep -q 'must be below' '$tmp/out'"
 
+# learning-rate schedules: what does not hold together is refused naming the flag and the fix;
+# a step schedule's rate shows in the epoch lines
+"$bin" --lr-schedule step >"$tmp/out" 2>&1; rc=$?
+check "siam-train --lr-schedule step without drops exits 2 naming --lr-drop-epochs" \
+  "[ $rc -eq 2 ] && grep -q 'needs --lr-drop-epochs' '$tmp/out'"
+"${SIAM_BIN_DIR}/siam-client" --lr-floor 1e-5 >"$tmp/out" 2>&1; rc=$?
+check "siam-client --lr-floor without cosine exits 2 naming the fix" \
+  "[ $rc -eq 2 ] && grep -q 'add --lr-schedule cosine' '$tmp/out'"
+"$bin" --epochs 3 --lr-schedule step --lr-drop-epochs 3 >"$tmp/out" 2>&1; rc=$?
+check "siam-train a drop at the last epoch exits 2" \
+  "[ $rc -eq 2 ] && grep -q 'is not below --epochs 3' '$tmp/out'"
+"$bin" --epochs 2 --warmup-epochs 2 >"$tmp/out" 2>&1; rc=$?
+check "siam-train a warm-up as long as the training exits 2" \
+  "[ $rc -eq 2 ] && grep -q -- '--warmup-epochs 2 must be below --epochs 2' '$tmp/out'"
+"$srv" --hard-after 0.5 >"$tmp/out" 2>&1; rc=$?
+check "siam-server --hard-after without --loss facenet exits 2" \
+  "[ $rc -eq 2 ] && grep -q 'add --loss facenet' '$tmp/out'"
+"$bin" --epochs 2 --batch-size 64 --train-limit 2000 --test-limit 500 --lr 0.002 \
+  --lr-schedule step --lr-drop-epochs 1 --lr-drop-factor 0.25 >/dev/null 2>"$tmp/step.log"; rc=$?
+check "a step schedule trains and logs its rate per epoch (0.002, then 0.0005)" \
+  "[ $rc -eq 0 ] && grep -q 'epoch 1/2 loss=[0-9.]* lr=0.002 ' '$tmp/step.log' && grep -q 'epoch 2/2 loss=[0-9.]* lr=0.0005 ' '$tmp/step.log'"
+
 # docs/USAGE.md documents every option of every program, in that program's section
 usage=$root/docs/USAGE.md
 for prog in siam-train siam-server siam-client siam-bench; do

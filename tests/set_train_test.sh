@@ -8,7 +8,12 @@
 #      0.889), no collapse alarm;
 #   3. the collapse alarm end to end: the plain mlp under batch-hard does collapse in its first
 #      epoch (mean norm 0.015, ROC AUC 0.5) and siam-train says so in a WARN;
-#   4. --loss refuses a name that is not a set loss (exit 2).
+#   4. --loss refuses a name that is not a set loss (exit 2);
+#   5. the facenet schedule over the wire: siam-server --loss facenet --hard-after 0.5 and one
+#      siam-client (no averaging) with a cosine learning rate and a warm-up train bit for bit the
+#      model siam-train --loss facenet --hard-after 0.5 trains in process with the same options
+#      (same report), so EmbeddingSet.progress switches the server's mining where the in-process
+#      head switches; both log the rate per epoch.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
 data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
@@ -61,12 +66,30 @@ check "plain mlp under batch-hard: runs (exit $rc) and the collapse alarm says w
 rc=$?
 check "siam-train --loss triplet exits 2 naming the choices" \
   "[ $rc -eq 2 ] && grep -q 'semi-hard' '$tmp/bad.out'"
+start_server fnserver --loss facenet --hard-after 0.5
+small=(--data "$data" --train-limit 3000 --test-limit 500 --threads 1 --epochs 2
+  --lr-schedule cosine --warmup-epochs 0.5 --json)
+"$bin/siam-client" --server "127.0.0.1:$port" --head set --sync-every 0 "${small[@]}" \
+  >"$tmp/fn_client.out" 2>"$tmp/fn_client.log"
+rc=$?
+check "siam-client --head set on a facenet server exits 0 and logs the loss" \
+  "[ $rc -eq 0 ] && grep -q \"the server's set loss is facenet\" '$tmp/fn_client.log'"
+"$bin/siam-train" --head set --loss facenet --hard-after 0.5 "${small[@]}" \
+  >"$tmp/fn_train.out" 2>"$tmp/fn_train.log"
+rc=$?
+check "siam-train --loss facenet --hard-after 0.5 exits 0" "[ $rc -eq 0 ]"
+check "facenet over TrainSet trains the model siam-train trains in process (same report)" \
+  "[ -s '$tmp/fn_train.out' ] && [ \"\$(sed 's/\"train_images_per_s.*//' '$tmp/fn_client.out')\" = \"\$(sed 's/\"train_images_per_s.*//' '$tmp/fn_train.out')\" ]"
+check "the epoch lines show the cosine rate" \
+  "grep -q 'epoch 2/2 set loss=[0-9.]* lr=[0-9.e-]* ' '$tmp/fn_client.log' && grep -q 'learning rate: cosine' '$tmp/fn_train.log'"
+
 check "no sanitizer reports" \
-  "no_sanitizer_reports '$tmp/server.log' '$tmp/client.log' '$tmp/train.log' '$tmp/collapse.log'"
+  "no_sanitizer_reports '$tmp/server.log' '$tmp/client.log' '$tmp/train.log' '$tmp/collapse.log' '$tmp/fnserver.log' '$tmp/fn_client.log' '$tmp/fn_train.log'"
 
 echo "$((checks - fails)) passed, $fails failed"
 if [ $fails -ne 0 ]; then
-  for f in client.log server.log eval.log train.log collapse.log; do
+  for f in client.log server.log eval.log train.log collapse.log fn_client.log fnserver.log \
+    fn_train.log; do
     echo "---- $f"; tail -n 15 "$tmp/$f"
   done
   exit 1

@@ -3,7 +3,8 @@
  * computed directly bit for bit (the same function on the same inputs: the service must add
  * nothing but validation and encoding) for every loss and both distances; every bad input gets
  * its status and a message naming the field, the index or the limit; degenerate sets are answered
- * with loss 0, zero gradients and a note; stream and worker-table counts; Status names the loss. */
+ * with loss 0, zero gradients and a note; stream and worker-table counts; Status names the loss;
+ * facenet answers semi-hard or batch-hard by the request's progress, which must be in 0..1. */
 #include "test_util.h"
 
 #include <string.h>
@@ -14,16 +15,19 @@
 
 #include "siam/v1/siam.pb-c.h"
 
-/* Packs an EmbeddingSet and calls the service; *out (NULL on failure) is the decoded answer. */
-static int train_set(siam_service *svc, siam_train_stream *ts, uint32_t dim, const float *x,
-                     size_t nx, const uint32_t *groups, size_t ng, uint64_t step,
-                     const char *worker, Siam__V1__SetResult **out, siam_rpc_status *st) {
+/* Packs an EmbeddingSet with this progress and calls the service; *out (NULL on failure) is the
+ * decoded answer. */
+static int train_set_at(siam_service *svc, siam_train_stream *ts, uint32_t dim, const float *x,
+                        size_t nx, const uint32_t *groups, size_t ng, uint64_t step,
+                        const char *worker, float progress, Siam__V1__SetResult **out,
+                        siam_rpc_status *st) {
     Siam__V1__EmbeddingSet q = SIAM__V1__EMBEDDING_SET__INIT;
     q.dim = dim;
     q.n_embeddings = nx, q.embeddings = (float *)x;
     q.n_groups = ng, q.groups = (uint32_t *)groups;
     q.step = step;
     q.worker_id = (char *)worker;
+    q.progress = progress;
     size_t len = siam__v1__embedding_set__get_packed_size(&q);
     uint8_t *buf = malloc(len ? len : 1);
     siam__v1__embedding_set__pack(&q, buf);
@@ -43,6 +47,13 @@ static int train_set(siam_service *svc, siam_train_stream *ts, uint32_t dim, con
               siam_rpc_code_name(rc));
     }
     return rc;
+}
+
+/* The same without progress, as a worker that never sets it sends (0). */
+static int train_set(siam_service *svc, siam_train_stream *ts, uint32_t dim, const float *x,
+                     size_t nx, const uint32_t *groups, size_t ng, uint64_t step,
+                     const char *worker, Siam__V1__SetResult **out, siam_rpc_status *st) {
+    return train_set_at(svc, ts, dim, x, nx, groups, ng, step, worker, 0.0f, out, st);
 }
 
 static siam_service *make_service(float margin) {
@@ -302,11 +313,120 @@ static void test_status_setter(void) {
     siam_service_free(svc);
 }
 
+/* facenet: the request's progress picks the mining. Below the server's hard_after the answer is
+ * semi-hard's, bit for bit, at and after it batch-hard's; no progress (an old worker) is 0:
+ * semi-hard. A progress outside 0..1 or not finite is refused naming the field; Status names
+ * facenet; the setter refuses a hard_after outside 0..1. */
+static void test_facenet(void) {
+    siam_rng r;
+    siam_rng_seed(&r, 17);
+    siam_service *svc = make_service(1.0f);
+    enum { P = 4, K = 4, DIM = 6, N = P * K };
+    float x[N * DIM];
+    uint32_t g[N];
+    random_set(&r, x, g, P, K, DIM);
+    siam_error err = {0};
+    siam_set_loss_config f = siam_service_set_loss(svc);
+    CHECK(siam_set_loss_parse(&f, "facenet", &err) == SIAM_OK, "%s", err.msg);
+    CHECK(siam_service_set_set_loss(svc, &f, &err) == SIAM_OK, "%s", err.msg);
+    /* the two losses facenet switches between, computed directly */
+    siam_set_loss_config semi = f, hard = f;
+    semi.mode = SIAM_SET_SEMI_HARD, hard.mode = SIAM_SET_BATCH_HARD;
+    float Ls, Lh, gs[N * DIM], gh[N * DIM];
+    CHECK(siam_set_loss(&Ls, gs, NULL, x, g, N, DIM, &semi, &err) == SIAM_OK, "%s", err.msg);
+    CHECK(siam_set_loss(&Lh, gh, NULL, x, g, N, DIM, &hard, &err) == SIAM_OK, "%s", err.msg);
+    CHECK(Ls != Lh, "semi-hard and batch-hard agree on the input (%g)", (double)Ls);
+    static const struct {
+        float progress, hard_after;
+        int hard;
+    } cases[] = {
+        {0.1f, 0.4f, 0}, {0.9f, 0.4f, 1}, {0.0f, 0.4f, 0},  {0.39f, 0.4f, 0},
+        {0.4f, 0.4f, 1}, {1.0f, 0.4f, 1}, {0.9f, 0.95f, 0}, {0.0f, 0.0f, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        f.hard_after = cases[i].hard_after;
+        CHECK(siam_service_set_set_loss(svc, &f, &err) == SIAM_OK, "%s", err.msg);
+        Siam__V1__SetResult *res = NULL;
+        siam_rpc_status st;
+        int rc =
+            train_set_at(svc, NULL, DIM, x, N * DIM, g, N, 7, "w", cases[i].progress, &res, &st);
+        CHECK(rc == SIAM_RPC_OK, "progress %g: %s", (double)cases[i].progress, st.msg);
+        if (!res)
+            continue;
+        const float *want_g = cases[i].hard ? gh : gs;
+        float want_l = cases[i].hard ? Lh : Ls;
+        CHECK(memcmp(&res->loss, &want_l, sizeof want_l) == 0 && res->n_grad == N * DIM &&
+                  memcmp(res->grad, want_g, sizeof gs) == 0,
+              "progress %g, hard_after %g: loss %.9g, expected %s's %.9g",
+              (double)cases[i].progress, (double)cases[i].hard_after, (double)res->loss,
+              cases[i].hard ? "batch-hard" : "semi-hard", (double)want_l);
+        /* terms tell the mining apart too: (anchor, positive) pairs vs anchors */
+        CHECK(res->mining && res->mining->terms == (cases[i].hard ? N : N * (K - 1)),
+              "progress %g: %llu terms", (double)cases[i].progress,
+              res->mining ? (unsigned long long)res->mining->terms : 0ULL);
+        siam__v1__set_result__free_unpacked(res, NULL);
+    }
+    /* an old worker: no progress field at all is 0, semi-hard */
+    f.hard_after = 0.4f;
+    CHECK(siam_service_set_set_loss(svc, &f, &err) == SIAM_OK, "%s", err.msg);
+    Siam__V1__SetResult *res = NULL;
+    siam_rpc_status st;
+    CHECK(train_set(svc, NULL, DIM, x, N * DIM, g, N, 8, "old", &res, &st) == SIAM_RPC_OK, "%s",
+          st.msg);
+    CHECK(res && memcmp(&res->loss, &Ls, sizeof Ls) == 0, "no progress: loss %g, semi-hard %g",
+          res ? (double)res->loss : -1.0, (double)Ls);
+    siam__v1__set_result__free_unpacked(res, NULL);
+    /* bad progress: refused naming the field, nothing counted */
+    siam_train_stream ts;
+    memset(&ts, 0, sizeof ts);
+    uint64_t before = siam_service_global_step(svc);
+    static const struct {
+        float progress;
+        const char *msg;
+    } bad[] = {
+        {1.5f, "progress is 1.5, expected 0..1"},     {NAN, "progress is nan, expected 0..1"},
+        {-0.1f, "progress is -0.1, expected 0..1"},   {INFINITY, "progress is inf, expected 0..1"},
+        {1.0000001f, "progress is 1, expected 0..1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc =
+            train_set_at(svc, &ts, DIM, x, N * DIM, g, N, 9, "bad", bad[i].progress, &res, &st);
+        CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, bad[i].msg), "progress %g: %s: %s",
+              (double)bad[i].progress, siam_rpc_code_name(rc), st.msg);
+    }
+    /* the other losses refuse it too: the field's range is the wire contract's */
+    siam_set_loss_config bh = siam_set_loss_default();
+    CHECK(siam_service_set_set_loss(svc, &bh, &err) == SIAM_OK, "%s", err.msg);
+    CHECK(train_set_at(svc, &ts, DIM, x, N * DIM, g, N, 9, "bad", 2.0f, &res, &st) ==
+                  SIAM_RPC_INVALID_ARGUMENT &&
+              strstr(st.msg, "progress is 2"),
+          "batch-hard, progress 2: %s", st.msg);
+    CHECK(ts.batches == 0 && siam_service_global_step(svc) == before, "refused sets counted");
+    /* Status names facenet; hard_after outside 0..1 is refused and the old setting kept */
+    CHECK(siam_service_set_set_loss(svc, &f, &err) == SIAM_OK, "%s", err.msg);
+    siam_rpc_buf resp = {NULL, 0};
+    CHECK(siam_service_status(svc, NULL, 0, &resp, &st) == SIAM_RPC_OK, "%s", st.msg);
+    Siam__V1__StatusResponse *s = siam__v1__status_response__unpack(NULL, resp.len, resp.data);
+    CHECK(s && strcmp(s->loss, "facenet") == 0, "Status loss '%s'", s ? s->loss : "?");
+    siam__v1__status_response__free_unpacked(s, NULL);
+    siam_rpc_buf_free(&resp);
+    siam_set_loss_config badf = f;
+    badf.hard_after = 1.5f;
+    CHECK(siam_service_set_set_loss(svc, &badf, &err) == SIAM_ERR_ARG &&
+              strstr(err.msg, "hard_after is 1.5"),
+          "hard_after 1.5: %s", err.msg);
+    badf.hard_after = NAN;
+    CHECK(siam_service_set_set_loss(svc, &badf, &err) == SIAM_ERR_ARG, "hard_after NaN");
+    CHECK(siam_service_set_loss(svc).hard_after == 0.4f, "the refused setting was kept");
+    siam_service_free(svc);
+}
+
 int main(void) {
     tu_trap_fp();
     test_bitwise();
     test_validation();
     test_degenerate();
     test_status_setter();
+    test_facenet();
     return tu_finish();
 }

@@ -161,6 +161,8 @@ static ref_out ref_loss(const double *x, const uint32_t *ids, int n, int dim,
             }
         r.loss = sum / r.terms;
         return r;
+    case SIAM_SET_FACENET: /* a schedule of semi-hard and batch-hard, checked in test_facenet */
+        break;
     }
     return r;
 }
@@ -321,8 +323,95 @@ static void bench(void) {
     free(S);
 }
 
+/* facenet: names, the switch from semi-hard to batch-hard at hard_after, and its answers equal to
+ * the direct calls of those two losses on the same input, bit for bit. */
+static void test_facenet(void) {
+    siam_error err = {0};
+    siam_set_loss_config f = siam_set_loss_default();
+    CHECK(f.hard_after == 0.4f, "default hard_after %g", (double)f.hard_after);
+    CHECK(siam_set_loss_parse(&f, "facenet", &err) == SIAM_OK && f.mode == SIAM_SET_FACENET &&
+              !f.soft,
+          "parse facenet: %s", err.msg);
+    CHECK(strcmp(siam_set_loss_name(&f), "facenet") == 0, "name %s", siam_set_loss_name(&f));
+    CHECK(strstr(siam_set_loss_choices(), "facenet") != NULL, "choices %s",
+          siam_set_loss_choices());
+    f.distance = SIAM_SET_SQUARED, f.margin = 0.7f;
+
+    /* the effective loss: semi-hard before hard_after, batch-hard at and after; the rest kept */
+    static const struct {
+        float p, hard_after;
+        siam_set_mode want;
+    } at[] = {
+        {0.0f, 0.4f, SIAM_SET_SEMI_HARD},  {0.39f, 0.4f, SIAM_SET_SEMI_HARD},
+        {0.4f, 0.4f, SIAM_SET_BATCH_HARD}, {1.0f, 0.4f, SIAM_SET_BATCH_HARD},
+        {0.0f, 0.0f, SIAM_SET_BATCH_HARD}, {0.999f, 1.0f, SIAM_SET_SEMI_HARD},
+        {1.0f, 1.0f, SIAM_SET_BATCH_HARD}, {NAN, 0.4f, SIAM_SET_BATCH_HARD},
+    };
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        siam_set_loss_config c = f;
+        c.hard_after = at[i].hard_after;
+        siam_set_loss_config e = siam_set_loss_at(&c, at[i].p);
+        CHECK(e.mode == at[i].want && e.distance == SIAM_SET_SQUARED && e.margin == 0.7f &&
+                  !e.soft && e.hard_after == at[i].hard_after,
+              "facenet at %g (hard_after %g): mode %d, expected %d", (double)at[i].p,
+              (double)at[i].hard_after, (int)e.mode, (int)at[i].want);
+    }
+    /* the double 0.4 a trainer computes switches with the float 0.4 of the config */
+    CHECK(siam_set_loss_at(&f, (float)(2.0 / 5.0)).mode == SIAM_SET_BATCH_HARD, "2/5");
+    /* every other loss is left as it is at any progress */
+    for (int m = 0; m < 5; m++)
+        for (int k = 0; k <= 4; k++) {
+            siam_set_loss_config c = siam_set_loss_default();
+            siam_set_loss_parse(&c, k_modes[m], NULL);
+            siam_set_loss_config e = siam_set_loss_at(&c, 0.25f * (float)k);
+            CHECK(memcmp(&e, &c, sizeof c) == 0, "%s changed at %g", k_modes[m], 0.25 * k);
+        }
+    /* siam_set_loss itself is not a schedule: it refuses facenet, naming what to do */
+    float x0[8] = {0, 1, 2, 3, 4, 5, 6, 7}, g0[8], L0 = 5.0f;
+    uint32_t id0[4] = {1, 1, 2, 2};
+    CHECK(siam_set_loss(&L0, g0, NULL, x0, id0, 4, 2, &f, &err) == SIAM_ERR_ARG &&
+              strstr(err.msg, "siam_set_loss_at") && L0 == 5.0f,
+          "facenet passed to siam_set_loss: %s", err.msg);
+
+    /* on one input: facenet at 0.39 is semi-hard, at 0.4 and 1.0 batch-hard, bit for bit, and
+     * the two differ there (so the comparison shows which one ran) */
+    siam_rng rng;
+    siam_rng_seed(&rng, 13);
+    enum { N = 24, DIM = 6 };
+    float x[N * DIM];
+    uint32_t ids[N];
+    random_set(&rng, x, ids, N, DIM, 4, 0.5f);
+    for (int dist = 0; dist < 2; dist++) {
+        siam_set_loss_config semi = siam_set_loss_default(), hard = siam_set_loss_default();
+        siam_set_loss_parse(&semi, "semi-hard", NULL);
+        semi.distance = hard.distance = f.distance = (siam_set_distance)dist;
+        semi.margin = hard.margin = f.margin = 1.0f;
+        float Ls, Lh, gs[N * DIM], gh[N * DIM];
+        siam_set_loss_stats ss, sh;
+        CHECK(siam_set_loss(&Ls, gs, &ss, x, ids, N, DIM, &semi, &err) == SIAM_OK, "%s", err.msg);
+        CHECK(siam_set_loss(&Lh, gh, &sh, x, ids, N, DIM, &hard, &err) == SIAM_OK, "%s", err.msg);
+        CHECK(Ls != Lh && ss.terms != sh.terms, "semi-hard and batch-hard agree: %g, %lld terms",
+              (double)Ls, (long long)ss.terms);
+        static const float progress[] = {0.0f, 0.39f, 0.4f, 1.0f};
+        for (int k = 0; k < 4; k++) {
+            siam_set_loss_config e = siam_set_loss_at(&f, progress[k]);
+            float L, g[N * DIM];
+            siam_set_loss_stats st;
+            CHECK(siam_set_loss(&L, g, &st, x, ids, N, DIM, &e, &err) == SIAM_OK, "%s", err.msg);
+            int is_hard = progress[k] >= 0.4f;
+            CHECK(memcmp(&L, is_hard ? &Lh : &Ls, sizeof L) == 0 &&
+                      memcmp(g, is_hard ? gh : gs, sizeof g) == 0 &&
+                      st.terms == (is_hard ? sh.terms : ss.terms),
+                  "facenet at %g (distance %d): loss %.9g, expected %s %.9g", (double)progress[k],
+                  dist, (double)L, is_hard ? "batch-hard" : "semi-hard",
+                  (double)(is_hard ? Lh : Ls));
+        }
+    }
+}
+
 int main(void) {
     tu_trap_fp();
+    test_facenet();
     siam_error err = {0};
     /* names: every name round-trips, a bad one lists the choices */
     for (int m = 0; m < 5; m++) {

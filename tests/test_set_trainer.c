@@ -46,7 +46,7 @@ static void test_loss_goes_down(const siam_dataset *ds) {
     CHECK(siam_model_create(&m, "in=4x4x1 dense16 relu dense8", 3, &err) == 0, "%s", err.msg);
     CHECK(siam_pk_create(&pk, ds->labels, ds->n, 4, 4, 5, &err) == 0, "%s", err.msg);
     CHECK(siam_set_trainer_init(&t, m, SIAM_OPTIM_ADAM, 1e-2f, 16, &err) == 0, "%s", err.msg);
-    siam_local_set_head head = {siam_set_loss_default()}; /* batch-hard, margin 1 */
+    siam_local_set_head head = {.cfg = siam_set_loss_default()}; /* batch-hard, margin 1 */
     double first = 0, last = 0;
     for (int s = 0; s < 80; s++) {
         float loss = -1;
@@ -89,7 +89,7 @@ static void test_gradient_check(const siam_dataset *ds, const char *loss_name,
     /* elu: smooth, so differences across a ReLU kink cannot spoil the comparison */
     CHECK(siam_model_create(&m, "in=4x4x1 dense6 elu dense4", 9, &err) == 0, "%s", err.msg);
     CHECK(siam_set_trainer_init(&t, m, SIAM_OPTIM_SGD, 1e-3f, 12, &err) == 0, "%s", err.msg);
-    siam_local_set_head head = {siam_set_loss_default()};
+    siam_local_set_head head = {.cfg = siam_set_loss_default()};
     CHECK(siam_set_loss_parse(&head.cfg, loss_name, &err) == 0, "%s", err.msg);
     head.cfg.distance = distance;
     head.cfg.margin = 2.0f; /* wide enough that most terms are active at the random start */
@@ -144,7 +144,7 @@ static void test_collapse_alarm(const siam_dataset *ds) {
     CHECK(siam_set_trainer_init(&t, m, SIAM_OPTIM_SGD, 1e-6f, 12, &err) == 0, "%s", err.msg);
     /* all-zero weights: every image maps to 0, the collapse in its purest form */
     memset(siam_model_params(m), 0, siam_model_num_trainable(m) * sizeof(float));
-    siam_local_set_head head = {siam_set_loss_default()};
+    siam_local_set_head head = {.cfg = siam_set_loss_default()};
     siam_set_epoch_stats es;
     CHECK(siam_set_trainer_epoch(&t, ds, 0, pk, siam_local_set_head_fn, &head, NULL, NULL, &es,
                                  &err) == 0,
@@ -168,6 +168,95 @@ static void test_collapse_alarm(const siam_dataset *ds) {
     siam_model_free(m);
 }
 
+/* Records what every call saw: the progress the trainer wrote, the optimizer's rate so far and
+ * how many terms the in-process head's loss had (semi-hard counts ordered (anchor, positive)
+ * pairs, batch-hard anchors: that tells which of facenet's two ran). */
+typedef struct {
+    siam_local_set_head local;
+    siam_set_trainer *t;
+    int calls;
+    float progress[64];
+    int64_t terms[64];
+} record_head;
+
+static int record_head_fn(void *ctx, const float *emb, const uint32_t *groups, int n, int dim,
+                          float *loss, float *grad, siam_set_loss_stats *stats, siam_error *err) {
+    record_head *h = ctx;
+    int rc = siam_local_set_head_fn(&h->local, emb, groups, n, dim, loss, grad, stats, err);
+    if (h->calls < 64) {
+        h->progress[h->calls] = *h->local.progress;
+        h->terms[h->calls] = stats->terms;
+    }
+    h->calls++;
+    return rc;
+}
+
+/* The schedule sets the optimizer's rate before every step, at the step's midpoint; the progress
+ * the trainer writes drives facenet in process: semi-hard below hard_after, batch-hard from it
+ * on. A zeroed schedule leaves the rate alone. */
+static void test_schedule_and_facenet(const siam_dataset *ds) {
+    siam_error err = {0};
+    siam_model *m = NULL;
+    siam_pk *pk = NULL;
+    siam_set_trainer t;
+    CHECK(siam_model_create(&m, "in=4x4x1 dense16 relu dense8", 3, &err) == 0, "%s", err.msg);
+    CHECK(siam_pk_create(&pk, ds->labels, ds->n, 4, 4, 5, &err) == 0, "%s", err.msg);
+    CHECK(siam_set_trainer_init(&t, m, SIAM_OPTIM_ADAM, 1e-2f, 16, &err) == 0, "%s", err.msg);
+    uint64_t spe = siam_pk_batches_per_epoch(pk);
+    CHECK(spe >= 3, "%llu batches per epoch", (unsigned long long)spe);
+    float progress = -1;
+    record_head h = {.local = {.cfg = siam_set_loss_default(), .progress = &progress}, .t = &t};
+    siam_set_loss_parse(&h.local.cfg, "facenet", &err);
+    /* a zeroed schedule: the rate stays exactly what init was given; progress 0 */
+    siam_set_epoch_stats es;
+    CHECK(siam_set_trainer_epoch(&t, ds, 0, pk, record_head_fn, &h, NULL, NULL, &es, &err) == 0,
+          "%s", err.msg);
+    CHECK(t.opt.lr == 1e-2f && progress == -1, "constant: lr %g, progress %g", (double)t.opt.lr,
+          (double)progress);
+    t.progress = &progress;
+    float loss0;
+    siam_set_loss_stats st0;
+    CHECK(siam_set_trainer_step(&t, ds, 0, pk, record_head_fn, &h, &loss0, &st0, &err) == 0, "%s",
+          err.msg);
+    CHECK(progress == 0 && t.opt.lr == 1e-2f, "no steps_per_epoch: progress %g", (double)progress);
+
+    /* 5 epochs, cosine with a warm-up of one epoch; facenet switches at 0.4 = after 2 epochs */
+    siam_set_trainer_free(&t);
+    CHECK(siam_set_trainer_init(&t, m, SIAM_OPTIM_ADAM, 1e-2f, 16, &err) == 0, "%s", err.msg);
+    t.schedule = siam_schedule_default(1e-2, 5);
+    t.schedule.kind = SIAM_SCHEDULE_COSINE;
+    t.schedule.warmup_epochs = 1;
+    CHECK(siam_schedule_check(&t.schedule, &err) == 0, "%s", err.msg);
+    t.steps_per_epoch = spe;
+    t.progress = &progress;
+    h.calls = 0;
+    for (int e = 0; e < 5; e++)
+        for (uint64_t i = 0; i < spe; i++) {
+            float loss;
+            siam_set_loss_stats st;
+            uint64_t k = t.step;
+            CHECK(siam_set_trainer_step(&t, ds, 0, pk, record_head_fn, &h, &loss, &st, &err) == 0,
+                  "%s", err.msg);
+            double mid = ((double)k + 0.5) / (double)spe;
+            float want_lr = (float)(1e-2 * 0.5 * (1 + cos(3.14159265358979323846 * mid / 5)) *
+                                    (mid < 1 ? mid : 1));
+            CHECK(fabsf(t.opt.lr - want_lr) <= 1e-6f * want_lr, "step %llu: lr %.9g, expected %.9g",
+                  (unsigned long long)k, (double)t.opt.lr, (double)want_lr);
+            float want_p = (float)(mid / 5);
+            CHECK(progress == want_p, "step %llu: progress %.9g, expected %.9g",
+                  (unsigned long long)k, (double)progress, (double)want_p);
+            int64_t want_terms = want_p < 0.4f ? 16 * 3 : 16; /* semi-hard: (a,p); hard: a */
+            CHECK(k >= 64 || h.terms[k] == want_terms,
+                  "step %llu at %.3f: %lld terms, expected %lld", (unsigned long long)k,
+                  (double)want_p, (long long)h.terms[k], (long long)want_terms);
+        }
+    CHECK(h.calls == (int)(5 * spe), "%d head calls", h.calls);
+    CHECK(progress < 1 && progress > 0.9f, "last step's progress %g", (double)progress);
+    siam_set_trainer_free(&t);
+    siam_pk_free(pk);
+    siam_model_free(m);
+}
+
 int main(void) {
     siam_dataset ds = {0};
     make_data(&ds);
@@ -177,6 +266,7 @@ int main(void) {
     test_gradient_check(&ds, "batch-all", SIAM_SET_SQUARED);
     test_gradient_check(&ds, "semi-hard", SIAM_SET_EUCLIDEAN);
     test_collapse_alarm(&ds);
+    test_schedule_and_facenet(&ds);
     siam_dataset_free(&ds);
     return tu_finish();
 }

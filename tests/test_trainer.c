@@ -1,7 +1,8 @@
 /* test_trainer: gathering the next batch while the loss head waits (what siam-client does) trains
  * bit for bit the same model as gathering it at the start of each step (siam-train), over
  * epochs whose pairs are reshuffled in place, with a last batch smaller than the others, with
- * heads that call the idle work once, twice or never, and under both label conventions. */
+ * heads that call the idle work once, twice or never, and under both label conventions; and the
+ * learning-rate schedule's rate at every step. */
 #include "test_util.h"
 
 #include <string.h>
@@ -69,6 +70,53 @@ static float *train(const siam_dataset *ds, const siam_pairs *pairs0, int idle_c
     return out;
 }
 
+/* on_step: checks the rate the step just used against the step schedule's closed form */
+typedef struct {
+    siam_trainer *t;
+    uint64_t steps;
+} lr_check;
+
+static void check_lr(void *ctx, uint64_t s, uint64_t steps_in_epoch, uint64_t pairs, double loss) {
+    (void)s, (void)pairs, (void)loss;
+    lr_check *c = ctx;
+    CHECK(steps_in_epoch == c->t->steps_per_epoch, "%llu steps in an epoch",
+          (unsigned long long)steps_in_epoch);
+    /* the step just taken is t->step - 1; its midpoint in epochs; drops after epochs 1 and 2 */
+    double mid = ((double)c->t->step - 0.5) / (double)steps_in_epoch;
+    float want = (float)(2e-3 * pow(0.5, (mid >= 1) + (mid >= 2)));
+    CHECK(c->t->opt.lr == want, "step %llu (epoch %.3f): lr %g, expected %g",
+          (unsigned long long)c->t->step, mid, (double)c->t->opt.lr, (double)want);
+    c->steps++;
+}
+
+/* A step schedule over 3 epochs: the rate of every step, dropping at the first step of epochs 2
+ * and 3 (counted from 1), the last (smaller) batch of an epoch included. */
+static void test_schedule(const siam_dataset *ds, const siam_pairs *pairs) {
+    siam_error err = {0};
+    siam_model *m = NULL;
+    siam_trainer tr;
+    CHECK(siam_model_create(&m, "in=28x28x1 dense8", 7, &err) == 0, "%s", err.msg);
+    CHECK(siam_trainer_init(&tr, m, SIAM_OPTIM_ADAM, 2e-3f, 24, &err) == 0, "%s", err.msg);
+    tr.schedule = siam_schedule_default(2e-3, 3);
+    tr.schedule.kind = SIAM_SCHEDULE_STEP;
+    tr.schedule.drop_factor = 0.5;
+    CHECK(siam_schedule_parse_drops(&tr.schedule, "1,2", &err) == 0, "%s", err.msg);
+    CHECK(siam_schedule_check(&tr.schedule, &err) == 0, "%s", err.msg);
+    tr.steps_per_epoch = (pairs->n + 23) / 24;
+    siam_local_head local = {1.0f, SIAM_LABELS_SIMILAR};
+    lr_check c = {&tr, 0};
+    for (int e = 0; e < 3; e++) {
+        double loss;
+        CHECK(siam_trainer_epoch(&tr, ds, pairs, siam_local_head_fn, &local, check_lr, &c, &loss,
+                                 &err) == 0,
+              "%s", err.msg);
+    }
+    CHECK(c.steps == 3 * tr.steps_per_epoch, "%llu steps checked", (unsigned long long)c.steps);
+    CHECK(tr.opt.lr == 5e-4f, "final lr %g", (double)tr.opt.lr);
+    siam_trainer_free(&tr);
+    siam_model_free(m);
+}
+
 int main(void) {
     /* 200 random 28x28 images of 10 classes */
     siam_dataset ds = {200, 28, 28, NULL, NULL};
@@ -100,6 +148,7 @@ int main(void) {
         CHECK(r1 > 20 && r1 == r2, "the prefetch path was exercised (%d steps)", r1);
         free(p0), free(p1), free(p2);
     }
+    test_schedule(&ds, &pairs);
     siam_pairs_free(&pairs);
     free(ds.images);
     free(ds.labels);

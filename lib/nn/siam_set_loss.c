@@ -21,17 +21,29 @@ static const struct {
 } k_names[] = {
     {"contrastive", SIAM_SET_CONTRASTIVE, 0},    {"batch-all", SIAM_SET_BATCH_ALL, 0},
     {"batch-hard", SIAM_SET_BATCH_HARD, 0},      {"semi-hard", SIAM_SET_SEMI_HARD, 0},
-    {"batch-hard-soft", SIAM_SET_BATCH_HARD, 1},
+    {"batch-hard-soft", SIAM_SET_BATCH_HARD, 1}, {"facenet", SIAM_SET_FACENET, 0},
 };
 #define N_NAMES (sizeof k_names / sizeof k_names[0])
 
 siam_set_loss_config siam_set_loss_default(void) {
-    siam_set_loss_config c = {SIAM_SET_BATCH_HARD, SIAM_SET_EUCLIDEAN, 1.0f, 0};
+    siam_set_loss_config c = {.mode = SIAM_SET_BATCH_HARD,
+                              .distance = SIAM_SET_EUCLIDEAN,
+                              .margin = 1.0f,
+                              .soft = 0,
+                              .hard_after = 0.4f};
     return c;
 }
 
 const char *siam_set_loss_choices(void) {
-    return "contrastive, batch-all, batch-hard, semi-hard, batch-hard-soft";
+    return "contrastive, batch-all, batch-hard, semi-hard, batch-hard-soft, facenet";
+}
+
+siam_set_loss_config siam_set_loss_at(const siam_set_loss_config *cfg, float p) {
+    siam_set_loss_config c = *cfg;
+    /* isless: a quiet comparison, so a NaN p raises no FE_INVALID where traps are on */
+    if (c.mode == SIAM_SET_FACENET)
+        c.mode = isless(p, c.hard_after) ? SIAM_SET_SEMI_HARD : SIAM_SET_BATCH_HARD;
+    return c;
 }
 
 int siam_set_loss_parse(siam_set_loss_config *cfg, const char *name, siam_error *err) {
@@ -325,6 +337,10 @@ int siam_set_loss(float *loss, float *grad, siam_set_loss_stats *stats, const fl
                               SIAM_SET_LOSS_MAX_N);
     if (dim < 1)
         return siam_error_set(err, SIAM_ERR_ARG, "set loss: dim = %d, need at least 1", dim);
+    if (cfg->mode == SIAM_SET_FACENET)
+        return siam_error_set(err, SIAM_ERR_ARG,
+                              "set loss: facenet is semi-hard or batch-hard depending on the "
+                              "training's progress: resolve it with siam_set_loss_at first");
     if (cfg->mode < SIAM_SET_CONTRASTIVE || cfg->mode > SIAM_SET_SEMI_HARD)
         return siam_error_set(err, SIAM_ERR_ARG, "set loss: unknown mode %d", (int)cfg->mode);
     if (cfg->distance != SIAM_SET_EUCLIDEAN && cfg->distance != SIAM_SET_SQUARED)
@@ -336,7 +352,7 @@ int siam_set_loss(float *loss, float *grad, siam_set_loss_stats *stats, const fl
     if (cfg->soft && cfg->mode != SIAM_SET_BATCH_HARD)
         return siam_error_set(err, SIAM_ERR_ARG,
                               "set loss: the soft margin is defined for batch-hard only, not %s",
-                              siam_set_loss_name(&(siam_set_loss_config){cfg->mode, 0, 0, 0}));
+                              siam_set_loss_name(&(siam_set_loss_config){.mode = cfg->mode}));
     size_t nn = (size_t)n * n;
     float *D = malloc(nn * sizeof *D), *W = calloc(nn, sizeof *W);
     if (!D || !W) {
@@ -364,6 +380,8 @@ int siam_set_loss(float *loss, float *grad, siam_set_loss_stats *stats, const fl
             break;
         case SIAM_SET_SEMI_HARD:
             L = mine_semi_hard(W, &st, D, ids, n, cfg->margin);
+            break;
+        case SIAM_SET_FACENET: /* refused above */
             break;
         }
     }

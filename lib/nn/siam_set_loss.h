@@ -1,5 +1,5 @@
 /* siam_set_loss: losses over a set of n embeddings with a group id each, mining the pairs or
- * triplets inside the set (the planned in-batch mining loss head; no RPC calls it yet).
+ * triplets inside the set (the TrainSet loss head of siam-server, and siam-train's --head set).
  *
  * Definitions followed (docs/DESIGN.md "Set losses"): the reference project 001 (FaceNet-style
  * triplet training) cites omoindrot/tensorflow-triplet-loss for mining; batch-all and batch-hard
@@ -29,6 +29,10 @@ typedef enum {
     SIAM_SET_BATCH_ALL = 1,   /* all valid triplets, mean over the active ones */
     SIAM_SET_BATCH_HARD = 2,  /* per anchor: hardest positive, hardest negative */
     SIAM_SET_SEMI_HARD = 3,   /* per (anchor, positive): the FaceNet semi-hard negative */
+    /* Not a mining of its own but the FaceNet seed's schedule of two: semi-hard while the
+     * training's progress is below hard_after, batch-hard from it on. siam_set_loss_at resolves
+     * it to one of the two for a given progress; siam_set_loss itself refuses it. */
+    SIAM_SET_FACENET = 4,
 } siam_set_mode;
 
 typedef enum {
@@ -39,8 +43,10 @@ typedef enum {
 typedef struct {
     siam_set_mode mode;
     siam_set_distance distance;
-    float margin; /* m >= 0; unused by the soft-margin triplet */
-    int soft;     /* 1: log(1 + exp(d_ap - d_an)) instead of the hinge; batch-hard only */
+    float margin;     /* m >= 0; unused by the soft-margin triplet */
+    int soft;         /* 1: log(1 + exp(d_ap - d_an)) instead of the hinge; batch-hard only */
+    float hard_after; /* facenet: the fraction of training, in [0, 1], from which batch-hard
+                       * replaces semi-hard (default 0.4: the seed's first 40 % semi-hard) */
 } siam_set_loss_config;
 
 /* What the mining saw. "Pairs" are unordered (i < j). "Terms" are what the mode sums:
@@ -59,24 +65,33 @@ typedef struct {
                          * and every gradient are then exactly 0 */
 } siam_set_loss_stats;
 
-/* Defaults: batch-hard, Euclidean, margin 1 (the reference project 001's margin), hinge. */
+/* Defaults: batch-hard, Euclidean, margin 1 (the reference project 001's margin), hinge;
+ * hard_after 0.4 (used by facenet only). */
 siam_set_loss_config siam_set_loss_default(void);
 
-/* Parses "contrastive", "batch-all", "batch-hard", "semi-hard" or "batch-hard-soft" into
- * cfg->mode and cfg->soft (distance and margin untouched). SIAM_ERR_ARG naming the choices. */
+/* Parses "contrastive", "batch-all", "batch-hard", "semi-hard", "batch-hard-soft" or "facenet"
+ * into cfg->mode and cfg->soft (distance, margin and hard_after untouched). SIAM_ERR_ARG naming
+ * the choices. */
 int siam_set_loss_parse(siam_set_loss_config *cfg, const char *name, siam_error *err);
 
 /* Canonical name of cfg's mode and soft flag (one of the names parse accepts), or "invalid". */
 const char *siam_set_loss_name(const siam_set_loss_config *cfg);
 
-/* Choices for messages and --help: "contrastive, batch-all, batch-hard, semi-hard, batch-hard-soft"
- */
+/* Choices for messages and --help: "contrastive, batch-all, batch-hard, semi-hard,
+ * batch-hard-soft, facenet" */
 const char *siam_set_loss_choices(void);
+
+/* The loss in effect at training progress p (the fraction of training done, 0..1): for facenet,
+ * cfg with mode semi-hard when p < hard_after and batch-hard when p >= hard_after (the
+ * comparison is in float, so p = 0.4 and hard_after 0.4 switch together); any other mode is
+ * returned unchanged. Pure; a NaN p counts as not below hard_after (callers validate p). */
+siam_set_loss_config siam_set_loss_at(const siam_set_loss_config *cfg, float p);
 
 /* Loss over x (n x dim, row-major) with group ids ids (n). *loss receives the loss; grad (n x dim)
  * is overwritten (not accumulated) with dL/dx; stats may be NULL. A degenerate set (see stats)
  * is not an error. SIAM_ERR_ARG for n < 2, n > SIAM_SET_LOSS_MAX_N, dim < 1, a negative or
- * non-finite margin, soft with a mode other than batch-hard, an unknown mode or distance;
+ * non-finite margin, soft with a mode other than batch-hard, facenet (resolve it with
+ * siam_set_loss_at first), an unknown mode or distance;
  * SIAM_ERR_NOMEM when the workspace cannot be allocated. On error *loss and grad are untouched. */
 int siam_set_loss(float *loss, float *grad, siam_set_loss_stats *stats, const float *x,
                   const uint32_t *ids, int n, int dim, const siam_set_loss_config *cfg,

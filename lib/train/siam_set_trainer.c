@@ -14,7 +14,8 @@
 int siam_local_set_head_fn(void *ctx, const float *emb, const uint32_t *groups, int n, int dim,
                            float *loss, float *grad, siam_set_loss_stats *stats, siam_error *err) {
     const siam_local_set_head *h = ctx;
-    return siam_set_loss(loss, grad, stats, emb, groups, n, dim, &h->cfg, err);
+    siam_set_loss_config cfg = siam_set_loss_at(&h->cfg, h->progress ? *h->progress : 0.0f);
+    return siam_set_loss(loss, grad, stats, emb, groups, n, dim, &cfg, err);
 }
 
 int siam_set_trainer_init(siam_set_trainer *t, siam_model *model, siam_optim_kind kind, float lr,
@@ -82,10 +83,15 @@ int siam_set_trainer_step(siam_set_trainer *t, const siam_dataset *ds, size_t ba
                           siam_set_head_fn head, void *ctx, float *loss, siam_set_loss_stats *stats,
                           siam_error *err) {
     siam_pk_next(pk, t->idx, t->groups);
+    double epoch = siam_schedule_epoch_at(t->step, t->steps_per_epoch);
+    if (t->progress)
+        *t->progress = (float)siam_schedule_progress(epoch, t->schedule.epochs);
     int rc =
         siam_set_trainer_gradients(t, ds, base, t->idx, t->groups, head, ctx, loss, stats, err);
     if (rc)
         return rc;
+    if (!siam_schedule_is_constant(&t->schedule) && t->steps_per_epoch)
+        t->opt.lr = (float)siam_schedule_lr(&t->schedule, epoch);
     siam_optim_step(&t->opt, siam_model_params(t->model), siam_model_grads(t->model));
     t->step++;
     return SIAM_OK;

@@ -20,6 +20,7 @@
 #include "siam_model.h"
 #include "siam_optim.h"
 #include "siam_pk.h"
+#include "siam_schedule.h"
 #include "siam_set_loss.h"
 #include "siam_trainer.h"
 
@@ -29,9 +30,12 @@ typedef int (*siam_set_head_fn)(void *ctx, const float *emb, const uint32_t *gro
                                 float *loss, float *grad, siam_set_loss_stats *stats,
                                 siam_error *err);
 
-/* The in-process head: siam_set_loss with cfg (ctx is a siam_local_set_head). */
+/* The in-process head: siam_set_loss with cfg (ctx is a siam_local_set_head) as in effect at the
+ * training's progress (siam_set_loss_at: facenet mines semi-hard, then batch-hard). */
 typedef struct {
     siam_set_loss_config cfg;
+    const float *progress; /* read at every call: point it where the trainer writes its progress
+                            * (siam_set_trainer.progress); NULL = 0 */
 } siam_local_set_head;
 
 int siam_local_set_head_fn(void *ctx, const float *emb, const uint32_t *groups, int n, int dim,
@@ -61,6 +65,16 @@ typedef struct {
     int sync_every;
     uint64_t samples_since_sync;
     double collapse_scale; /* the margin the alarm compares with; 0 = 1 */
+    /* learning-rate schedule, as siam_trainer's: before every optimizer step opt.lr is set to
+     * siam_schedule_lr at the step's midpoint, siam_schedule_epoch_at(step, steps_per_epoch),
+     * unless the schedule is constant (zeroed) or steps_per_epoch is 0 */
+    siam_schedule schedule;
+    uint64_t steps_per_epoch; /* siam_pk_batches_per_epoch */
+    /* When set, before every head call the trainer writes here the fraction of training done at
+     * the step's midpoint, siam_schedule_progress(epoch_at(step), schedule.epochs) in [0, 1]
+     * (0 while steps_per_epoch or schedule.epochs is 0): the facenet loss reads it, in process
+     * (siam_local_set_head.progress) or sent as EmbeddingSet.progress. */
+    float *progress;
 } siam_set_trainer;
 
 /* One epoch's summary. Means are over the epoch's steps (the loss, active fraction and norm) or
@@ -85,8 +99,9 @@ int siam_set_trainer_gradients(siam_set_trainer *t, const siam_dataset *ds, size
                                const uint32_t *idx, const uint32_t *groups, siam_set_head_fn head,
                                void *ctx, float *loss, siam_set_loss_stats *stats, siam_error *err);
 
-/* One step: the next batch of pk (positions in ds offset by base: a shard's begin), gradients as
- * above, one optimizer step. pk's batches must hold t->n images. */
+/* One step: the next batch of pk (positions in ds offset by base: a shard's begin), the progress
+ * written (see progress above), gradients as above, one optimizer step at the schedule's rate.
+ * pk's batches must hold t->n images. */
 int siam_set_trainer_step(siam_set_trainer *t, const siam_dataset *ds, size_t base, siam_pk *pk,
                           siam_set_head_fn head, void *ctx, float *loss, siam_set_loss_stats *stats,
                           siam_error *err);

@@ -125,6 +125,9 @@ int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs 
     siam_model_zero_grads(m);
     siam_model_backward(m, 0, t->grad_left);
     siam_model_backward(m, 1, t->grad_right);
+    if (!siam_schedule_is_constant(&t->schedule) && t->steps_per_epoch)
+        t->opt.lr = (float)siam_schedule_lr(&t->schedule,
+                                            siam_schedule_epoch_at(t->step, t->steps_per_epoch));
     siam_optim_step(&t->opt, siam_model_params(m), siam_model_grads(m));
     t->step++;
     return SIAM_OK;

@@ -14,6 +14,7 @@
 #include "siam_model.h"
 #include "siam_optim.h"
 #include "siam_pairs.h"
+#include "siam_schedule.h"
 
 /* Work a head may run while it waits for its answer: the trainer gathers the next batch's
  * images. A head calls it at most once per call, or not at all (the trainer then does that work
@@ -74,6 +75,12 @@ typedef struct {
     void *sync_ctx;
     int sync_every;
     uint64_t samples_since_sync;
+    /* learning-rate schedule (siam_schedule.h, checked by the caller): before every optimizer
+     * step opt.lr is set to siam_schedule_lr at the step's midpoint, siam_schedule_epoch_at(step,
+     * steps_per_epoch). Zeroed (constant) or steps_per_epoch 0: opt.lr is never touched, the
+     * rate siam_trainer_init was given throughout. */
+    siam_schedule schedule;
+    uint64_t steps_per_epoch; /* optimizer steps in one epoch: ceil(pairs / batch) */
 } siam_trainer;
 
 int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, float lr, int batch,
@@ -81,7 +88,8 @@ int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, 
 void siam_trainer_free(siam_trainer *t);
 
 /* One step on pairs [begin, begin+B) of p: forward both images (two passes of one model),
- * the head, backward both passes (weight gradients summed), one optimizer step. */
+ * the head, backward both passes (weight gradients summed), one optimizer step at the
+ * schedule's rate (see schedule above). */
 int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
                       int B, siam_loss_head_fn head, void *ctx, float *loss, siam_error *err);
 

@@ -1,8 +1,9 @@
 /* fuzz_train_set: EmbeddingSet messages through siam_service_train_set, as a TrainSet stream
  * delivers them.
  *
- * Input (fuzz_common.h): a config byte (bits 0-2: the loss, value mod 5 in siam_set_loss_choices
- * order; bit 3: squared distance; bit 4: weight averaging started, so streams count for
+ * Input (fuzz_common.h): a config byte (bits 0-2: the loss, value mod 6 in siam_set_loss_choices
+ * order, facenet last; bit 3: squared distance; bit 4: weight averaging started, so streams count
+ * for
  * liveness; bits 5-6: margin 1, 0, 0.5 or 2), then records of one EmbeddingSet each; ctrl bit 0
  * ends the stream and opens a new one before the record, bit 1 sends it without stream state.
  *
@@ -10,7 +11,8 @@
  * Invariants: the service never crashes; the outcome agrees with the return code; bytes that
  * protobuf-c cannot decode are INVALID_ARGUMENT; a failure is INVALID_ARGUMENT, or
  * RESOURCE_EXHAUSTED for more than SIAM_SET_LOSS_MAX_N group ids, and leaves the stream state as
- * it was (but the first set names the stream); an OK answer decodes as a SetResult that echoes
+ * it was (but the first set names the stream); a progress outside 0..1 or not finite is never
+ * answered OK; an OK answer decodes as a SetResult that echoes
  * the step, has n x dim gradients, all finite, a finite loss >= 0, mining statistics that count
  * n (n - 1) / 2 pairs, and for a degenerate set loss 0, zero gradients and a note; the stream's
  * counters and the global step count exactly the OK answers; Status afterwards decodes and names
@@ -98,8 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1)
         return 0;
-    static const char *losses[5] = {"contrastive", "batch-all", "batch-hard", "semi-hard",
-                                    "batch-hard-soft"};
+    static const char *losses[6] = {"contrastive", "batch-all",       "batch-hard",
+                                    "semi-hard",   "batch-hard-soft", "facenet"};
     static const float margins[4] = {1.0f, 0.0f, 0.5f, 2.0f};
     uint8_t cfg = data[0];
     siam_service *svc = NULL;
@@ -107,14 +109,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "fuzz", &err);
     FUZZ_CHECK(rc == SIAM_OK, "init: %s", err.msg);
     siam_set_loss_config sc = siam_set_loss_default();
-    const char *loss = losses[(cfg & 7) % 5];
+    const char *loss = losses[(cfg & 7) % 6];
     rc = siam_set_loss_parse(&sc, loss, &err);
     FUZZ_CHECK(rc == SIAM_OK, "parse %s: %s", loss, err.msg);
     sc.distance = cfg & 8 ? SIAM_SET_SQUARED : SIAM_SET_EUCLIDEAN;
     sc.margin = margins[(cfg >> 5) & 3];
     rc = siam_service_set_set_loss(svc, &sc, &err);
     FUZZ_CHECK(rc == SIAM_OK, "set loss: %s", err.msg);
-    int cubic = sc.mode == SIAM_SET_BATCH_ALL || sc.mode == SIAM_SET_SEMI_HARD;
+    /* facenet mines semi-hard (cubic) for part of the training */
+    int cubic = sc.mode == SIAM_SET_BATCH_ALL || sc.mode == SIAM_SET_SEMI_HARD ||
+                sc.mode == SIAM_SET_FACENET;
     if (cfg & 16) {
         rc = siam_service_start_averaging(svc, 1, 3600.0, NULL, NULL, no_sync_reply, &err);
         FUZZ_CHECK(rc == SIAM_OK, "start_averaging: %s", err.msg);
@@ -156,6 +160,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        siam_rpc_code_name(rc));
         if (rc == SIAM_RPC_OK) {
             FUZZ_CHECK(q != NULL, "the service decoded what protobuf-c does not");
+            FUZZ_CHECK(isfinite(q->progress) && q->progress >= 0.0f && q->progress <= 1.0f,
+                       "progress %g answered OK", (double)q->progress);
             check_result(q, &resp);
             ok++;
             if (tsp) {

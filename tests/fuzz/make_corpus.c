@@ -435,21 +435,28 @@ static void health_corpus(void) {
 
 /* ---- TrainSet -------------------------------------------------------------------------------- */
 
-/* A set given field by field. */
-static void set_raw(blob *b, int ctrl, uint32_t dim, const float *x, size_t nx, const uint32_t *g,
-                    size_t ng, const char *worker, uint64_t step) {
+/* A set given field by field, with a progress (0: the field is not sent). */
+static void set_raw_p(blob *b, int ctrl, uint32_t dim, const float *x, size_t nx, const uint32_t *g,
+                      size_t ng, const char *worker, uint64_t step, float progress) {
     Siam__V1__EmbeddingSet m = SIAM__V1__EMBEDDING_SET__INIT;
     m.dim = dim;
     m.n_embeddings = nx, m.embeddings = (float *)x;
     m.n_groups = ng, m.groups = (uint32_t *)g;
     m.worker_id = (char *)worker;
     m.step = step;
+    m.progress = progress;
     put_msg(b, ctrl, &m.base);
 }
 
-/* P groups of K embeddings at dim: x[i][k] = sin(i * dim + k), group ids 1000 + 7919 p. */
-static void set_pk(blob *b, int ctrl, uint32_t dim, size_t P, size_t K, const char *worker,
-                   uint64_t step) {
+static void set_raw(blob *b, int ctrl, uint32_t dim, const float *x, size_t nx, const uint32_t *g,
+                    size_t ng, const char *worker, uint64_t step) {
+    set_raw_p(b, ctrl, dim, x, nx, g, ng, worker, step, 0.0f);
+}
+
+/* P groups of K embeddings at dim: x[i][k] = sin(i * dim + k), group ids 1000 + 7919 p; the
+ * set's progress as given. */
+static void set_pk_p(blob *b, int ctrl, uint32_t dim, size_t P, size_t K, const char *worker,
+                     uint64_t step, float progress) {
     size_t n = P * K;
     float *x = malloc(n * dim * sizeof *x);
     uint32_t *g = malloc(n * sizeof *g);
@@ -458,12 +465,18 @@ static void set_pk(blob *b, int ctrl, uint32_t dim, size_t P, size_t K, const ch
         for (size_t k = 0; k < dim; k++)
             x[i * dim + k] = sinf((float)(i * dim + k));
     }
-    set_raw(b, ctrl, dim, x, n * dim, g, n, worker, step);
+    set_raw_p(b, ctrl, dim, x, n * dim, g, n, worker, step, progress);
     free(x), free(g);
 }
 
+static void set_pk(blob *b, int ctrl, uint32_t dim, size_t P, size_t K, const char *worker,
+                   uint64_t step) {
+    set_pk_p(b, ctrl, dim, P, K, worker, step, 0.0f);
+}
+
 /* Config byte of fuzz_train_set: bits 0-2 the loss (contrastive, batch-all, batch-hard,
- * semi-hard, batch-hard-soft), bit 3 squared distance, bit 4 averaging, bits 5-6 the margin. */
+ * semi-hard, batch-hard-soft, facenet), bit 3 squared distance, bit 4 averaging, bits 5-6 the
+ * margin. */
 static void train_set_corpus(void) {
     const char *T = "fuzz_train_set";
     blob b = {0};
@@ -532,6 +545,15 @@ static void train_set_corpus(void) {
         set_pk(&b, 0, 5, 4, 3, "w1", 1);
     }
     save(T, "malformed", &b);
+
+    cfg = 5 | 16; /* facenet: progress on both sides of 0.4, the ends, then out of range */
+    put(&b, &cfg, 1);
+    {
+        static const float progress[] = {0.0f, 0.1f, 0.39f, 0.4f, 0.9f, 1.0f, 1.5f, NAN, -0.5f};
+        for (size_t i = 0; i < sizeof progress / sizeof progress[0]; i++)
+            set_pk_p(&b, 0, 4, 3, 3, "fn", i + 1, progress[i]);
+    }
+    save(T, "facenet", &b);
 }
 
 int main(int argc, char **argv) {
