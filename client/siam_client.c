@@ -34,6 +34,7 @@ typedef struct {
     const char *auth_token; /* read from auth_token_file */
     int threads, max_message_mb, sync_every;
     float timeout, retry_for;
+    const siam_recipe *recipe; /* --recipe, or NULL */
 } config;
 
 /* What the server said about itself. */
@@ -182,6 +183,17 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
                              : "");
             }
         }
+        const siam_recipe *r = c->recipe;
+        if (r && ((r->loss && strcmp(c->w.head, "set") == 0 && strcmp(out->loss, r->loss) != 0) ||
+                  s->margin != r->margin))
+            LOG_WARN(
+                COMPONENT,
+                "--recipe %s expects the loss %s with margin %g, and the server has %s with "
+                "margin %g: the figures in docs/BENCHMARKS.md assume both sides run the recipe "
+                "(siam-server --recipe %s)",
+                r->name, r->loss ? r->loss : "contrastive", (double)r->margin,
+                strcmp(c->w.head, "set") == 0 ? out->loss : "contrastive", (double)s->margin,
+                r->name);
         const char *mine = siam_model_spec_for(c->w.model);
         if (s->model_spec[0] && mine && strcmp(s->model_spec, mine) != 0)
             LOG_WARN(COMPONENT, "the server's global model is %s; this worker trains %s",
@@ -349,6 +361,15 @@ int main(int argc, char **argv) {
                                    "ADDR",    "siam-server address (host:port)"};
     siam_worker_options(&c.w, &c.threads, opts + n_opts);
     n_opts += SIAM_WORKER_N_OPTIONS;
+    /* the recipe's loss, distance and margin are the server's (siam-server --recipe); the worker
+     * takes its side and checks the server's loss against it once connected */
+    const siam_recipe *recipe;
+    int rc = siam_worker_preset(&c.w, argc, argv, &recipe);
+    if (rc >= 0)
+        return rc;
+    if (recipe)
+        c.sync_every = recipe->sync_every;
+    c.recipe = recipe;
     opts[n_opts++] = (siam_option){"worker-id",
                                    SIAM_OPT_STRING,
                                    &c.worker_id,
@@ -427,7 +448,7 @@ int main(int argc, char **argv) {
     opts[n_opts++] =
         (siam_option){"log-level", SIAM_OPT_CHOICE,         &c.log_level, 0,
                       0,           "debug|info|warn|error", NULL,         "stderr log level"};
-    int rc = siam_options_main(
+    rc = siam_options_main(
         PROG, SIAM_VERSION,
         "Train the Siamese embedding network as one worker of split learning: this program owns\n"
         "the data, the network and the optimizer; siam-server computes the contrastive loss and\n"

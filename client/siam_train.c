@@ -17,6 +17,16 @@ int main(int argc, char **argv) {
     siam_option opts[SIAM_WORKER_N_OPTIONS + 5];
     siam_worker_options(&wc, &threads, opts);
     int n_opts = SIAM_WORKER_N_OPTIONS;
+    const siam_recipe *recipe;
+    int rc = siam_worker_preset(&wc, argc, argv, &recipe);
+    if (rc >= 0)
+        return rc;
+    if (recipe) { /* the loss head's side of the recipe: here, in process */
+        margin = recipe->margin;
+        hard_after = recipe->hard_after;
+        if (recipe->loss)
+            loss = recipe->loss;
+    }
     opts[n_opts++] = (siam_option){
         "margin", SIAM_OPT_FLOAT, &margin, 1e-6,
         1e6,      NULL,           "M",     "contrastive margin; pairs count as same at D <= M/2"};
@@ -49,11 +59,11 @@ int main(int argc, char **argv) {
     opts[n_opts++] =
         (siam_option){"log-level", SIAM_OPT_CHOICE,         &log_level, 0,
                       0,           "debug|info|warn|error", NULL,       "stderr log level"};
-    int rc = siam_options_main("siam-train", SIAM_VERSION,
-                               "Train the Siamese embedding network locally (contrastive loss "
-                               "in-process, no server)\non Fashion-MNIST pairs, then report pair "
-                               "accuracy, ROC AUC and VAL on the test pairs.",
-                               opts, n_opts, argc, argv);
+    rc = siam_options_main("siam-train", SIAM_VERSION,
+                           "Train the Siamese embedding network locally (contrastive loss "
+                           "in-process, no server)\non Fashion-MNIST pairs, then report pair "
+                           "accuracy, ROC AUC and VAL on the test pairs.",
+                           opts, n_opts, argc, argv);
     if (rc >= 0 || (rc = siam_worker_check_options(&wc)) >= 0)
         return rc;
     siam_error err = {0};

@@ -406,8 +406,12 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
     c->classes_per_batch = 8;
     c->images_per_class = 4;
     *threads = 0;
+    c->recipe = NULL;
     const siam_option opts[SIAM_WORKER_N_OPTIONS] = {
-        {"model", SIAM_OPT_STRING, &c->model, 0, 0, NULL, "mlp|cnn|cnn2|SPEC",
+        {"recipe", SIAM_OPT_STRING, &c->recipe, 0, 0, NULL, "pairs|mlp|cnn",
+         "measured settings (model, head, loss, sampling, schedule; docs/USAGE.md#recipes) as "
+         "defaults that the other options override"},
+        {"model", SIAM_OPT_STRING, &c->model, 0, 0, NULL, "mlp|mlp2|cnn|cnn2|SPEC",
          "embedding network: a builder name or a spec (docs/DESIGN.md)"},
         {"epochs", SIAM_OPT_INT, &c->epochs, 1, 1000, NULL, "N", "passes over the training pairs"},
         {"batch-size", SIAM_OPT_INT, &c->batch, 0, 65536, NULL, "B",
@@ -456,6 +460,30 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
     memcpy(out, opts, sizeof opts);
 }
 
+int siam_worker_preset(siam_worker_config *c, int argc, char **argv, const siam_recipe **out) {
+    *out = NULL;
+    const char *name = siam_recipe_in_argv(argc, argv);
+    if (!name)
+        return -1;
+    siam_error err = {0};
+    const siam_recipe *r;
+    if (siam_recipe_lookup(name, &r, &err) != SIAM_OK) {
+        fprintf(stderr, "%s: --recipe: %s\n", c->prog, err.msg);
+        return 2;
+    }
+    c->model = r->model;
+    c->head = r->head;
+    c->epochs = r->epochs;
+    c->batch = r->batch;
+    c->classes_per_batch = r->classes_per_batch;
+    c->images_per_class = r->images_per_class;
+    c->lr = r->lr;
+    c->lr_schedule = r->lr_schedule;
+    c->warmup_epochs = r->warmup_epochs;
+    *out = r;
+    return -1;
+}
+
 int siam_worker_check_options(siam_worker_config *c) {
     if (c->worker_index >= c->workers) {
         fprintf(stderr, "%s: --worker-index %d must be below --workers %d\n", c->prog,
@@ -465,7 +493,7 @@ int siam_worker_check_options(siam_worker_config *c) {
     /* refused here, before any data is read, so a typo costs no loading time */
     siam_error err = {0};
     if (siam_model_spec_parse(c->model, NULL, NULL, &err) != SIAM_OK) {
-        fprintf(stderr, "%s: --model '%s' is not mlp|cnn|cnn2 or a valid spec: %s\n", c->prog,
+        fprintf(stderr, "%s: --model '%s' is not mlp|mlp2|cnn|cnn2 or a valid spec: %s\n", c->prog,
                 c->model, err.msg);
         return 2;
     }

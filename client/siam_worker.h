@@ -10,12 +10,14 @@
 #include "siam_error.h"
 #include "siam_loss.h"
 #include "siam_options.h"
+#include "siam_recipe.h"
 #include "siam_set_trainer.h"
 #include "siam_trainer.h"
 
 typedef struct {
     const char *prog;       /* "siam-train" / "siam-client": names the report */
-    const char *model;      /* "mlp", "cnn", "cnn2" or a spec */
+    const char *recipe;     /* --recipe: applied before parsing by siam_worker_preset */
+    const char *model;      /* "mlp", "mlp2", "cnn", "cnn2" or a spec */
     const char *optimizer;  /* "adam" | "sgd" */
     const char *data;       /* Fashion-MNIST directory */
     const char *checkpoint; /* NULL = none */
@@ -51,13 +53,20 @@ typedef struct {
 } siam_worker_config;
 
 /* The command-line options every training program shares, bound to c's fields and to
- * *threads (OpenBLAS threads): --model --epochs --batch-size --lr --lr-schedule --lr-drop-epochs
+ * *threads (OpenBLAS threads): --recipe --model --epochs --batch-size --lr --lr-schedule
+ * --lr-drop-epochs
  * --lr-drop-factor --lr-floor --warmup-epochs --optimizer --seed --data --train-limit
  * --test-limit --worker-index --workers --checkpoint --metrics --json --threads --head
  * --classes-per-batch --images-per-class.
  * Fills c with their defaults and writes SIAM_WORKER_N_OPTIONS entries to out. */
-#define SIAM_WORKER_N_OPTIONS 23
+#define SIAM_WORKER_N_OPTIONS 24
 void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
+
+/* Before parsing (after siam_worker_options): finds --recipe in argv and, when there is one,
+ * makes its worker-side values (model, head, epochs, batch, sampling, rate and schedule) c's
+ * defaults, so the options parsed next override them; *out is the recipe or NULL. Prints
+ * "prog: ..." naming the recipes and returns 2 for an unknown name; -1 to go on. */
+int siam_worker_preset(siam_worker_config *c, int argc, char **argv, const siam_recipe **out);
 
 /* After parsing: refuses --worker-index >= --workers, a --model that is neither a builder
  * name nor a valid spec and a learning-rate schedule that does not hold together (a step

@@ -20,6 +20,7 @@
 #include "siam_memory.h"
 #include "siam_model.h"
 #include "siam_options.h"
+#include "siam_recipe.h"
 #include "siam_rpc.h"
 #include "siam_service.h"
 #include "siam_tensor.h"
@@ -30,7 +31,7 @@
 #define HARD_AFTER_DEFAULT 0.4f
 
 typedef struct {
-    const char *listen, *labels, *log_level, *loss, *distance;
+    const char *listen, *labels, *log_level, *loss, *distance, *recipe;
     const char *checkpoint, *resume, *model;
     const char *tls_cert, *tls_key, *tls_client_ca, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
@@ -533,6 +534,22 @@ int main(int argc, char **argv) {
                 .sync_timeout = 30.0f,
                 .checkpoint_every = 10,
                 .seed = 42};
+    /* --recipe: its loss-head side (loss, distance, margin, the facenet switch) becomes the
+     * default that the options parsed below override; the workers take the other side */
+    const char *recipe_name = siam_recipe_in_argv(argc, argv);
+    if (recipe_name) {
+        siam_error rerr = {0};
+        const siam_recipe *r;
+        if (siam_recipe_lookup(recipe_name, &r, &rerr) != SIAM_OK) {
+            fprintf(stderr, "siam-server: --recipe: %s\n", rerr.msg);
+            return 2;
+        }
+        if (r->loss)
+            c.loss = r->loss;
+        c.distance = r->distance;
+        c.margin = r->margin;
+        c.hard_after = r->hard_after;
+    }
     /* --loss's choices come from lib/nn, so that a new loss needs no change here: siam_options
      * wants them '|'-separated */
     static char loss_choices[256];
@@ -550,6 +567,9 @@ int main(int argc, char **argv) {
     const siam_option opts[] = {
         {"listen", SIAM_OPT_STRING, &c.listen, 0, 0, NULL, "ADDR",
          "address to serve on; 0.0.0.0:50051 serves other hosts, port 0 picks a free one"},
+        {"recipe", SIAM_OPT_STRING, &c.recipe, 0, 0, NULL, "pairs|mlp|cnn",
+         "the loss side of a training recipe (--loss, --distance, --margin; docs/USAGE.md#recipes) "
+         "as defaults that the other options override; start the workers with the same recipe"},
         {"margin", SIAM_OPT_FLOAT, &c.margin, 1e-6, 1e6, NULL, "M",
          "margin m of Train's contrastive loss and of the TrainSet loss"},
         {"loss", SIAM_OPT_CHOICE, &c.loss, 0, 0, loss_choices, "NAME", loss_help},

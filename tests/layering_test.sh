@@ -34,7 +34,7 @@ declare -A allowed=(
   [lib/train]="lib/train lib/eval lib/data lib/nn lib/base"
   [lib/net]="lib/net lib/base"
   [lib/wire]="lib/wire"
-  [server]="server lib/wire lib/net lib/eval lib/nn lib/base"
+  [server]="server lib/wire lib/net lib/train lib/eval lib/data lib/nn lib/base"
   [client]="client lib/wire lib/train lib/eval lib/data lib/nn lib/net lib/base"
   [tools/bench]="tools/bench server lib/wire lib/train lib/eval lib/data lib/nn lib/net lib/base"
 )

@@ -194,6 +194,10 @@ static void check_spec_parse(void) {
               strcmp(canon, siam_model_spec_for("cnn2")) == 0 && strstr(canon, "conv3x3x32s") &&
               strstr(canon, "l2norm"),
           "cnn2: %zu params, '%s'", n, canon);
+    /* mlp2: 784*256+256 + 256*128+128 + 128*64+64 */
+    CHECK(siam_model_spec_parse("mlp2", canon, &n, &err) == SIAM_OK && n == 242112 &&
+              strcmp(canon, siam_model_spec_for("mlp2")) == 0 && strstr(canon, "l2norm"),
+          "mlp2: %zu params, '%s'", n, canon);
     /* l2norm after a conv normalises the whole 2x2x2 item; it has no parameters */
     CHECK(siam_model_spec_parse("in=4x4x2  conv3x3x2 l2norm", canon, &n, &err) == SIAM_OK &&
               n == 38 && strcmp(canon, "in=4x4x2 conv3x3x2 l2norm") == 0,
@@ -312,7 +316,7 @@ int main(void) {
     check_model("in=28x28x1 conv3x3x32s batchnorm elu maxpool2 conv3x3x64s batchnorm elu maxpool2 "
                 "conv3x3x64s batchnorm elu flatten dense128 elu dense64 l2norm",
                 465856 + 320, 465856, 64);
-    check_bad_spec("resnet", "mlp, cnn");
+    check_bad_spec("resnet", "mlp, mlp2, cnn");
     check_bad_spec("in=28x28x1 dense128 softmax", "softmax");
     check_bad_spec("in=28x28x1 dropout1.5", "dropout1.5");
     check_bad_spec("in=4x4x1 conv5x5x2", "at least 5x5");

@@ -81,9 +81,15 @@ static const char SPEC_CNN2[] =
     "in=28x28x1 conv3x3x32s batchnorm relu maxpool2 conv3x3x64s batchnorm relu maxpool2 "
     "conv3x3x64s batchnorm relu flatten dense128 relu dense64 l2norm";
 
+/* The set-head mlp: wider first layer, no dropout (in-batch mining already sees every image
+ * against every other), and a linear 64-d unit-length embedding like cnn2's. */
+static const char SPEC_MLP2[] = "in=28x28x1 dense256 relu dense128 relu dense64 l2norm";
+
 const char *siam_model_spec_for(const char *name_or_spec) {
     if (strcmp(name_or_spec, "mlp") == 0)
         return SPEC_MLP;
+    if (strcmp(name_or_spec, "mlp2") == 0)
+        return SPEC_MLP2;
     if (strcmp(name_or_spec, "cnn") == 0)
         return SPEC_CNN;
     if (strcmp(name_or_spec, "cnn2") == 0)
@@ -233,9 +239,9 @@ static int parse_spec(siam_model *m, const char *spec, siam_error *err) {
     const char *s = tok ? tok : "";
     int h, w, c;
     if (strncmp(s, "in=", 3) != 0)
-        return siam_error_set(err, SIAM_ERR_ARG,
-                              "model spec '%s': must be mlp, cnn, cnn2, or start with in=HxWxC",
-                              spec);
+        return siam_error_set(
+            err, SIAM_ERR_ARG,
+            "model spec '%s': must be mlp, mlp2, cnn, cnn2, or start with in=HxWxC", spec);
     s += 3;
     if (parse_int(&s, &h) || *s++ != 'x' || parse_int(&s, &w) || *s++ != 'x' || parse_int(&s, &c) ||
         *s)

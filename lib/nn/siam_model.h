@@ -4,6 +4,7 @@
  *
  * A model is described by a spec string, one token per layer after the input shape, e.g.
  *   "in=28x28x1 dense128 relu dropout0.5 dense128 relu dropout0.3 dense128 relu"   (mlp)
+ *   "in=28x28x1 dense256 relu dense128 relu dense64 l2norm"                          (mlp2)
  *   "in=28x28x1 conv3x3x32 elu maxpool2 batchnorm conv3x3x64 elu maxpool2 batchnorm flatten
  *    dense128"                                                                       (cnn)
  *   "in=28x28x1 conv3x3x32s batchnorm relu maxpool2 conv3x3x64s batchnorm relu maxpool2
@@ -28,25 +29,26 @@ typedef struct siam_model siam_model;
 
 #define SIAM_MODEL_PASSES 2
 
-/* name_or_spec: "mlp", "cnn", "cnn2" or a full spec string. Parameters are initialised from seed
- * (He/Kaiming uniform with PyTorch's a = sqrt(5), i.e. U(+-1/sqrt(fan_in)), for dense and conv
+/* name_or_spec: "mlp", "mlp2", "cnn", "cnn2" or a full spec string. Parameters are initialised from
+ * seed (He/Kaiming uniform with PyTorch's a = sqrt(5), i.e. U(+-1/sqrt(fan_in)), for dense and conv
  * weights, zero biases, batchnorm gamma 1 beta 0, running mean 0 var 1). SIAM_ERR_ARG names the
  * token it cannot parse. */
 int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed, siam_error *err);
 void siam_model_free(siam_model *m);
 
 /* Parses name_or_spec without building the model (no parameter memory): its canonical spec
- * (tokens joined by single spaces, "mlp"/"cnn"/"cnn2" expanded) into canon[SIAM_SPEC_MAX] and its
- * parameter count into *n_params (either may be NULL). SIAM_ERR_ARG as siam_model_create. */
+ * (tokens joined by single spaces, "mlp"/"mlp2"/"cnn"/"cnn2" expanded) into canon[SIAM_SPEC_MAX]
+ * and its parameter count into *n_params (either may be NULL). SIAM_ERR_ARG as siam_model_create.
+ */
 int siam_model_spec_parse(const char *name_or_spec, char *canon, size_t *n_params, siam_error *err);
 
 /* The canonical spec string (points into the model). */
 const char *siam_model_spec(const siam_model *m);
-/* Expands "mlp"/"cnn"/"cnn2" to their spec; other strings are returned as they are. */
+/* Expands "mlp"/"mlp2"/"cnn"/"cnn2" to their spec; other strings are returned as they are. */
 const char *siam_model_spec_for(const char *name_or_spec);
 
 int siam_model_input_size(const siam_model *m);  /* floats per input image (784) */
-int siam_model_output_size(const siam_model *m); /* embedding dim (mlp, cnn 128; cnn2 64) */
+int siam_model_output_size(const siam_model *m); /* embedding dim (mlp, cnn 128; mlp2, cnn2 64) */
 
 /* params: n_params floats; the first n_trainable are trained (and have gradients), the rest are
  * batchnorm running statistics. grads: n_trainable floats. Both point into the model. */
