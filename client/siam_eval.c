@@ -1,5 +1,6 @@
-/* siam_eval: `siam-client evaluate` (pair metrics, kNN accuracy and test-set retrieval of a
- * checkpoint, plot data); `siam-client predict` is siam_predict.c. */
+/* siam_eval: `siam-client evaluate` (pair metrics, VAL at FAR on sampled pairs, kNN accuracy and
+ * test-set retrieval of a checkpoint, plot data and the PCA map); `siam-client predict` is
+ * siam_predict.c. */
 #include "siam_eval.h"
 
 #include <errno.h>
@@ -20,9 +21,11 @@
 #include "siam_model.h"
 #include "siam_options.h"
 #include "siam_pairs.h"
+#include "siam_pca.h"
 #include "siam_retrieval.h"
 #include "siam_rng.h"
 #include "siam_tensor.h"
+#include "siam_val.h"
 
 #define COMPONENT "eval"
 #define EVAL_PROG "siam-client evaluate"
@@ -55,20 +58,21 @@ static int ensure_dir(const char *dir, siam_error *err) {
 typedef struct {
     const char *checkpoint, *data, *plots_dir, *log_level;
     float margin;
-    uint64_t test_limit, train_limit, seed;
+    uint64_t test_limit, train_limit, seed, val_pairs;
     int json, threads, no_pixel_knn;
 } eval_config;
 
 typedef struct {
     uint64_t step;
     size_t n_train, n_test, n_train_pairs;
-    siam_pair_report rep;
+    siam_pair_report rep; /* its VAL fields are unused: VAL comes from val */
+    siam_val_report val; /* VAL at FAR 1e-3: threshold from training pairs, figures on test pairs */
     float train_best;
     double train_best_acc, test_at_best, test_loss;
     double knn, pixel_knn; /* pixel_knn < 0: skipped */
     /* test -> test leave-one-out retrieval; pixel_ret.n == 0: skipped with the pixel kNN */
     siam_retrieval ret, pixel_ret;
-    double t_load, t_embed, t_knn, t_pixel_knn, t_retrieval, t_total;
+    double t_load, t_embed, t_val, t_knn, t_pixel_knn, t_retrieval, t_total;
 } eval_result;
 
 /* One memstream-built file written atomically to dir/name. */
@@ -147,8 +151,68 @@ static uint8_t to_byte(float x) {
     return (uint8_t)lrintf(x * 255.0f);
 }
 
+/* embeddings.tsv: the test embeddings (n, dim) along their top two principal components (y = 0
+ * for one-dimensional embeddings), with the explained variances and the class names in comment
+ * lines for scripts/plot.sh */
+static int write_embedding_map(const char *dir, const float *emb, const uint8_t *labels, size_t n,
+                               int dim, siam_error *err) {
+    siam_pca pca;
+    mem_file m = {0};
+    float *xy = NULL;
+    double t = siam_now();
+    int rc, k = dim < 2 ? 1 : 2;
+    if ((rc = siam_pca_fit(&pca, emb, n, dim, k, err)))
+        return rc;
+    if (!pca.converged)
+        LOG_WARN(COMPONENT,
+                 "PCA of the test embeddings: not converged after %d iterations (residual %.2g); "
+                 "the map is drawn from the components reached",
+                 pca.iterations, pca.residual);
+    xy = calloc(n * 2, sizeof *xy);
+    if (!xy) {
+        rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for %zu map points", n);
+        goto done;
+    }
+    siam_pca_project(&pca, emb, n, xy);
+    if (k == 1) /* x, 0 */
+        for (size_t i = n; i-- > 0;) {
+            xy[2 * i] = xy[i];
+            xy[2 * i + 1] = 0.0f;
+        }
+    if ((rc = mem_open(&m, err)))
+        goto done;
+    fprintf(m.f,
+            "# the %zu test embeddings (dim %d) along the top two principal components of the "
+            "centred embeddings (PCA), and their class\n",
+            n, dim);
+    fprintf(m.f, "# explained_variance\t%.6f\t%.6f\n", siam_pca_explained(&pca, 0),
+            siam_pca_explained(&pca, 1));
+    int seen[256] = {0};
+    for (size_t i = 0; i < n; i++)
+        seen[labels[i]] = 1;
+    for (int cls = 0; cls < 256; cls++)
+        if (seen[cls])
+            fprintf(m.f, "# class\t%d\t%s\n", cls, siam_cli_class_name(cls));
+    fprintf(m.f, "# x\ty\tclass\n");
+    for (size_t i = 0; i < n; i++)
+        fprintf(m.f, "%.6g\t%.6g\t%d\n", (double)xy[2 * i], (double)xy[2 * i + 1], labels[i]);
+    if ((rc = mem_commit(&m, dir, "embeddings.tsv", err)))
+        goto done;
+    LOG_INFO(COMPONENT,
+             "PCA of %zu test embeddings: the top two components explain %.1f %% and %.1f %% of "
+             "the variance (%d iterations, %.2f s)",
+             n, 100 * siam_pca_explained(&pca, 0), 100 * siam_pca_explained(&pca, 1),
+             pca.iterations, siam_now() - t);
+done:
+    mem_drop(&m);
+    free(xy);
+    siam_pca_free(&pca);
+    return rc;
+}
+
 static int write_plot_data(const eval_config *c, const eval_result *res, const siam_dataset *test,
-                           const siam_pairs *tp, const float *dist, siam_error *err) {
+                           const siam_pairs *tp, const float *dist, const float *test_emb, int dim,
+                           siam_error *err) {
     mem_file m = {0};
     uint32_t chosen[PRED_MAX];
     int rc;
@@ -161,7 +225,7 @@ static int write_plot_data(const eval_config *c, const eval_result *res, const s
     if ((rc = mem_commit(&m, c->plots_dir, "distances.tsv", err)) || (rc = mem_open(&m, err)))
         goto fail;
     fprintf(m.f, "half_margin %.6f\nbest_threshold_train %.6f\nval_threshold %.6f\n", (double)half,
-            (double)res->train_best, (double)res->rep.val_threshold);
+            (double)res->train_best, (double)res->val.threshold);
     if ((rc = mem_commit(&m, c->plots_dir, "threshold.txt", err)) || (rc = mem_open(&m, err)))
         goto fail;
     size_t n = pick_predictions(tp, dist, half, c->seed, chosen);
@@ -196,7 +260,8 @@ static int write_plot_data(const eval_config *c, const eval_result *res, const s
         if (s + 1 < n)
             fputs("\n\n", m.f);
     }
-    if ((rc = mem_commit(&m, c->plots_dir, "predictions_images.dat", err)))
+    if ((rc = mem_commit(&m, c->plots_dir, "predictions_images.dat", err)) ||
+        (rc = write_embedding_map(c->plots_dir, test_emb, test->labels, test->n, dim, err)))
         goto fail;
     LOG_INFO(COMPONENT, "plot data written to %s (%zu pairs in predictions.tsv)", c->plots_dir, n);
     return SIAM_OK;
@@ -217,15 +282,19 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
                "%.6g, \"accuracy\": %.6f, \"roc_auc\": %.6f, \"best_threshold_train\": %.6g, "
                "\"accuracy_at_best_threshold\": %.6f, \"train_accuracy_at_best_threshold\": "
                "%.6f, \"val_at_far_1e-3\": %.6f, \"val_threshold\": %.6g, \"far\": %.6g, "
+               "\"val_test_positive_pairs\": %zu, \"val_test_negative_pairs\": %zu, "
+               "\"val_train_positive_pairs\": %zu, \"val_train_negative_pairs\": %zu, "
+               "\"train_val_at_far_1e-3\": %.6f, \"train_far\": %.6g, "
                "\"positive_distance_mean\": %.6f, \"positive_distance_std\": %.6f, "
                "\"negative_distance_mean\": %.6f, \"negative_distance_std\": %.6f, "
                "\"test_loss\": %.6f, \"knn_k\": %d, \"knn_accuracy\": %.6f, "
                "\"pixel_knn_accuracy\": ",
                (unsigned long long)r->step, r->n_train, r->n_test, r->n_train_pairs, p->n,
                (double)c->margin, (double)p->threshold, p->accuracy, p->auc, (double)r->train_best,
-               r->test_at_best, r->train_best_acc, p->val, (double)p->val_threshold, p->far,
-               p->stats.pos_mean, p->stats.pos_std, p->stats.neg_mean, p->stats.neg_std,
-               r->test_loss, SIAM_KNN_K_DEFAULT, r->knn);
+               r->test_at_best, r->train_best_acc, r->val.val, (double)r->val.threshold, r->val.far,
+               r->val.test_pos, r->val.test_neg, r->val.train_pos, r->val.train_neg,
+               r->val.train_val, r->val.train_far, p->stats.pos_mean, p->stats.pos_std,
+               p->stats.neg_mean, p->stats.neg_std, r->test_loss, SIAM_KNN_K_DEFAULT, r->knn);
         if (r->pixel_knn < 0)
             printf("null");
         else
@@ -236,9 +305,10 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
         else
             printf(", \"pixel_recall_at_1\": %.6f, \"pixel_map_at_r\": %.6f",
                    r->pixel_ret.recall_at_1, r->pixel_ret.map_at_r);
-        printf(", \"seconds\": {\"load\": %.3f, \"embed\": %.3f, \"knn\": %.3f, \"pixel_knn\": "
-               "%.3f, \"retrieval\": %.3f, \"total\": %.3f}}\n",
-               r->t_load, r->t_embed, r->t_knn, r->t_pixel_knn, r->t_retrieval, r->t_total);
+        printf(", \"seconds\": {\"load\": %.3f, \"embed\": %.3f, \"val\": %.3f, \"knn\": %.3f, "
+               "\"pixel_knn\": %.3f, \"retrieval\": %.3f, \"total\": %.3f}}\n",
+               r->t_load, r->t_embed, r->t_val, r->t_knn, r->t_pixel_knn, r->t_retrieval,
+               r->t_total);
         return;
     }
     printf("\n" EVAL_PROG ": %s (step %llu), %zu test / %zu training images\n", c->checkpoint,
@@ -250,8 +320,11 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
     printf("  %-34s %.4f\n", "ROC AUC", p->auc);
     printf("  %-34s %.4f (threshold %.3f, from %zu train pairs)\n", "accuracy at best threshold",
            r->test_at_best, (double)r->train_best, r->n_train_pairs);
-    printf("  %-34s %.4f (threshold %.3f, FAR %.5f)\n", "VAL at FAR = 1e-3", p->val,
-           (double)p->val_threshold, p->far);
+    printf("  %-34s %.4f (FAR %.5f over %zu negative test pairs, %zu positive)\n",
+           "VAL at FAR = 1e-3", r->val.val, r->val.far, r->val.test_neg, r->val.test_pos);
+    printf("  %-34s %.4g (FAR %.5f, VAL %.4f there; %zu positive + %zu negative)\n",
+           "VAL threshold, from training pairs", (double)r->val.threshold, r->val.train_far,
+           r->val.train_val, r->val.train_pos, r->val.train_neg);
     printf("  %-34s %.3f +- %.3f\n", "distance, positive pairs", p->stats.pos_mean,
            p->stats.pos_std);
     printf("  %-34s %.3f +- %.3f\n", "distance, negative pairs", p->stats.neg_mean,
@@ -271,8 +344,8 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
         printf("  %-34s %.4f\n", "Recall@1 (test->test), raw pixels", r->pixel_ret.recall_at_1);
         printf("  %-34s %.4f\n", "MAP@R (test->test), raw pixels", r->pixel_ret.map_at_r);
     }
-    printf("  %-34s %.1f s (embed %.1f, kNN %.1f, pixel kNN %.1f, retrieval %.1f)\n", "time",
-           r->t_total, r->t_embed, r->t_knn, r->t_pixel_knn, r->t_retrieval);
+    printf("  %-34s %.1f s (embed %.1f, VAL %.1f, kNN %.1f, pixel kNN %.1f, retrieval %.1f)\n",
+           "time", r->t_total, r->t_embed, r->t_val, r->t_knn, r->t_pixel_knn, r->t_retrieval);
 }
 
 static int pair_distances(const float *emb, int dim, const siam_pairs *p, float **out,
@@ -283,6 +356,42 @@ static int pair_distances(const float *emb, int dim, const siam_pairs *p, float 
     for (size_t i = 0; i < p->n; i++)
         d[i] = siam_distance(emb + (size_t)p->left[i] * dim, emb + (size_t)p->right[i] * dim, dim);
     *out = d;
+    return SIAM_OK;
+}
+
+/* side's pair counts: --val-pairs of each kind, or every distinct pair when there are fewer */
+static void val_counts(const eval_config *c, siam_val_set *side, const char *name) {
+    uint64_t pos, neg;
+    siam_val_pairs_available(side->labels, side->n_images, &pos, &neg);
+    side->n_pos = (size_t)(pos < c->val_pairs ? pos : c->val_pairs);
+    side->n_neg = (size_t)(neg < c->val_pairs ? neg : c->val_pairs);
+    if (side->n_pos < c->val_pairs || side->n_neg < c->val_pairs)
+        LOG_WARN(COMPONENT,
+                 "VAL at FAR: the %zu %s images have %llu distinct same-class and %llu "
+                 "different-class pairs; using %zu and %zu (--val-pairs %llu)",
+                 side->n_images, name, (unsigned long long)pos, (unsigned long long)neg,
+                 side->n_pos, side->n_neg, (unsigned long long)c->val_pairs);
+}
+
+/* VAL at FAR 1e-3: the threshold from pairs of training images, the figures on pairs of test
+ * images (training pairs from seed, test pairs from seed + 1) */
+static int val_at_far(const eval_config *c, const siam_dataset *train, const float *train_emb,
+                      const siam_dataset *test, const float *test_emb, int dim, eval_result *r,
+                      siam_error *err) {
+    siam_val_set tr = {train_emb, train->labels, train->n, 0, 0, c->seed};
+    siam_val_set te = {test_emb, test->labels, test->n, 0, 0, c->seed + 1};
+    double t = siam_now();
+    val_counts(c, &tr, "training");
+    val_counts(c, &te, "test");
+    int rc = siam_val_at_far(&tr, &te, dim, 1e-3, &r->val, err);
+    if (rc)
+        return rc;
+    r->t_val = siam_now() - t;
+    LOG_INFO(COMPONENT,
+             "VAL at FAR 1e-3: threshold %.4f from %zu + %zu training pairs (FAR %.5f there); "
+             "VAL %.4f, FAR %.5f on %zu + %zu test pairs, in %.2f s",
+             (double)r->val.threshold, r->val.train_pos, r->val.train_neg, r->val.train_far,
+             r->val.val, r->val.far, r->val.test_pos, r->val.test_neg, r->t_val);
     return SIAM_OK;
 }
 
@@ -336,6 +445,8 @@ static int evaluate(const eval_config *c, siam_error *err) {
     r.test_at_best = siam_metrics_accuracy(dist, tp.labels, tp.n, r.train_best);
     r.test_loss =
         siam_contrastive_from_distances(dist, tp.labels, tp.n, c->margin, SIAM_LABELS_SIMILAR);
+    if ((rc = val_at_far(c, &train, train_emb, &test, test_emb, dim, &r, err)))
+        goto done;
 
     t = siam_now();
     if ((rc = siam_knn_accuracy(test_emb, test.labels, test.n, train_emb, train.labels, train.n,
@@ -371,7 +482,7 @@ static int evaluate(const eval_config *c, siam_error *err) {
     }
     r.t_retrieval = siam_now() - t;
     LOG_INFO(COMPONENT, "retrieval in %.2f s", r.t_retrieval);
-    if (c->plots_dir && (rc = write_plot_data(c, &r, &test, &tp, dist, err)))
+    if (c->plots_dir && (rc = write_plot_data(c, &r, &test, &tp, dist, test_emb, dim, err)))
         goto done;
     r.t_total = siam_now() - t0;
     print_eval(c, m, &r);
@@ -390,8 +501,11 @@ done:
 }
 
 int siam_eval_main(int argc, char **argv) {
-    eval_config c = {
-        .data = SIAM_DATA_DIR_DEFAULT, .log_level = "info", .margin = 1.0f, .seed = 42};
+    eval_config c = {.data = SIAM_DATA_DIR_DEFAULT,
+                     .log_level = "info",
+                     .margin = 1.0f,
+                     .seed = 42,
+                     .val_pairs = SIAM_VAL_PAIRS_DEFAULT};
     const siam_option opts[] = {
         {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
          "model checkpoint to evaluate (required)"},
@@ -403,10 +517,15 @@ int siam_eval_main(int argc, char **argv) {
         {"train-limit", SIAM_OPT_U64, &c.train_limit, 0, 1e9, NULL, "N",
          "use only the first N training images (0 = all)"},
         {"seed", SIAM_OPT_U64, &c.seed, 0, 9e18, NULL, "N",
-         "seed of the pairs, as in training (test pairs seed+1, training pairs seed)"},
+         "seed of the pairs, as in training (test pairs seed+1, training pairs seed; the VAL "
+         "pairs likewise)"},
+        {"val-pairs", SIAM_OPT_U64, &c.val_pairs, 1, 1e7, NULL, "N",
+         "VAL at FAR 1e-3 from N same- and N different-class pairs of training images (the "
+         "threshold) and of test images (VAL, FAR); all there are when fewer"},
         {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL, "print the report as one JSON object"},
         {"plots-dir", SIAM_OPT_STRING, &c.plots_dir, 0, 0, NULL, "DIR",
-         "also write the data scripts/plot.sh draws (distances, thresholds, example pairs)"},
+         "also write the data scripts/plot.sh draws (distances, thresholds, example pairs, "
+         "the test embeddings' PCA map)"},
         {"no-pixel-knn", SIAM_OPT_FLAG, &c.no_pixel_knn, 0, 0, NULL, NULL,
          "skip the raw-pixel baselines (kNN and retrieval; the slow part)"},
         {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
@@ -417,10 +536,12 @@ int siam_eval_main(int argc, char **argv) {
     int rc = siam_options_main(
         EVAL_PROG, SIAM_VERSION,
         "Evaluate a trained checkpoint on Fashion-MNIST: pair accuracy at m/2, the best threshold\n"
-        "(chosen on the training pairs, reported on the test pairs), ROC AUC, VAL at FAR 1e-3,\n"
-        "pair distance statistics, k-nearest-neighbour (k=5) accuracy of the test images\n"
-        "against the training images, and retrieval within the test set (Recall@1, MAP@R: each\n"
-        "test image queries the other test images), in embedding space and on raw pixels.",
+        "(chosen on the training pairs, reported on the test pairs), ROC AUC, pair distance\n"
+        "statistics, VAL at FAR 1e-3 (threshold chosen on sampled pairs of training images,\n"
+        "--val-pairs of each kind; VAL and FAR reported on as many pairs of test images),\n"
+        "k-nearest-neighbour (k=5) accuracy of the test images against the training images,\n"
+        "and retrieval within the test set (Recall@1, MAP@R: each test image queries the other\n"
+        "test images), in embedding space and on raw pixels.",
         opts, (int)(sizeof opts / sizeof *opts), argc, argv);
     if (rc >= 0)
         return rc;

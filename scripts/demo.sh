@@ -99,6 +99,7 @@ demo: done. $workers worker(s), $epochs epoch(s), $rounds averaging round(s).
   global model      $out/global.ckpt
   metrics table     $out/metrics.txt  (JSON: $out/metrics.json)
   pictures          $out/loss.png  $out/distances.png  $out/predictions.png
+                    $out/embeddings.png (the test embeddings by PCA)
   training logs     $out/worker-*.log, per-step CSV $out/worker-*.csv, server log $out/server.log
 Compare two test images:  $bin/siam-client predict --checkpoint $out/global.ckpt --test-index 0 1
 EOF

@@ -10,11 +10,12 @@ packages=(build-essential cmake pkg-config clang-format gnuplot-nox
           python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml openssl
           nodejs npm)
 # for the tests only (not for building the programs, so not in docker/Dockerfile): the sanitizer
-# build is made with clang, whose libFuzzer is in libclang-rt-14-dev; valgrind_test
-packages+=(clang libclang-rt-14-dev valgrind)
+# build is made with clang, whose libFuzzer is in libclang-rt-14-dev; valgrind_test; test_pca
+# compares the principal components with numpy's
+packages+=(clang libclang-rt-14-dev valgrind python3-numpy)
 for arg in "$@"; do
   case "$arg" in
-    --bench) packages+=(python3-torch python3-numpy) ;;
+    --bench) packages+=(python3-torch) ;;
     -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac

@@ -2,8 +2,8 @@
 # Draws siam's pictures with gnuplot:
 #   scripts/plot.sh --metrics metrics.csv --eval-dir DIR --out DIR
 #     --metrics FILE.csv  a metrics CSV of siam-train / siam-client (--metrics)  -> OUT/loss.png
-#     --eval-dir DIR      the --plots-dir of `siam-client evaluate`  -> OUT/distances.png and
-#                         OUT/predictions.png
+#     --eval-dir DIR      the --plots-dir of `siam-client evaluate`  -> OUT/distances.png,
+#                         OUT/predictions.png and OUT/embeddings.png
 #     --out DIR           where the PNGs go (created if missing; default: the current directory)
 # At least one of --metrics and --eval-dir. Needs gnuplot (apt-get install gnuplot-nox, or
 # scripts/install-deps.sh). Each PNG is drawn to a temporary name and renamed into place.
@@ -34,7 +34,7 @@ if [ -n "$metrics" ]; then
   grep -q '^epoch,' "$metrics" || die "--metrics $metrics: no epoch rows (did the run finish an epoch?)"
 fi
 if [ -n "$eval_dir" ]; then
-  for f in distances.tsv threshold.txt predictions.tsv predictions_images.dat; do
+  for f in distances.tsv threshold.txt predictions.tsv predictions_images.dat embeddings.tsv; do
     [ -s "$eval_dir/$f" ] ||
       die "--eval-dir $eval_dir: $f is missing (write it with: siam-client evaluate --checkpoint PATH --plots-dir $eval_dir)"
   done
@@ -159,4 +159,34 @@ set bmargin 1
 plot for [k=0:$((n - 1))] '$eval_dir/predictions_images.dat' matrix index k \
      using ((k % $cols) * $cw + \$1 + (\$1 >= 28 ? 2 : 0)):(-int(k / $cols) * $ch - \$2):3 with image
 " "$width,$height"
+
+  # ---- embeddings.png: the test embeddings along their top two principal components ----
+  emb=$eval_dir/embeddings.tsv
+  read -r ev1 ev2 < <(awk -F'\t' '$1 == "# explained_variance" { print $2, $3 }' "$emb")
+  [ -n "${ev2:-}" ] || die "--eval-dir $eval_dir: embeddings.tsv lacks the explained_variance line"
+  n_points=$(grep -vc '^#' "$emb" || true)
+  [ "$n_points" -gt 0 ] || die "--eval-dir $eval_dir: embeddings.tsv holds no points"
+  dim=$(sed -n '1s/.*(dim \([0-9]*\)).*/\1/p' "$emb")
+  # one legend entry per class (name from the file), the colours of matplotlib's tab10
+  awk -F'\t' '
+    BEGIN { split("1f77b4 ff7f0e 2ca02c d62728 9467bd 8c564b e377c2 7f7f7f bcbd22 17becf", col, " ") }
+    $1 == "# class" {
+      name = $3; gsub("\047", "\047\047", name)
+      printf "%sNaN with points pt 7 ps 1.6 lc rgb \"#%s\" title \047%s\047", sep, col[$2 % 10 + 1], name
+      sep = ", "
+    }' "$emb" >"$tmp/legend.gp"
+  # each point in its class's colour at alpha 0x50 (ARGB: transparent enough that overlapping
+  # classes stay visible), in the file's order so that no class is drawn over all the others
+  draw embeddings.png "
+set datafile commentschars '#'
+array col[10] = [0x501f77b4, 0x50ff7f0e, 0x502ca02c, 0x50d62728, 0x509467bd, 0x508c564b, 0x50e377c2, 0x507f7f7f, 0x50bcbd22, 0x5017becf]
+set title sprintf(\"The %d test embeddings (dim %s) projected to 2-D by PCA\\nthe top two principal components explain %.1f %% + %.1f %% = %.1f %% of the variance\", $n_points, '$dim', 100 * $ev1, 100 * $ev2, 100 * ($ev1 + $ev2))
+set xlabel sprintf('principal component 1 (%.1f %% of the variance)', 100 * $ev1)
+set ylabel sprintf('principal component 2 (%.1f %% of the variance)', 100 * $ev2)
+set grid lc rgb '#e5e5e5'
+set size ratio -1
+set key outside right center box opaque spacing 1.4 Left reverse width 1 title 'class'
+plot '$emb' using 1:2:(col[int(\$3) % 10 + 1]) with points pt 7 ps 0.45 lc rgb variable notitle, \\
+     $(cat "$tmp/legend.gp")
+" "1100,800"
 fi

@@ -2,16 +2,22 @@
 # eval_test: `siam-client evaluate`, `siam-client predict` and scripts/plot.sh on a small model
 # trained here with siam-train (prefix of the real Fashion-MNIST):
 #   1. evaluate --json has every key, and the pair metrics equal siam-train's own report for the
-#      same checkpoint (same test pairs, same embeddings); its test loss equals the metrics CSV's
-#      last val_loss; the table shows the same figures; the plot data files agree with it; the
-#      retrieval figures (Recall@1, MAP@R) are in [0,1], and on raw pixels of a 300-image test
-#      subset equal an independent computation (Python, exact integer distances);
+#      same checkpoint (same test pairs, same embeddings; not VAL: evaluate's threshold comes from
+#      sampled training pairs, siam-train's from its test pairs); its test loss equals the metrics
+#      CSV's last val_loss; VAL at FAR 1e-3 uses 100,000 + 100,000 pairs on each side, or every
+#      distinct pair when there are fewer (counted here in Python); the table shows the same
+#      figures; the plot data files agree with it; the PCA map (embeddings.tsv) has one point per
+#      test image, centred and uncorrelated coordinates whose variances have the ratio of the
+#      explained variances; the retrieval figures (Recall@1, MAP@R) are in [0,1], and on raw
+#      pixels of a 300-image test subset equal an independent computation (Python, exact integer
+#      distances);
 #   2. predict on test indices and on PGM files written here (by Python, independently of
 #      siam's PGM code) from the same test images gives identical distances; identical images
 #      give distance 0 and "same";
 #   3. errors (missing or corrupt checkpoint, index out of range, 27x28 or truncated PGM, bad
 #      command lines) exit non-zero with a message naming the problem;
-#   4. plot.sh writes three valid PNGs; without gnuplot it says how to install it;
+#   4. plot.sh writes four valid PNGs (loss, distances, predictions, embeddings); without
+#      gnuplot it says how to install it;
 #   5. docs/USAGE.md documents every option of both subcommands.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
@@ -46,17 +52,20 @@ tr = json.load(open(sys.argv[2]))
 keys = ["checkpoint", "spec", "step", "train_images", "test_images", "train_pairs", "test_pairs",
         "margin", "threshold", "accuracy", "roc_auc", "best_threshold_train",
         "accuracy_at_best_threshold", "train_accuracy_at_best_threshold", "val_at_far_1e-3",
-        "val_threshold", "far", "positive_distance_mean", "positive_distance_std",
+        "val_threshold", "far", "val_test_positive_pairs", "val_test_negative_pairs",
+        "val_train_positive_pairs", "val_train_negative_pairs", "train_val_at_far_1e-3",
+        "train_far", "positive_distance_mean", "positive_distance_std",
         "negative_distance_mean", "negative_distance_std", "test_loss", "knn_k", "knn_accuracy",
         "pixel_knn_accuracy", "recall_at_1", "map_at_r", "pixel_recall_at_1", "pixel_map_at_r",
         "seconds"]
 bad = [k for k in keys if k not in ev]
 extra = [k for k in ev if k not in keys]
 print("missing keys:", bad, "unknown keys:", extra)
+# not val_at_far_1e-3, val_threshold, far: siam-train reports VAL on its test pairs with the
+# threshold chosen on them, evaluate on sampled pairs with the threshold from training pairs
 same = ["spec", "train_pairs", "test_pairs", "threshold", "accuracy", "roc_auc",
-        "best_threshold_train", "accuracy_at_best_threshold", "val_at_far_1e-3", "val_threshold",
-        "far", "positive_distance_mean", "positive_distance_std", "negative_distance_mean",
-        "negative_distance_std"]
+        "best_threshold_train", "accuracy_at_best_threshold", "positive_distance_mean",
+        "positive_distance_std", "negative_distance_mean", "negative_distance_std"]
 diff = [(k, ev.get(k), tr.get(k)) for k in same if ev.get(k) != tr.get(k)]
 print("differ from siam-train:", diff)
 rows = [r for r in csv.DictReader(open(sys.argv[3])) if r["kind"] == "epoch"]
@@ -69,7 +78,15 @@ ok = (not bad and not extra and not diff and abs(ev["test_loss"] - val_loss) < 2
       and all(0 <= ev[k] <= 1 for k in ("recall_at_1", "map_at_r", "pixel_recall_at_1",
                                         "pixel_map_at_r"))
       and 0.5 < ev["pixel_recall_at_1"]
-      and set(ev["seconds"]) == {"load", "embed", "knn", "pixel_knn", "retrieval", "total"})
+      and set(ev["seconds"]) == {"load", "embed", "val", "knn", "pixel_knn", "retrieval",
+                                 "total"}
+      and all(ev["val_%s_%s_pairs" % (side, kind)] == 100000
+              for side in ("train", "test") for kind in ("positive", "negative"))
+      and ev["train_far"] <= 1e-3 and 0 <= ev["far"] < 0.01
+      and 0 < ev["val_at_far_1e-3"] <= 1 and 0 < ev["train_val_at_far_1e-3"] <= 1
+      and ev["val_threshold"] > 0)
+print("VAL", ev.get("val_at_far_1e-3"), "FAR", ev.get("far"), "threshold", ev.get("val_threshold"),
+      "train VAL", ev.get("train_val_at_far_1e-3"), "train FAR", ev.get("train_far"))
 print("knn", ev.get("knn_accuracy"), "pixel_knn", ev.get("pixel_knn_accuracy"))
 print("recall@1", ev.get("recall_at_1"), "map@r", ev.get("map_at_r"), "pixel recall@1",
       ev.get("pixel_recall_at_1"), "pixel map@r", ev.get("pixel_map_at_r"))
@@ -133,16 +150,30 @@ ev = json.load(open(sys.argv[2]))
 recall, mapr = hits / n, sum(aps) / len(aps)
 print("raw pixels, 300 test images: Recall@1 %.6f (evaluate %.6f), MAP@R %.6f (evaluate %.6f)"
       % (recall, ev["pixel_recall_at_1"], mapr, ev["pixel_map_at_r"]))
+# VAL pairs: 100,000 of each kind, or all distinct pairs when fewer (300 test, 1000 training)
+def pairs(labels):
+    pos = sum(labels.count(c) * (labels.count(c) - 1) // 2 for c in set(labels))
+    return min(pos, 100000), min(len(labels) * (len(labels) - 1) // 2 - pos, 100000)
+want = pairs(list(lab)) + pairs(list(read("train-labels-idx1-ubyte.gz", 8, 1000)))
+got = (ev["val_test_positive_pairs"], ev["val_test_negative_pairs"],
+       ev["val_train_positive_pairs"], ev["val_train_negative_pairs"])
+print("VAL pairs (test +, test -, train +, train -):", got, "expected", want)
 sys.exit(0 if abs(recall - ev["pixel_recall_at_1"]) < 5e-7
-         and abs(mapr - ev["pixel_map_at_r"]) < 1e-5 else 1)
+         and abs(mapr - ev["pixel_map_at_r"]) < 1e-5 and got == want else 1)
 EOF
 rc=$?
 cat "$tmp/ret.out"
-check "raw-pixel Recall@1 and MAP@R equal an independent computation" "[ $rc -eq 0 ]"
+check "raw-pixel Recall@1 and MAP@R equal an independent computation; VAL uses every pair when fewer than 100,000" "[ $rc -eq 0 ]"
 for label in "ROC AUC" "accuracy at best threshold" "VAL at FAR = 1e-3" "distance, positive pairs" \
   "distance, negative pairs"; do
   check "table has '$label'" "grep -q '^  $label' '$tmp/eval.txt'"
 done
+val4=$($py -c "import json; print('%.4f' % json.load(open('$tmp/eval.json'))['val_at_far_1e-3'])")
+vt3=$($py -c "import json; print('%.4g' % json.load(open('$tmp/eval.json'))['val_threshold'])")
+check "table: VAL ($val4) says its test pairs" \
+  "grep -Eq '^  VAL at FAR = 1e-3 +$val4 \(FAR [0-9.]+ over 100000 negative test pairs, 100000 positive\)$' '$tmp/eval.txt'"
+check "table: the VAL threshold ($vt3) comes from training pairs" \
+  "grep -Eq '^  VAL threshold, from training pairs $vt3 \(FAR [0-9.]+, VAL [0-9.]+ there; 100000 positive \+ 100000 negative\)$' '$tmp/eval.txt'"
 
 # plot data: consistent with the report
 p=$tmp/plots
@@ -161,6 +192,39 @@ check "predictions.tsv verdicts follow distance <= 0.5 and outcomes the labels" 
   "awk -F'\t' '!/^#/ { s = (\$6 <= 0.5); if ((\$7 == \"same\") != s || ((s == (\$5 == 1)) ? \"right\" : \"wrong\") != \$8) bad++ } END { exit bad > 0 }' '$p/predictions.tsv'"
 check "predictions_images.dat: 28 rows of 56 values in 0..255 per pair" \
   "awk 'NF { rows++; if (NF != 56) bad++; for (i = 1; i <= NF; i++) if (\$i < 0 || \$i > 255) bad++ } END { exit !(bad == 0 && rows == 28 * $n_pred) }' '$p/predictions_images.dat'"
+vt=$($py -c "import json; print('%.6f' % json.load(open('$tmp/eval.json'))['val_threshold'])")
+check "threshold.txt holds the VAL threshold ($vt)" "grep -q '^val_threshold $vt$' '$p/threshold.txt'"
+# the PCA map: what any PCA's coordinates satisfy, checked from the file alone
+$py - "$p/embeddings.tsv" >"$tmp/pca.out" 2>&1 <<'EOF'
+import sys
+ev, names, pts = None, {}, []
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split("\t")
+    if f[0] == "# explained_variance":
+        ev = (float(f[1]), float(f[2]))
+    elif f[0] == "# class":
+        names[int(f[1])] = f[2]
+    elif not line.startswith("#"):
+        pts.append((float(f[0]), float(f[1]), int(f[2])))
+n = len(pts)
+mx, my = sum(p[0] for p in pts) / n, sum(p[1] for p in pts) / n
+vx = sum((p[0] - mx) ** 2 for p in pts) / (n - 1)
+vy = sum((p[1] - my) ** 2 for p in pts) / (n - 1)
+cxy = sum((p[0] - mx) * (p[1] - my) for p in pts) / (n - 1)
+print("points %d, classes %s, explained %s, mean (%.2g, %.2g), var %.6g %.6g, corr %.2g"
+      % (n, sorted(names), ev, mx, my, vx, vy, cxy / (vx * vy) ** 0.5))
+ok = (n == 2000 and ev and 0 < ev[1] <= ev[0] and ev[0] + ev[1] <= 1
+      and names.get(0) == "T-shirt/top" and names.get(9) == "Ankle boot" and len(names) == 10
+      and {p[2] for p in pts} == set(range(10))
+      and abs(mx) < 1e-4 * vx ** 0.5 and abs(my) < 1e-4 * vx ** 0.5     # centred
+      and abs(cxy) < 1e-3 * (vx * vy) ** 0.5                             # uncorrelated
+      and abs(vx / vy - ev[0] / ev[1]) < 1e-3 * ev[0] / ev[1])            # variances' ratio
+sys.exit(0 if ok else 1)
+EOF
+rc=$?
+cat "$tmp/pca.out"
+check "embeddings.tsv: 2000 points, class names, centred, uncorrelated, variances as explained" \
+  "[ $rc -eq 0 ]"
 check "no temp files left in the plots dir" "[ -z \"\$(ls '$p' | grep '\.tmp\.')\" ]"
 
 # ---- 2. predict ----------------------------------------------------------------------------------
@@ -273,7 +337,7 @@ if command -v gnuplot >/dev/null 2>&1; then
     >"$tmp/plot.log" 2>&1; rc=$?
   check "plot.sh exits 0" "[ $rc -eq 0 ]" || true
   [ $rc -eq 0 ] || cat "$tmp/plot.log"
-  for f in loss distances predictions; do
+  for f in loss distances predictions embeddings; do
     check "$f.png is a PNG of more than 5 KB" \
       "[ \"\$(head -c 8 '$tmp/png/$f.png' | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] && [ \$(stat -c %s '$tmp/png/$f.png') -gt 5000 ]"
   done
