@@ -142,7 +142,7 @@ static void print_report(const siam_worker_config *c, const siam_model *m, size_
     printf("  %-34s %.4f\n", "ROC AUC", r->auc);
     printf("  %-34s %.4f (threshold %.3f, from train pairs)\n", "accuracy at best threshold",
            test_acc_at_train_best, (double)train_best);
-    printf("  %-34s %.4f (threshold %.3f, FAR %.5f)\n", "VAL at FAR = 1e-3", r->val,
+    printf("  %-34s %.4f (threshold %.3f, FAR %.5f)\n", "VAL at FAR = 1e-3, test pairs", r->val,
            (double)r->val_threshold, r->far);
     printf("  %-34s %.3f +- %.3f\n", "distance, positive pairs", r->stats.pos_mean,
            r->stats.pos_std);
