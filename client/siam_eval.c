@@ -22,6 +22,7 @@
 #include "siam_options.h"
 #include "siam_pairs.h"
 #include "siam_pca.h"
+#include "siam_recipe.h"
 #include "siam_retrieval.h"
 #include "siam_rng.h"
 #include "siam_tensor.h"
@@ -506,9 +507,21 @@ int siam_eval_main(int argc, char **argv) {
                      .margin = 1.0f,
                      .seed = 42,
                      .val_pairs = SIAM_VAL_PAIRS_DEFAULT};
+    const char *recipe = siam_recipe_in_argv(argc, argv);
+    if (recipe) { /* the margin the recipe trained with */
+        const siam_recipe *r;
+        siam_error rerr = {0};
+        if (siam_recipe_lookup(recipe, &r, &rerr) != SIAM_OK) {
+            fprintf(stderr, EVAL_PROG ": --recipe: %s\n", rerr.msg);
+            return 2;
+        }
+        c.margin = r->margin;
+    }
     const siam_option opts[] = {
         {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "PATH",
          "model checkpoint to evaluate (required)"},
+        {"recipe", SIAM_OPT_STRING, &recipe, 0, 0, NULL, "pairs|mlp|cnn",
+         "the recipe the model was trained with: sets --margin to its margin"},
         {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "Fashion-MNIST IDX directory"},
         {"margin", SIAM_OPT_FLOAT, &c.margin, 1e-6, 1e6, NULL, "M",
          "contrastive margin the model was trained with; pairs count as same at D <= M/2"},

@@ -2,6 +2,7 @@
  * evaluation, metrics CSV, checkpoint, report), shared by siam-train and siam-client. */
 #include "siam_worker.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,30 +297,36 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
             goto done;
         train_time += te;
         trained_pairs += trained_now;
-        if ((rc = siam_evaluate_distances(m, &test, &test_pairs, c->margin, SIAM_LABELS_SIMILAR,
-                                          dist, &val_loss, err)))
-            goto done;
-        double acc = siam_metrics_accuracy(dist, test_pairs.labels, test_pairs.n, c->margin / 2);
-        double auc = 0.0;
-        if ((rc = siam_metrics_roc_auc(dist, test_pairs.labels, test_pairs.n, &auc, err)))
-            goto done;
+        /* the test pairs cost a forward pass of 40,000 images (about as long as an epoch of a
+         * worker's shard with cnn2), so --eval-every may thin them out; the last epoch is always
+         * evaluated, the final report needs its distances */
+        int evaluated = e == c->epochs || (c->eval_every > 0 && e % c->eval_every == 0);
+        double acc = NAN, auc = NAN;
+        val_loss = NAN;
+        if (evaluated) {
+            if ((rc = siam_evaluate_distances(m, &test, &test_pairs, c->margin, SIAM_LABELS_SIMILAR,
+                                              dist, &val_loss, err)))
+                goto done;
+            acc = siam_metrics_accuracy(dist, test_pairs.labels, test_pairs.n, c->margin / 2);
+            if ((rc = siam_metrics_roc_auc(dist, test_pairs.labels, test_pairs.n, &auc, err)))
+                goto done;
+        }
+        char test_part[96] = "test pairs not evaluated (--eval-every)";
+        if (evaluated)
+            snprintf(test_part, sizeof test_part, "val_loss=%.4f accuracy=%.4f roc_auc=%.4f",
+                     val_loss, acc, auc);
         /* lr: the rate of the epoch's last step */
         if (set)
             LOG_INFO(COMPONENT,
                      "epoch %d/%d%s set loss=%.4f lr=%.3g active=%.3f mean_norm=%.3f "
-                     "hardest_pos=%.3f hardest_neg=%.3f degenerate_sets=%llu val_loss=%.4f "
-                     "accuracy=%.4f roc_auc=%.4f images/s=%.0f",
+                     "hardest_pos=%.3f hardest_neg=%.3f degenerate_sets=%llu %s images/s=%.0f",
                      e, c->epochs, who, loss, (double)st.opt.lr, es.mean_active, es.mean_norm,
                      es.mean_hardest_pos, es.mean_hardest_neg,
-                     (unsigned long long)es.degenerate_steps, val_loss, acc, auc,
-                     (double)trained_now / te);
+                     (unsigned long long)es.degenerate_steps, test_part, (double)trained_now / te);
         else
-            LOG_INFO(COMPONENT,
-                     "epoch %d/%d%s loss=%.4f lr=%.3g val_loss=%.4f accuracy=%.4f roc_auc=%.4f "
-                     "pairs/s=%.0f",
-                     e, c->epochs, who, loss, (double)tr.opt.lr, val_loss, acc, auc,
-                     (double)mine.n / te);
-        if (rs.csv)
+            LOG_INFO(COMPONENT, "epoch %d/%d%s loss=%.4f lr=%.3g %s pairs/s=%.0f", e, c->epochs,
+                     who, loss, (double)tr.opt.lr, test_part, (double)mine.n / te);
+        if (rs.csv && evaluated)
             fprintf(rs.csv, "epoch,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.1f\n", e,
                     (unsigned long long)(set ? st.step : tr.step), loss, val_loss, acc, auc,
                     (double)trained_now / te);
@@ -407,6 +414,7 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
     c->images_per_class = 4;
     *threads = 0;
     c->recipe = NULL;
+    c->eval_every = 1;
     const siam_option opts[SIAM_WORKER_N_OPTIONS] = {
         {"recipe", SIAM_OPT_STRING, &c->recipe, 0, 0, NULL, "pairs|mlp|cnn",
          "measured settings (model, head, loss, sampling, schedule; docs/USAGE.md#recipes) as "
@@ -449,6 +457,8 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
         {"json", SIAM_OPT_FLAG, &c->json, 0, 0, NULL, NULL, "print the final report as JSON"},
         {"threads", SIAM_OPT_INT, threads, 0, 256, NULL, "N",
          "OpenBLAS threads (0 = library default)"},
+        {"eval-every", SIAM_OPT_INT, &c->eval_every, 0, 1000, NULL, "N",
+         "evaluate on the test pairs after every N-th epoch and the last (0 = the last only)"},
         {"head", SIAM_OPT_CHOICE, &c->head, 0, 0, "pairs|set", NULL,
          "loss head: contrastive over pairs, or a set loss over P x K batches with in-batch "
          "mining"},
@@ -480,6 +490,7 @@ int siam_worker_preset(siam_worker_config *c, int argc, char **argv, const siam_
     c->lr = r->lr;
     c->lr_schedule = r->lr_schedule;
     c->warmup_epochs = r->warmup_epochs;
+    c->eval_every = r->eval_every;
     *out = r;
     return -1;
 }

@@ -23,6 +23,7 @@ typedef struct {
     const char *checkpoint; /* NULL = none */
     const char *metrics;    /* CSV path, NULL = none */
     int epochs, batch, worker_index, workers, json;
+    int eval_every; /* test-pair evaluation after every N-th epoch and the last; 0 = last only */
     float lr;
     /* the learning-rate schedule (lib/nn/siam_schedule.h) over the --epochs, as plain values that
      * a preset may set before siam_worker_check_options checks them */
@@ -56,10 +57,10 @@ typedef struct {
  * *threads (OpenBLAS threads): --recipe --model --epochs --batch-size --lr --lr-schedule
  * --lr-drop-epochs
  * --lr-drop-factor --lr-floor --warmup-epochs --optimizer --seed --data --train-limit
- * --test-limit --worker-index --workers --checkpoint --metrics --json --threads --head
+ * --test-limit --worker-index --workers --checkpoint --metrics --json --threads --eval-every --head
  * --classes-per-batch --images-per-class.
  * Fills c with their defaults and writes SIAM_WORKER_N_OPTIONS entries to out. */
-#define SIAM_WORKER_N_OPTIONS 24
+#define SIAM_WORKER_N_OPTIONS 25
 void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
 
 /* Before parsing (after siam_worker_options): finds --recipe in argv and, when there is one,

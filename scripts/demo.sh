@@ -3,20 +3,21 @@
 # starts siam-server, trains with two siam-client workers that average their weights on it,
 # stops the server (which writes the global model), evaluates that model, draws the pictures and
 # says where everything is.
-#   scripts/demo.sh [--epochs N] [--workers N] [--model mlp|cnn] [--sync-every K] [--out DIR]
-# Defaults: 10 epochs, 2 workers, mlp at batch 128, averaging every 50 steps, out/ (about 20 s
-# of training on 2 cores). SIAM_DATA (default /usr/share/datasets/fashion-mnist) is the data.
+#   scripts/demo.sh [--recipe pairs|mlp|cnn] [--epochs N] [--workers N] [--model M] [--sync-every K] [--out DIR]
+# Defaults: the mlp recipe (semi-hard triplets, about a minute of training on 2 cores), 2 workers,
+# out/; --epochs, --model and --sync-every override the recipe's. SIAM_DATA (default
+# /usr/share/datasets/fashion-mnist) is the data.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-epochs=10 workers=2 model=mlp sync=50 out=${SIAM_OUT:-out}
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+recipe=mlp epochs='' workers=2 model='' sync='' out=${SIAM_OUT:-out}
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --epochs|--workers|--model|--sync-every|--out)
+    --recipe|--epochs|--workers|--model|--sync-every|--out)
       [ $# -ge 2 ] || { echo "demo.sh: $1 needs a value (see --help)" >&2; exit 2; }
       case "$1" in
-        --epochs) epochs=$2 ;; --workers) workers=$2 ;; --model) model=$2 ;;
+        --recipe) recipe=$2 ;; --epochs) epochs=$2 ;; --workers) workers=$2 ;; --model) model=$2 ;;
         --sync-every) sync=$2 ;; --out) out=$2 ;;
       esac
       shift 2 ;;
@@ -25,10 +26,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 for v in epochs workers sync; do
+  [ -z "${!v}" ] && [ $v != workers ] && continue
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "demo.sh: --${v/sync/sync-every} must be a whole number, got '${!v}'" >&2; exit 2; }
 done
-[ "$workers" -ge 1 ] && [ "$epochs" -ge 1 ] || { echo "demo.sh: --workers and --epochs must be at least 1" >&2; exit 2; }
-case "$model" in mlp|cnn) ;; *) echo "demo.sh: --model mlp|cnn, not '$model'" >&2; exit 2 ;; esac
+[ "$workers" -ge 1 ] && [ "${epochs:-1}" -ge 1 ] || { echo "demo.sh: --workers and --epochs must be at least 1" >&2; exit 2; }
+case "$recipe" in pairs|mlp|cnn) ;; *) echo "demo.sh: --recipe pairs|mlp|cnn, not '$recipe'" >&2; exit 2 ;; esac
+# what the user set overrides the recipe (siam-client takes the recipe's values as defaults)
+overrides=()
+[ -n "$epochs" ] && overrides+=(--epochs "$epochs")
+[ -n "$model" ] && overrides+=(--model "$model")
+[ -n "$sync" ] && overrides+=(--sync-every "$sync")
 data=${SIAM_DATA:-/usr/share/datasets/fashion-mnist}
 
 scripts/install-deps.sh
@@ -47,7 +54,7 @@ trap cleanup EXIT
 trap 'echo "demo.sh: interrupted" >&2; exit 130' INT TERM
 
 # ---- the server: loss head, averaging, global model ----
-"$bin/siam-server" --listen 127.0.0.1:0 --min-workers "$workers" --checkpoint "$out/global.ckpt" \
+"$bin/siam-server" --recipe "$recipe" --listen 127.0.0.1:0 --min-workers "$workers" --checkpoint "$out/global.ckpt" \
   >"$out/server.out" 2>"$out/server.log" &
 server_pid=$!
 port=""
@@ -58,13 +65,13 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$port" ] || { echo "demo.sh: siam-server did not start:" >&2; cat "$out/server.log" >&2; exit 1; }
-echo "demo: siam-server on 127.0.0.1:$port; $workers worker(s) train $model for $epochs epoch(s)," \
-     "averaging every $sync steps"
+echo "demo: siam-server on 127.0.0.1:$port; $workers worker(s) train the $recipe recipe" \
+     "(docs/USAGE.md#recipes)${overrides[*]:+ with ${overrides[*]}}"
 
 # ---- the workers: one OpenBLAS thread each; worker 0's progress is shown ----
 for i in $(seq 0 $((workers - 1))); do
-  "$bin/siam-client" --server "127.0.0.1:$port" --model "$model" --batch-size 128 --epochs "$epochs" \
-    --workers "$workers" --worker-index "$i" --worker-id "demo-w$i" --sync-every "$sync" --threads 1 \
+  "$bin/siam-client" --server "127.0.0.1:$port" --recipe "$recipe" ${overrides[@]+"${overrides[@]}"} \
+    --workers "$workers" --worker-index "$i" --worker-id "demo-w$i" --threads 1 \
     --data "$data" --metrics "$out/worker-$i.csv" --json >"$out/worker-$i.json" 2>"$out/worker-$i.log" &
   wpids+=($!)
 done
@@ -86,16 +93,16 @@ server_pid=""
 
 # ---- evaluation of the global model, the pictures ----
 echo "demo: evaluating the global model ($out/global.ckpt)"
-"$bin/siam-client" evaluate --checkpoint "$out/global.ckpt" --data "$data" --plots-dir "$out/eval" \
+"$bin/siam-client" evaluate --recipe "$recipe" --checkpoint "$out/global.ckpt" --data "$data" --plots-dir "$out/eval" \
   | tee "$out/metrics.txt"
-"$bin/siam-client" evaluate --checkpoint "$out/global.ckpt" --data "$data" --no-pixel-knn --json \
+"$bin/siam-client" evaluate --recipe "$recipe" --checkpoint "$out/global.ckpt" --data "$data" --no-pixel-knn --json \
   >"$out/metrics.json" 2>/dev/null
 scripts/plot.sh --metrics "$out/worker-0.csv" --eval-dir "$out/eval" --out "$out"
 
 rounds=$(grep -c 'closed: ' "$out/server.log" || true)
 cat <<EOF
 
-demo: done. $workers worker(s), $epochs epoch(s), $rounds averaging round(s).
+demo: done. The $recipe recipe, $workers worker(s), $rounds averaging round(s).
   global model      $out/global.ckpt
   metrics table     $out/metrics.txt  (JSON: $out/metrics.json)
   pictures          $out/loss.png  $out/distances.png  $out/predictions.png

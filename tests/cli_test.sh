@@ -23,7 +23,15 @@ check "--version prints the version" "'$bin' --version | grep -Eq '^siam-train [
 check "out-of-range value exits 2" "[ $rc -eq 2 ]"
 check "out-of-range message names the flag" "grep -q -- '--epochs 0 is out of range' '$tmp/out'"
 "$bin" --model resnet >"$tmp/out" 2>&1; rc=$?
-check "bad choice exits 2 and lists choices" "[ $rc -eq 2 ] && grep -q 'mlp|cnn' '$tmp/out'"
+check "bad choice exits 2 and lists choices" "[ $rc -eq 2 ] && grep -q 'mlp|mlp2|cnn|cnn2' '$tmp/out'"
+"$bin" --recipe fastest >"$tmp/out" 2>&1; rc=$?
+check "unknown recipe exits 2 and names the recipes" "[ $rc -eq 2 ] && grep -q \"no recipe called 'fastest' (recipes: pairs|mlp|cnn)\" '$tmp/out'"
+"$bin" --epochs 3 --recipe cnn --help >"$tmp/out" 2>&1; rc=$?
+check "--recipe sets the defaults --help shows; an option given overrides it wherever it stands" \
+  "[ $rc -eq 0 ] && grep -Eq -- '--model .*\\(default cnn2\\)' '$tmp/out' && grep -Eq -- '--epochs .*\\(default 3\\)' '$tmp/out' && grep -Eq -- '--loss .*\\(default semi-hard\\)' '$tmp/out' && grep -Eq -- '--margin .*\\(default 0.2\\)' '$tmp/out'"
+"$SIAM_BIN_DIR/siam-server" --recipe mlp --margin 0.5 --help >"$tmp/out" 2>&1; rc=$?
+check "siam-server --recipe sets the loss; --margin overrides" \
+  "[ $rc -eq 0 ] && grep -Eq -- '--loss .*\\(default semi-hard\\)' '$tmp/out' && grep -Eq -- '--margin .*\\(default 0.5\\)' '$tmp/out'"
 "$bin" --frobnicate >"$tmp/out" 2>&1; rc=$?
 check "unknown flag exits 2" "[ $rc -eq 2 ] && grep -q \"unknown option '--frobnicate'\" '$tmp/out'"
 "$bin" --lr >"$tmp/out" 2>&1; rc=$?

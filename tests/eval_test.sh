@@ -328,8 +328,9 @@ for sub in evaluate predict; do
   "$client" "$sub" --help >"$tmp/$sub.help" 2>&1; rc=$?
   check "siam-client $sub --help exits 0" "[ $rc -eq 0 ] && grep -q '^Usage: siam-client $sub' '$tmp/$sub.help'"
 done
+"$client" --help >"$tmp/client.help" 2>&1
 check "siam-client --help mentions both subcommands" \
-  "'$client' --help | grep -q 'siam-client evaluate' && '$client' --help | grep -q 'siam-client predict'"
+  "grep -q 'siam-client evaluate' '$tmp/client.help' && grep -q 'siam-client predict' '$tmp/client.help'"
 
 # ---- 4. pictures ---------------------------------------------------------------------------------
 if command -v gnuplot >/dev/null 2>&1; then

@@ -25,6 +25,7 @@ typedef struct {
     const char *lr_schedule; /* "constant" | "step" | "cosine" */
     float warmup_epochs;
     int sync_every; /* steps between weight averages (siam-client) */
+    int eval_every; /* test-pair evaluation every N epochs and the last (0 = the last only) */
     /* the loss head's side (siam-server, or siam-train in process) */
     const char *loss;     /* set loss name (head "set"); the pair head is contrastive */
     const char *distance; /* "euclidean" | "squared" */
