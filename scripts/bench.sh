@@ -311,8 +311,9 @@ set_part() {
       print "| path | loss | distance | n | dim | calls/s | µs per call, p50 / p90 | images/s | terms/s | active |"
       print "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
       for (i = 1; i <= n; i++) { r = order[i]; split(r, k, ".")
-        printf "| %s | %s | %s | %s | %s | %.0f | %.0f / %.0f | %.0f | %.0f %s | %.3f |\n", k[1], k[2], k[3],
-          substr(k[4], 2), substr(k[5], 2), median(r ".calls"), median(r ".p50"), median(r ".p90"),
+        c = median(r ".calls")
+        printf "| %s | %s | %s | %s | %s | " (c < 100 ? "%.1f" : "%.0f") " | %.0f / %.0f | %.0f | %.0f %s | %.3f |\n", k[1], k[2], k[3],
+          substr(k[4], 2), substr(k[5], 2), c, median(r ".p50"), median(r ".p90"),
           median(r ".images"), median(r ".terms"), unit[r], median(r ".active") }
     }' "$tmp/set.txt"
 }
