@@ -16,7 +16,12 @@
 #          Similarity callers (1/10/100/1000 pairs) for a 5 s warm-up + LOAD_SECONDS; calls,
 #          failures, latency p50/p90/p99/max per RPC, and the server's RSS (first/last/max/growth
 #          after the warm-up, and whether it is flat); medians and the spread over the rounds.
-#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg|load]   (defaults: all cores, 3 rounds, all)
+#   set:   the set loss head (TrainSet, issue 13): siam-bench --suite set-head once per round (one
+#          thread; THREADS does not apply): siam_set_loss alone for every loss and distance at
+#          n = 256 (P x K = 32 x 8), dim 64 and 128, semi-hard at n = 1024 and 4096, the whole
+#          TrainSet request path and TrainSet over loopback (n = 256, dim 64); calls/s, us per
+#          call (p50, p90), images/s, terms/s (pairs, triplets or anchors); medians over rounds.
+#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg|load|set]   (defaults: all cores, 3 rounds, all)
 # Environment: BUILD_DIR (default build/normal) is built with scripts/build.sh and benchmarked;
 # SIM_SECONDS (default 10) is the length of each Similarity load window; LOAD_SECONDS (default
 # 60) the length of each load round's timed window.
@@ -26,20 +31,20 @@ cd "$root"
 threads="" rounds="" only=all
 while [ $# -gt 0 ]; do
   case "$1" in
-    --only) only=${2:?--only needs local, rpc, avg or load}; shift 2 ;;
+    --only) only=${2:?--only needs local, rpc, avg, load or set}; shift 2 ;;
     --only=*) only=${1#--only=}; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) if [ -z "$threads" ]; then threads=$1; elif [ -z "$rounds" ]; then rounds=$1
        else echo "bench.sh: unexpected argument '$1' (see --help)" >&2; exit 2; fi; shift ;;
   esac
 done
-case "$only" in all|local|rpc|avg|load) ;; *) echo "bench.sh: --only local|rpc|avg|load, not '$only'" >&2; exit 2 ;; esac
+case "$only" in all|local|rpc|avg|load|set) ;; *) echo "bench.sh: --only local|rpc|avg|load|set, not '$only'" >&2; exit 2 ;; esac
 threads=${threads:-$(nproc)}
 rounds=${rounds:-3}
 build=${BUILD_DIR:-build/normal}
 sim_seconds=${SIM_SECONDS:-10}
 load_seconds=${LOAD_SECONDS:-60}
-if [ "$only" = rpc ] || [ "$only" = avg ] || [ "$only" = load ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
+if [ "$only" = rpc ] || [ "$only" = avg ] || [ "$only" = load ] || [ "$only" = set ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
 BUILD_DIR=$build scripts/build.sh
 bin=$(cd "$build" && pwd)
 tmp=$(mktemp -d)
@@ -282,10 +287,42 @@ load_part() {
     }' "$tmp/load.txt"
 }
 
+# one siam-bench --suite set-head per round; the summary is a Markdown table of the medians
+set_part() {
+  echo "== $(date -u +%Y-%m-%dT%H:%MZ) set: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1))," \
+       "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, siam-bench --suite set-head (one thread), $rounds round(s)"
+  : >"$tmp/set.txt"
+  for r in $(seq "$rounds"); do
+    "$bin/siam-bench" --suite set-head >"$tmp/set.out" || { echo "round $r: siam-bench exited $? (see above)"; exit 1; }
+    grep '\.calls ' "$tmp/set.out" | sed "s/^/round $r: /"
+    grep '^set-head ' "$tmp/set.out" >>"$tmp/set.txt"
+  done
+  grep -E '^set-head (max_n|workspace)' "$tmp/set.out"
+  echo "== set summary (medians of $rounds round(s); each round's figure is itself the median of 5 windows," \
+       "its p50/p90 over every timed call)"
+  awk "$awk_median"'
+    $1 == "set-head" && split($2, k, ".") == 6 {
+      row = k[1] "." k[2] "." k[3] "." k[4] "." k[5]
+      vals[row "." k[6]] = vals[row "." k[6]] " " $3
+      if (k[6] == "terms") unit[row] = $4
+      if (!seen[row]++) order[++n] = row
+    }
+    END {
+      print "| path | loss | distance | n | dim | calls/s | µs per call, p50 / p90 | images/s | terms/s | active |"
+      print "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+      for (i = 1; i <= n; i++) { r = order[i]; split(r, k, ".")
+        c = median(r ".calls")
+        printf "| %s | %s | %s | %s | %s | " (c < 100 ? "%.1f" : "%.0f") " | %.0f / %.0f | %.0f | %.0f %s | %.3f |\n", k[1], k[2], k[3],
+          substr(k[4], 2), substr(k[5], 2), c, median(r ".p50"), median(r ".p90"),
+          median(r ".images"), median(r ".terms"), unit[r], median(r ".active") }
+    }' "$tmp/set.txt"
+}
+
 case "$only" in
   local) local_part ;;
   rpc) rpc_part ;;
   avg) avg_part ;;
   load) load_part ;;
-  all) local_part; rpc_part; avg_part; load_part ;;
+  set) set_part ;;
+  all) local_part; rpc_part; avg_part; load_part; set_part ;;
 esac

@@ -4,6 +4,9 @@
  *               --only embed: inference embeddings (siam_model_embed) in images/s instead;
  *   head        the server's loss head alone on one thread: the contrastive loss and its
  *               gradients, and the whole Train request path (decode, validate, compute, encode);
+ *   set-head    the set loss head (TrainSet) on one thread: siam_set_loss alone for every loss
+ *               and distance at n = 256, dim 64 and 128, and its growth with n; the whole
+ *               TrainSet request path; TrainSet over loopback to an in-process server;
  *   similarity  a load generator for siam-server's Similarity: N callers, each with its own
  *               channel, sending one pre-encoded request back to back (embeddings, or with
  *               --images raw image pairs the server embeds with its model);
@@ -18,6 +21,7 @@
 #include "siam_dataset.h"
 #include "siam_options.h"
 #include "siam_service.h"
+#include "siam_set_loss.h"
 
 int main(int argc, char **argv) {
     bench_config c = {.suite = "local",
@@ -35,8 +39,9 @@ int main(int argc, char **argv) {
                       .warmup = 5.0f,
                       .channels = "connections"};
     const siam_option opts[] = {
-        {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0, "local|head|similarity|load", NULL,
+        {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0, "local|head|set-head|similarity|load", NULL,
          "local: sgemm + local training; head: the server's loss head on one thread; "
+         "set-head: the set loss head (TrainSet) on one thread, every loss at n = 256; "
          "similarity: Similarity load on a siam-server; load: Train streams + Similarity "
          "callers at once on a siam-server, with its RSS"},
         {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "local: Fashion-MNIST directory"},
@@ -50,7 +55,9 @@ int main(int argc, char **argv) {
          "local: which figures to take (all = sgemm and train; embed: siam_model_embed "
          "images/s, mlp on 70,000 and cnn on 7,000 random images, times --scale)"},
         {"batch", SIAM_OPT_INT, &c.batch, 0, 65536, NULL, "B",
-         "head: pairs per batch (0 = 857); load: pairs per Train batch (0 = 128)"},
+         "head: pairs per batch (0 = 857); load: pairs per Train batch (0 = 128); set-head: "
+         "the growth rows' largest n (1024, 4096, ... up to B; 0 = 4096, at most "
+         "SIAM_SET_LOSS_MAX_N = 4096; below 1024: none)"},
         {"dim", SIAM_OPT_INT, &c.dim, 1, SIAM_SERVICE_MAX_DIM, NULL, "D",
          "head, similarity, load: embedding dimension"},
         {"server", SIAM_OPT_STRING, &c.server, 0, 0, NULL, "ADDR", "similarity, load: siam-server"},
@@ -73,13 +80,19 @@ int main(int argc, char **argv) {
         {"server-pid", SIAM_OPT_INT, &c.server_pid, 0, 2147483647, NULL, "PID",
          "load: sample this process's RSS (/proc/PID/status) every second; 0 = do not"},
         {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL,
-         "head, similarity, load: also print the figures as one JSON line"},
+         "head, set-head, similarity, load: also print the figures as one JSON line"},
     };
     int rc = siam_options_main(
         BENCH_PROG, SIAM_VERSION,
         "Benchmarks, as medians. --suite local: sgemm GFLOP/s at the models' shapes and local "
         "training\npairs/s (--only embed: inference embeddings, images/s); head: the loss head "
-        "alone (pairs/s);\nsimilarity: Similarity requests/s and latency percentiles from "
+        "alone (pairs/s);\n"
+        "set-head: the set loss head alone (siam_set_loss) for every loss and distance at n = "
+        "256 (P x K = 32 x 8)\nand dim 64 and 128, semi-hard at n = 1024 and 4096, the whole "
+        "TrainSet request path and TrainSet\nover loopback to an in-process server (n = 256, "
+        "dim 64): calls/s, us per call p50/p90, images/s,\nterms/s (contrastive pairs, "
+        "batch-all and semi-hard triplets, batch-hard anchors);\nsimilarity: Similarity requests/s "
+        "and latency percentiles from "
         "concurrent callers (exit 1 if\nany call fails; --images: image pairs, embedded by the "
         "server's model).\n"
         "load: --streams Train streams (batch x dim random finite floats) and --callers "
@@ -97,6 +110,21 @@ int main(int argc, char **argv) {
         if (!c.batch)
             c.batch = 857;
         return bench_suite_head(&c);
+    }
+    if (strcmp(c.suite, "set-head") == 0) {
+        if (!c.batch)
+            c.batch = SIAM_SET_LOSS_MAX_N;
+        if (c.batch > SIAM_SET_LOSS_MAX_N) {
+            fprintf(stderr,
+                    BENCH_PROG ": --suite set-head --batch %d: sets of more than "
+                               "SIAM_SET_LOSS_MAX_N = %d embeddings are refused (siam-server "
+                               "answers RESOURCE_EXHAUSTED; the loss holds two n x n float "
+                               "matrices, %d MiB at the limit)\n",
+                    c.batch, SIAM_SET_LOSS_MAX_N,
+                    (int)(2.0 * SIAM_SET_LOSS_MAX_N * SIAM_SET_LOSS_MAX_N * 4 / 1048576));
+            return 2;
+        }
+        return bench_suite_set_head(&c);
     }
     if (strcmp(c.suite, "similarity") == 0) {
         if (c.callers < 1) {

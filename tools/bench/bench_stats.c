@@ -43,20 +43,29 @@ int bench_median_rate(bench_window_fn window, void *ctx, int warmups, int reps, 
 typedef struct {
     int (*fn)(void *);
     void *ctx;
-    long inner; /* calls per window */
+    long inner;         /* calls per window */
+    bench_samples *lat; /* NULL, or where each timed call's duration goes */
 } call_window;
 
 static int call_window_run(void *arg, double *units) {
     call_window *w = arg;
     int rc = 0;
-    for (long i = 0; i < w->inner && !rc; i++)
+    for (long i = 0; i < w->inner && !rc; i++) {
+        if (!w->lat) {
+            rc = w->fn(w->ctx);
+            continue;
+        }
+        double t0 = siam_now();
         rc = w->fn(w->ctx);
+        if (!rc && bench_samples_push(w->lat, siam_now() - t0))
+            rc = -1;
+    }
     *units = (double)w->inner;
     return rc;
 }
 
-int bench_call_rate(int (*fn)(void *), void *ctx, int reps, double *rate) {
-    call_window w = {fn, ctx, 1};
+int bench_call_rate_lat(int (*fn)(void *), void *ctx, int reps, double *rate, bench_samples *lat) {
+    call_window w = {fn, ctx, 1, NULL};
     double el = 0;
     for (;;) { /* warm-up: double the window until it lasts 50 ms */
         double units, t0 = siam_now();
@@ -69,7 +78,12 @@ int bench_call_rate(int (*fn)(void *), void *ctx, int reps, double *rate) {
         w.inner *= 2;
     }
     w.inner = (long)((double)w.inner * 0.2 / el) + 1;
+    w.lat = lat;
     return bench_median_rate(call_window_run, &w, 0, reps, rate);
+}
+
+int bench_call_rate(int (*fn)(void *), void *ctx, int reps, double *rate) {
+    return bench_call_rate_lat(fn, ctx, reps, rate, NULL);
 }
 
 void bench_sleep_until(double until, atomic_int *stop, double slice) {

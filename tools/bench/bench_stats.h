@@ -52,4 +52,8 @@ typedef struct {
 /* Sorts s. */
 void bench_percentiles_of(bench_samples *s, bench_percentiles *p);
 
+/* As bench_call_rate, and when lat is not NULL the duration in seconds of every timed call (not
+ * the warm-up's) is appended to it, for percentiles. -1 when lat cannot grow (out of memory). */
+int bench_call_rate_lat(int (*fn)(void *), void *ctx, int reps, double *rate, bench_samples *lat);
+
 #endif

@@ -25,6 +25,8 @@ int bench_suite_local(const bench_config *c);
 int bench_embed_runs(const bench_config *c);
 /* the server's loss head alone, in process (bench_head.c) */
 int bench_suite_head(const bench_config *c);
+/* the set loss head (TrainSet) alone, its request path and over loopback (bench_set_head.c) */
+int bench_suite_set_head(const bench_config *c);
 /* Similarity load from concurrent callers on a siam-server (bench_similarity.c) */
 int bench_suite_similarity(const bench_config *c);
 /* Train streams and Similarity callers at once on a siam-server, and its RSS (bench_load.c) */

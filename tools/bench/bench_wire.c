@@ -47,6 +47,16 @@ uint8_t *bench_pack_batch(const float *left, const float *right, const uint32_t 
     return pack_message(&b.base, len);
 }
 
+uint8_t *bench_pack_set(const float *x, const uint32_t *groups, int n, int dim, const char *worker,
+                        size_t *len) {
+    Siam__V1__EmbeddingSet q = SIAM__V1__EMBEDDING_SET__INIT;
+    q.dim = (uint32_t)dim;
+    q.n_embeddings = (size_t)n * (size_t)dim, q.embeddings = (float *)x;
+    q.n_groups = (size_t)n, q.groups = (uint32_t *)groups;
+    q.worker_id = (char *)worker;
+    return pack_message(&q.base, len);
+}
+
 uint8_t *bench_train_request(int B, int dim, uint64_t seed, const char *worker, size_t *len) {
     size_t n = (size_t)B * (size_t)dim;
     float *left = malloc(n * sizeof *left), *right = malloc(n * sizeof *right);
@@ -110,6 +120,20 @@ int bench_check_batch_result(const siam_rpc_buf *resp, int B, int dim, siam_rpc_
                                "the answer is not a BatchResult of %d distances and 2 x %zu "
                                "gradients with a finite loss",
                                B, n);
+}
+
+int bench_check_set_result(const siam_rpc_buf *resp, int n, int dim, siam_rpc_status *st) {
+    Siam__V1__SetResult *r = siam__v1__set_result__unpack(NULL, resp->len, resp->data);
+    int ok = r && r->n_grad == (size_t)n * (size_t)dim && r->mining && r->loss == r->loss &&
+             r->loss >= 0;
+    if (r)
+        siam__v1__set_result__free_unpacked(r, NULL);
+    if (ok)
+        return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+    return siam_rpc_status_set(st, SIAM_RPC_INTERNAL,
+                               "the answer is not a SetResult of %d x %d gradients with a finite "
+                               "loss and mining statistics",
+                               n, dim);
 }
 
 int bench_check_similarity(const siam_rpc_buf *resp, int pairs, siam_rpc_status *st) {

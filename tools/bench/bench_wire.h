@@ -1,5 +1,5 @@
-/* bench_wire.h: what the suites send siam-server (random pairs, packed) and the checks of its
- * answers. */
+/* bench_wire.h: what the suites send siam-server (random pairs and sets, packed) and the checks
+ * of its answers. */
 #ifndef BENCH_WIRE_H
 #define BENCH_WIRE_H
 
@@ -26,6 +26,11 @@ uint8_t *bench_pack_batch(const float *left, const float *right, const uint32_t 
 /* bench_random_batch's pairs as a packed EmbeddingBatch; NULL when out of memory. */
 uint8_t *bench_train_request(int B, int dim, uint64_t seed, const char *worker, size_t *len);
 
+/* A set of n embeddings (x, n x dim, row-major) with a group id each as a packed EmbeddingSet
+ * from worker (malloc'd, *len bytes); NULL when out of memory. */
+uint8_t *bench_pack_set(const float *x, const uint32_t *groups, int n, int dim, const char *worker,
+                        size_t *len);
+
 /* pairs random pairs (seed 1) as a packed SimilarityRequest; NULL when out of memory. */
 uint8_t *bench_similarity_request(int pairs, int dim, size_t *len);
 
@@ -36,6 +41,10 @@ uint8_t *bench_similarity_image_request(int pairs, size_t *len);
 /* OK when resp is a BatchResult for B pairs of dim floats, with a finite loss; else INTERNAL
  * with what is wrong in st. */
 int bench_check_batch_result(const siam_rpc_buf *resp, int B, int dim, siam_rpc_status *st);
+
+/* OK when resp is a SetResult with n x dim gradients, a finite loss and mining statistics;
+ * else INTERNAL with what is wrong in st. */
+int bench_check_set_result(const siam_rpc_buf *resp, int n, int dim, siam_rpc_status *st);
 
 /* OK when resp is a SimilarityResponse with one distance and one score per pair; else INTERNAL
  * with what is wrong in st. */
