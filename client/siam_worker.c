@@ -230,6 +230,17 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     tr.steps_per_epoch = c->batch > 0 ? (mine.n + (size_t)c->batch - 1) / (size_t)c->batch : 0;
     st.steps_per_epoch = set ? siam_pk_batches_per_epoch(pk) : 0;
     st.progress = c->set_progress;
+    if (set) {
+        siam_augment aug = {0};
+        if ((rc = siam_augment_parse(&aug, c->augment, err)))
+            goto done;
+        /* its own stream per worker, apart from the sampler's and the initialisation's */
+        siam_set_trainer_augment(
+            &st, &aug, c->seed * 0x9E3779B97F4A7C15ull + 0xA06 + (uint64_t)c->worker_index);
+        if (!siam_augment_is_none(&aug))
+            LOG_INFO(COMPONENT, "augmenting every training batch: %s%s%s", aug.flip ? "mirror" : "",
+                     aug.flip && aug.shift ? ", " : "", aug.shift ? "shift up to 2 pixels" : "");
+    }
     if (!siam_schedule_is_constant(&sched)) {
         char what[256];
         describe_schedule(&sched, what, sizeof what);
@@ -330,6 +341,9 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
             fprintf(rs.csv, "epoch,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.1f\n", e,
                     (unsigned long long)(set ? st.step : tr.step), loss, val_loss, acc, auc,
                     (double)trained_now / te);
+        else if (rs.csv) /* not evaluated (--eval-every): the test-pair columns stay empty */
+            fprintf(rs.csv, "epoch,%d,%llu,%.6f,,,,%.1f\n", e,
+                    (unsigned long long)(set ? st.step : tr.step), loss, (double)trained_now / te);
     }
 
     /* the reported best threshold is chosen on training pairs, then applied to the test pairs */
@@ -415,6 +429,7 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
     *threads = 0;
     c->recipe = NULL;
     c->eval_every = 1;
+    c->augment = "none";
     const siam_option opts[SIAM_WORKER_N_OPTIONS] = {
         {"recipe", SIAM_OPT_STRING, &c->recipe, 0, 0, NULL, "pairs|mlp|cnn",
          "measured settings (model, head, loss, sampling, schedule; docs/USAGE.md#recipes) as "
@@ -459,6 +474,9 @@ void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out) 
          "OpenBLAS threads (0 = library default)"},
         {"eval-every", SIAM_OPT_INT, &c->eval_every, 0, 1000, NULL, "N",
          "evaluate on the test pairs after every N-th epoch and the last (0 = the last only)"},
+        {"augment", SIAM_OPT_CHOICE, &c->augment, 0, 0, "none|flip|shift|flip-shift", NULL,
+         "--head set: mirror training images left-right at random (flip), move them up to 2 "
+         "pixels each way (shift), or both"},
         {"head", SIAM_OPT_CHOICE, &c->head, 0, 0, "pairs|set", NULL,
          "loss head: contrastive over pairs, or a set loss over P x K batches with in-batch "
          "mining"},
@@ -491,11 +509,19 @@ int siam_worker_preset(siam_worker_config *c, int argc, char **argv, const siam_
     c->lr_schedule = r->lr_schedule;
     c->warmup_epochs = r->warmup_epochs;
     c->eval_every = r->eval_every;
+    c->augment = r->augment;
     *out = r;
     return -1;
 }
 
 int siam_worker_check_options(siam_worker_config *c) {
+    if (strcmp(c->augment, "none") != 0 && strcmp(c->head, "set") != 0) {
+        fprintf(stderr,
+                "%s: --augment %s applies to --head set only (add --head set or leave "
+                "--augment out)\n",
+                c->prog, c->augment);
+        return 2;
+    }
     if (c->worker_index >= c->workers) {
         fprintf(stderr, "%s: --worker-index %d must be below --workers %d\n", c->prog,
                 c->worker_index, c->workers);

@@ -45,6 +45,7 @@ typedef struct {
      * set_head instead of on pairs through the pair head (the test pairs evaluate either way) */
     const char *head; /* "pairs" | "set" */
     int classes_per_batch, images_per_class;
+    const char *augment; /* --head set: "none", "flip", "shift" or "flip-shift" (siam_augment) */
     siam_set_head_fn set_head;
     void *set_head_ctx;
     /* --head set: the set trainer writes the fraction of training done (0..1) here before every
@@ -57,10 +58,11 @@ typedef struct {
  * *threads (OpenBLAS threads): --recipe --model --epochs --batch-size --lr --lr-schedule
  * --lr-drop-epochs
  * --lr-drop-factor --lr-floor --warmup-epochs --optimizer --seed --data --train-limit
- * --test-limit --worker-index --workers --checkpoint --metrics --json --threads --eval-every --head
+ * --test-limit --worker-index --workers --checkpoint --metrics --json --threads --eval-every
+ * --augment --head
  * --classes-per-batch --images-per-class.
  * Fills c with their defaults and writes SIAM_WORKER_N_OPTIONS entries to out. */
-#define SIAM_WORKER_N_OPTIONS 25
+#define SIAM_WORKER_N_OPTIONS 26
 void siam_worker_options(siam_worker_config *c, int *threads, siam_option *out);
 
 /* Before parsing (after siam_worker_options): finds --recipe in argv and, when there is one,

@@ -70,28 +70,32 @@ EOF
 
 # ---- loss.png: training loss and validation loss per epoch, step losses lightly ----
 if [ -n "$metrics" ]; then
-  awk -F, '$1 == "epoch" { print $2, $4, $5, $6, $7 }' "$metrics" >"$tmp/epochs.dat"
-  # steps per epoch: the global step at the end of epoch 1; step rows at step / that
-  spe=$(awk -F, '$1 == "epoch" && $2 == 1 { print $3; exit }' "$metrics")
+  # '?' (missing) where an epoch was not evaluated on the test pairs (--eval-every)
+  awk -F, '$1 == "epoch" { for (i = 5; i <= 7; i++) if ($i == "") $i = "?"; print $2, $4, $5, $6, $7 }' \
+    "$metrics" >"$tmp/epochs.dat"
+  # steps per epoch: the global step at the end of the first epoch row over its epoch; step rows
+  # at step / that
+  spe=$(awk -F, '$1 == "epoch" && $2 > 0 { print $3 / $2; exit }' "$metrics")
   # a blank line between epochs: the running mean starts again with every epoch
   awk -F, -v spe="$spe" '$1 == "step" && spe > 0 {
       if (NR > 2 && $2 != last) print ""; last = $2; print $3 / spe, $4 }' "$metrics" >"$tmp/steps.dat"
-  n_epochs=$(wc -l <"$tmp/epochs.dat")
+  n_epochs=$(awk 'END { print $1 + 0 }' "$tmp/epochs.dat")
   steps_plot=""
   [ -s "$tmp/steps.dat" ] &&
     steps_plot="'$tmp/steps.dat' using 1:2 with lines lw 1 lc rgb '#9ecae1' title 'training loss, running mean within the epoch (every 50 steps)', "
   draw loss.png "
-set title 'Contrastive loss per epoch ($n_epochs epoch(s), $(basename "$metrics"))'
+set title 'Loss per epoch ($n_epochs epoch(s), $(basename "$metrics"))'
 set xlabel 'epoch'
-set ylabel 'contrastive loss'
+set ylabel 'loss'
+set datafile missing '?'
 set grid lc rgb '#dddddd'
 set key top right box opaque
 set xrange [0:$n_epochs * 1.04 + 0.02]
 set yrange [0:*]
 set xtics $([ "$n_epochs" -le 20 ] && echo 1 || echo autofreq)
 plot $steps_plot \
-     '$tmp/epochs.dat' using 1:2 with linespoints lw 2 pt 7 ps 1.2 lc rgb '#1f77b4' title 'training loss (epoch mean, dropout on)', \
-     '$tmp/epochs.dat' using 1:3 with linespoints lw 2 pt 5 ps 1.2 lc rgb '#d62728' title 'validation loss (test pairs)'
+     '$tmp/epochs.dat' using 1:2 with linespoints lw 2 pt 7 ps 1.2 lc rgb '#1f77b4' title 'training loss (contrastive on pairs, or the set loss; epoch mean)', \
+     '$tmp/epochs.dat' using 1:3 with linespoints lw 2 pt 5 ps 1.2 lc rgb '#d62728' title 'contrastive loss on the test pairs (evaluated epochs)'
 " "900,560"
 fi
 

@@ -21,6 +21,7 @@ typedef struct {
     int batch;             /* pairs per step (head "pairs"); 0 = the model's default */
     int classes_per_batch; /* P (head "set") */
     int images_per_class;  /* K (head "set") */
+    const char *augment;   /* head "set": "none", "flip", "shift", "flip-shift" */
     float lr;
     const char *lr_schedule; /* "constant" | "step" | "cosine" */
     float warmup_epochs;

@@ -32,9 +32,10 @@ int siam_set_trainer_init(siam_set_trainer *t, siam_model *model, siam_optim_kin
     size_t in = (size_t)siam_model_input_size(model), dim = (size_t)siam_model_output_size(model);
     t->x = siam_alloc_floats((size_t)n * in);
     t->grad = siam_alloc_floats((size_t)n * dim);
+    t->augment_tmp = siam_alloc_floats(in);
     t->idx = calloc((size_t)n, sizeof(uint32_t));
     t->groups = calloc((size_t)n, sizeof(uint32_t));
-    if (!t->x || !t->grad || !t->idx || !t->groups) {
+    if (!t->x || !t->grad || !t->augment_tmp || !t->idx || !t->groups) {
         siam_set_trainer_free(t);
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a set batch of %d images", n);
     }
@@ -45,9 +46,15 @@ void siam_set_trainer_free(siam_set_trainer *t) {
     siam_optim_free(&t->opt);
     siam_free(t->x);
     siam_free(t->grad);
+    siam_free(t->augment_tmp);
     free(t->idx);
     free(t->groups);
     memset(t, 0, sizeof *t);
+}
+
+void siam_set_trainer_augment(siam_set_trainer *t, const siam_augment *a, uint64_t seed) {
+    t->augment = *a;
+    siam_rng_seed(&t->augment_rng, seed);
 }
 
 int siam_set_trainer_gradients(siam_set_trainer *t, const siam_dataset *ds, size_t base,
@@ -67,6 +74,12 @@ int siam_set_trainer_gradients(siam_set_trainer *t, const siam_dataset *ds, size
             return siam_error_set(err, SIAM_ERR_ARG, "set batch: image %zu outside %zu images", k,
                                   ds->n);
         memcpy(t->x + (size_t)i * in, ds->images + k * in, in * sizeof(float));
+    }
+    if (!siam_augment_is_none(&t->augment)) {
+        int rc = siam_augment_batch(&t->augment, t->x, (size_t)t->n, ds->rows, ds->cols, 1,
+                                    &t->augment_rng, t->augment_tmp, err);
+        if (rc)
+            return rc;
     }
     const float *emb;
     int rc = siam_model_forward(m, 0, t->x, t->n, 1, &emb, err);

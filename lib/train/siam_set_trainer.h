@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "siam_augment.h"
 #include "siam_dataset.h"
 #include "siam_error.h"
 #include "siam_model.h"
@@ -75,6 +76,11 @@ typedef struct {
      * (0 while steps_per_epoch or schedule.epochs is 0): the facenet loss reads it, in process
      * (siam_local_set_head.progress) or sent as EmbeddingSet.progress. */
     float *progress;
+    /* training-time augmentation of every gathered batch (zeroed: none), drawn from augment_rng;
+     * set both after init (siam_set_trainer_augment) */
+    siam_augment augment;
+    siam_rng augment_rng;
+    float *augment_tmp; /* one image */
 } siam_set_trainer;
 
 /* One epoch's summary. Means are over the epoch's steps (the loss, active fraction and norm) or
@@ -91,6 +97,9 @@ typedef struct {
 int siam_set_trainer_init(siam_set_trainer *t, siam_model *model, siam_optim_kind kind, float lr,
                           int n, siam_error *err);
 void siam_set_trainer_free(siam_set_trainer *t);
+
+/* Augment every batch from now on with a, drawn from a generator seeded with seed. */
+void siam_set_trainer_augment(siam_set_trainer *t, const siam_augment *a, uint64_t seed);
 
 /* Forward of images idx (n positions in ds, each plus base) in training mode, the head, backward:
  * fills *loss and *stats and leaves dLoss/dParams in the model's gradients (zeroed first). No
