@@ -286,6 +286,8 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
                "\"val_test_positive_pairs\": %zu, \"val_test_negative_pairs\": %zu, "
                "\"val_train_positive_pairs\": %zu, \"val_train_negative_pairs\": %zu, "
                "\"train_val_at_far_1e-3\": %.6f, \"train_far\": %.6g, "
+               "\"test_threshold_val_at_far_1e-3\": %.6f, \"test_threshold\": %.6g, "
+               "\"test_threshold_far\": %.6g, "
                "\"positive_distance_mean\": %.6f, \"positive_distance_std\": %.6f, "
                "\"negative_distance_mean\": %.6f, \"negative_distance_std\": %.6f, "
                "\"test_loss\": %.6f, \"knn_k\": %d, \"knn_accuracy\": %.6f, "
@@ -294,8 +296,10 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
                (double)c->margin, (double)p->threshold, p->accuracy, p->auc, (double)r->train_best,
                r->test_at_best, r->train_best_acc, r->val.val, (double)r->val.threshold, r->val.far,
                r->val.test_pos, r->val.test_neg, r->val.train_pos, r->val.train_neg,
-               r->val.train_val, r->val.train_far, p->stats.pos_mean, p->stats.pos_std,
-               p->stats.neg_mean, p->stats.neg_std, r->test_loss, SIAM_KNN_K_DEFAULT, r->knn);
+               r->val.train_val, r->val.train_far, r->val.oracle_val,
+               (double)r->val.oracle_threshold, r->val.oracle_far, p->stats.pos_mean,
+               p->stats.pos_std, p->stats.neg_mean, p->stats.neg_std, r->test_loss,
+               SIAM_KNN_K_DEFAULT, r->knn);
         if (r->pixel_knn < 0)
             printf("null");
         else
@@ -326,6 +330,9 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
     printf("  %-34s %.4g (FAR %.5f, VAL %.4f there; %zu positive + %zu negative)\n",
            "VAL threshold, from training pairs", (double)r->val.threshold, r->val.train_far,
            r->val.train_val, r->val.train_pos, r->val.train_neg);
+    printf("  %-34s %.4f (threshold %.4g, FAR %.5f; FaceNet's convention, for its table)\n",
+           "VAL, threshold on the test pairs", r->val.oracle_val, (double)r->val.oracle_threshold,
+           r->val.oracle_far);
     printf("  %-34s %.3f +- %.3f\n", "distance, positive pairs", p->stats.pos_mean,
            p->stats.pos_std);
     printf("  %-34s %.3f +- %.3f\n", "distance, negative pairs", p->stats.neg_mean,

@@ -54,7 +54,8 @@ keys = ["checkpoint", "spec", "step", "train_images", "test_images", "train_pair
         "accuracy_at_best_threshold", "train_accuracy_at_best_threshold", "val_at_far_1e-3",
         "val_threshold", "far", "val_test_positive_pairs", "val_test_negative_pairs",
         "val_train_positive_pairs", "val_train_negative_pairs", "train_val_at_far_1e-3",
-        "train_far", "positive_distance_mean", "positive_distance_std",
+        "train_far", "test_threshold_val_at_far_1e-3", "test_threshold", "test_threshold_far",
+        "positive_distance_mean", "positive_distance_std",
         "negative_distance_mean", "negative_distance_std", "test_loss", "knn_k", "knn_accuracy",
         "pixel_knn_accuracy", "recall_at_1", "map_at_r", "pixel_recall_at_1", "pixel_map_at_r",
         "seconds"]
@@ -84,6 +85,7 @@ ok = (not bad and not extra and not diff and abs(ev["test_loss"] - val_loss) < 2
               for side in ("train", "test") for kind in ("positive", "negative"))
       and ev["train_far"] <= 1e-3 and 0 <= ev["far"] < 0.01
       and 0 < ev["val_at_far_1e-3"] <= 1 and 0 < ev["train_val_at_far_1e-3"] <= 1
+      and ev["test_threshold_far"] <= 1e-3 and 0 <= ev["test_threshold_val_at_far_1e-3"] <= 1
       and ev["val_threshold"] > 0)
 print("VAL", ev.get("val_at_far_1e-3"), "FAR", ev.get("far"), "threshold", ev.get("val_threshold"),
       "train VAL", ev.get("train_val_at_far_1e-3"), "train FAR", ev.get("train_far"))

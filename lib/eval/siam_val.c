@@ -311,6 +311,9 @@ int siam_val_at_far(const siam_val_set *train, const siam_val_set *test, int dim
         (rc = siam_metrics_val_at_far(tr_dist, tr.labels, tr.n, far_target, &r.threshold,
                                       &r.train_val, &r.train_far, err)))
         goto done;
+    if ((rc = siam_metrics_val_at_far(te_dist, te.labels, te.n, far_target, &r.oracle_threshold,
+                                      &r.oracle_val, &r.oracle_far, err)))
+        goto done;
     for (size_t i = 0; i < te.n; i++)
         if (te_dist[i] <= r.threshold) {
             if (te.labels[i])

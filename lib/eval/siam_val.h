@@ -67,6 +67,10 @@ typedef struct {
     double val, far;             /* at threshold, on the test pairs */
     size_t test_pos, test_neg;   /* test pairs used */
     size_t true_accepts, false_accepts; /* test pairs with D <= threshold, same / different */
+    /* FaceNet's own convention, for comparison with its table: the threshold chosen on the test
+     * pairs themselves (largest t with FAR_test <= target), and VAL and FAR there */
+    float oracle_threshold;
+    double oracle_val, oracle_far;
 } siam_val_report;
 
 /* VAL at FAR far_target (in [0, 1]) as above: pairs sampled from train and from test,
