@@ -12,7 +12,7 @@
 
 int main(int argc, char **argv) {
     siam_worker_config wc = {.prog = "siam-train"};
-    const char *labels = "similar", *log_level = "info", *loss = "batch-hard";
+    const char *labels = "similar", *log_level = "info", *loss = "semi-hard";
     float margin = 1.0f, hard_after = 0.4f;
     int threads;
     siam_option opts[SIAM_WORKER_N_OPTIONS + 5];

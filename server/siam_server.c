@@ -520,7 +520,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
 int main(int argc, char **argv) {
     config c = {.listen = "127.0.0.1:50051",
                 .labels = "similar",
-                .loss = "batch-hard",
+                .loss = "semi-hard",
                 .distance = "euclidean",
                 .log_level = "info",
                 .margin = 1.0f,
