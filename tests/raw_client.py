@@ -1,37 +1,32 @@
 #!/usr/bin/python3
-"""Call siam-server from Python: Similarity, Status and the gRPC health check.
-
-A small example of calling siam-server from another language, using only Debian's packages:
+"""siam-server called from Python without siam's client library: Debian's grpcio, the message
+classes of protoc --python_out and the methods' full paths (no grpc_tools). The test suite's
+independent Python caller (python_test, tls_test, averaging_test, valgrind_test, ...): what it
+checks does not go through clients/python, whose own tests use this server too. Callers should use
+the library instead (clients/python, examples/python/siam_similarity.py).
 
     apt-get install python3-grpcio python3-protobuf protobuf-compiler
-
-Run it with /usr/bin/python3 (Debian's interpreter, which sees those packages).
-
-The message classes come from protoc's Python generator (no grpc_tools needed: the calls are
-made with channel.unary_unary / channel.stream_stream and the method's full path). From the
-repository root:
-
     protoc -I proto --python_out=build/python \
         proto/siam/v1/siam.proto proto/grpc/health/v1/health.proto
 
-writes build/python/siam/v1/siam_pb2.py and build/python/grpc/health/v1/health_pb2.py. Pass that
-directory with --stubs build/python; without --stubs the script looks beside itself (generate
-with --python_out=examples/python for that).
+writes build/python/siam/v1/siam_pb2.py and build/python/grpc/health/v1/health_pb2.py; pass that
+directory with --stubs. Run it with /usr/bin/python3 (Debian's interpreter, which sees those
+packages).
 
 Usage:
 
-    siam_similarity.py --server 127.0.0.1:50051 [--dim 4] [--stubs DIR]
+    raw_client.py --server 127.0.0.1:50051 [--dim 4] [--stubs DIR]
         prints the distances, scores and same/different verdicts of a few example pairs, and the
         server's Status (version, margin, label convention) and health.
 
-    siam_similarity.py --server 127.0.0.1:50051 --stubs DIR --check
+    raw_client.py --server 127.0.0.1:50051 --stubs DIR --check
         the test suite's cross-language check: Similarity against distances computed here, bad
         requests refused with INVALID_ARGUMENT naming the field, a Train batch against the
         contrastive loss and gradients computed here, an unknown method answered UNIMPLEMENTED,
         and the health check. One line per check; exits 1 if any fails. It expects the server's
         default threshold (margin / 2).
 
-    siam_similarity.py --server 127.0.0.1:50051 --stubs DIR --images 0:1,2:3 [--data DIR] [--json]
+    raw_client.py --server 127.0.0.1:50051 --stubs DIR --images 0:1,2:3 [--data DIR] [--json]
         compares Fashion-MNIST test images by index (pairs I:J) with the server's global model:
         the images' raw bytes go in the request (left_images, right_images) and the server embeds
         them. Prints one line per pair, or one JSON object with --json. The server needs a model
@@ -40,7 +35,7 @@ Usage:
 
 TLS and tokens (siam-server --tls-cert/--tls-key [--tls-client-ca], --auth-token-file):
 
-    siam_similarity.py --server localhost:50051 --tls-ca ca.pem [--tls-cert client.pem
+    raw_client.py --server localhost:50051 --tls-ca ca.pem [--tls-cert client.pem
         --tls-key client.key] [--tls-server-name NAME] [--auth-token-file token.txt] ...
         connects with TLS (the server's certificate must be signed by a CA in ca.pem and hold the
         host of --server, or NAME), with a client certificate for mutual TLS, and sends the
@@ -64,7 +59,7 @@ import time
 try:
     import grpc
 except ImportError:
-    sys.exit("siam_similarity.py: cannot import grpc: apt-get install python3-grpcio "
+    sys.exit("raw_client.py: cannot import grpc: apt-get install python3-grpcio "
              "python3-protobuf (and run this script with /usr/bin/python3)")
 
 # Full method paths (package siam.v1, service Siamese; and the standard health service).
@@ -100,12 +95,12 @@ def load_stubs(stubs_dir):
     health_path = os.path.join(stubs_dir, "grpc", "health", "v1", "health_pb2.py")
     for path in (siam_path, health_path):
         if not os.path.isfile(path):
-            sys.exit(f"siam_similarity.py: {path} not found; {PROTOC_HINT}")
+            sys.exit(f"raw_client.py: {path} not found; {PROTOC_HINT}")
     try:
         return (load_module("siam_v1_siam_pb2", siam_path),
                 load_module("grpc_health_v1_health_pb2", health_path))
     except ImportError as e:  # e.g. google.protobuf missing, or stubs from a newer protoc
-        sys.exit(f"siam_similarity.py: cannot load the generated stubs in {stubs_dir}: {e}\n"
+        sys.exit(f"raw_client.py: cannot load the generated stubs in {stubs_dir}: {e}\n"
                  "apt-get install python3-protobuf protobuf-compiler, run with /usr/bin/python3, "
                  f"and regenerate them with Debian's protoc; {PROTOC_HINT}")
 
@@ -169,7 +164,7 @@ def read_file(path, what):
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        sys.exit(f"siam_similarity.py: {what} {path}: {e.strerror}")
+        sys.exit(f"raw_client.py: {what} {path}: {e.strerror}")
 
 
 def read_token(path):
@@ -178,10 +173,10 @@ def read_token(path):
     data = read_file(path, "--auth-token-file")
     line = data.split(b"\n", 1)[0].strip(b" \t\r")
     if not line:
-        sys.exit(f"siam_similarity.py: --auth-token-file {path}: "
+        sys.exit(f"raw_client.py: --auth-token-file {path}: "
                  f"{'the file is empty' if not data else 'its first line is empty'}")
     if any(c < 0x21 or c > 0x7e for c in line):
-        sys.exit(f"siam_similarity.py: --auth-token-file {path}: the token has a character that "
+        sys.exit(f"raw_client.py: --auth-token-file {path}: the token has a character that "
                  "is not printable ASCII (or a space)")
     return line.decode("ascii")
 
@@ -204,7 +199,7 @@ def connect(address, timeout=5.0, tls_ca=None, tls_cert=None, tls_key=None, serv
     except grpc.FutureTimeoutError:
         hint = (" or its TLS handshake failed: check --tls-ca, --tls-cert/--tls-key and the name"
                 " in the server's certificate" if tls_ca else "")
-        sys.exit(f"siam_similarity.py: cannot reach siam-server at {address} within "
+        sys.exit(f"raw_client.py: cannot reach siam-server at {address} within "
                  f"{timeout:g} s (is it running? start it with: siam-server --listen {address}"
                  f"){hint}")
     if token:
@@ -467,7 +462,7 @@ def check(siam, seed):
         return list(siam.train(iter(batches), timeout=timeout))
 
     def bad_train(words, **fields):
-        batch = pb.EmbeddingBatch(worker_id="siam_similarity.py --check", step=1, **fields)
+        batch = pb.EmbeddingBatch(worker_id="raw_client.py --check", step=1, **fields)
         return lambda: expect_refused(lambda: train([batch]), INVALID, words)
 
     for name, words, fields in (
@@ -493,7 +488,7 @@ def check(siam, seed):
             labels = [rng.randrange(2) for _ in range(B)]
             labels[0], labels[1] = 1, 0  # both labels every batch
             batches.append(pb.EmbeddingBatch(dim=dim, left=left, right=right, labels=labels,
-                                             step=step, worker_id="siam_similarity.py --check"))
+                                             step=step, worker_id="raw_client.py --check"))
             wants.append((left, right, labels, dim))
         results = train(batches)
         expect(len(results) == len(batches),
@@ -570,10 +565,10 @@ def read_idx_images(path):
     with gzip.open(path, "rb") as f:
         data = f.read()
     if len(data) < 16:
-        sys.exit(f"siam_similarity.py: {path} is truncated (no IDX header)")
+        sys.exit(f"raw_client.py: {path} is truncated (no IDX header)")
     magic, n, rows, cols = struct.unpack(">IIII", data[:16])
     if magic != 0x00000803 or len(data) != 16 + n * rows * cols:
-        sys.exit(f"siam_similarity.py: {path} is not an IDX3 image file of {n} images")
+        sys.exit(f"raw_client.py: {path} is not an IDX3 image file of {n} images")
     return data[16:], n, rows * cols
 
 
@@ -581,12 +576,12 @@ def compare_images(siam, data_dir, pairs, as_json):
     """Similarity of test images by index, embedded on the server."""
     path = os.path.join(data_dir, "t10k-images-idx3-ubyte.gz")
     if not os.path.exists(path):
-        sys.exit(f"siam_similarity.py: {path} not found (apt-get install dataset-fashion-mnist, "
+        sys.exit(f"raw_client.py: {path} not found (apt-get install dataset-fashion-mnist, "
                  "or give --data DIR)")
     pixels, n, size = read_idx_images(path)
     for i, j in pairs:
         if not (0 <= i < n and 0 <= j < n):
-            sys.exit(f"siam_similarity.py: image index out of range 0..{n - 1} in {i}:{j}")
+            sys.exit(f"raw_client.py: image index out of range 0..{n - 1} in {i}:{j}")
     left = b"".join(pixels[i * size:(i + 1) * size] for i, _ in pairs)
     right = b"".join(pixels[j * size:(j + 1) * size] for _, j in pairs)
     r = siam.similarity(siam.pb.SimilarityRequest(left_images=left, right_images=right),
@@ -662,7 +657,7 @@ def main():
             return compare_images(siam, args.data, args.images, args.json)
         return check(siam, args.seed) if args.check else demo(siam, args.server, args.dim)
     except grpc.RpcError as e:
-        print(f"siam_similarity.py: call failed: {e.code().name}: {e.details()}", file=sys.stderr)
+        print(f"raw_client.py: call failed: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
     finally:
         channel.close()
