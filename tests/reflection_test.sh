@@ -61,6 +61,7 @@ run() {
 
 echo "-- a server without a token"
 start_server plain
+plain_pid=$server_pid
 run plain
 echo "-- a server with --auth-token-file"
 printf 'refl-%s-token\n' "$RANDOM$RANDOM" >"$tmp/token"
@@ -72,6 +73,13 @@ else
   run token --token-file "$tmp/token" --expect-token
   run token_all --token-file "$tmp/token"
 fi
+# SIGTERM: both stop cleanly (in the sanitizer build LeakSanitizer checks them at exit)
+for name_pid in "plain:$plain_pid" "token:$server_pid"; do
+  kill -TERM "${name_pid#*:}" 2>/dev/null
+  wait "${name_pid#*:}"
+  check "server ${name_pid%%:*} exits 0 on SIGTERM (rc $?)" "[ $? -eq 0 ]"
+done
+check "no sanitizer report in the servers' logs" "no_sanitizer_reports '$tmp/plain.log' '$tmp/token.log'"
 check "the token is in no server log" "! grep -qF '$(cat "$tmp/token")' '$tmp/plain.log' '$tmp/token.log'"
 check "no server log line at ERROR" "! grep -q ' ERROR ' '$tmp/plain.log' '$tmp/token.log'"
 
