@@ -72,13 +72,13 @@ chmod 600 "$tmp/token"
 
 # ---- 3. the library's tests against four servers ----
 start_server plain --max-message-mb 1
-plain=127.0.0.1:$port
+plain=127.0.0.1:$port plain_pid=$server_pid
 start_server model --model mlp --seed 3
-model=127.0.0.1:$port
+model=127.0.0.1:$port model_pid=$server_pid
 start_server token --auth-token-file "$tmp/token"
-token=127.0.0.1:$port
+token=127.0.0.1:$port token_pid=$server_pid
 start_server tls --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" --auth-token-file "$tmp/token"
-tls=127.0.0.1:$port
+tls=127.0.0.1:$port tls_pid=$server_pid
 echo "-- clients/python/tests"
 (cd "$tmp" && SIAM_TEST_SERVER=$plain SIAM_TEST_MODEL_SERVER=$model SIAM_TEST_TOKEN_SERVER=$token \
   SIAM_TEST_TOKEN=$(cat "$tmp/token") SIAM_TEST_TLS_SERVER=$tls SIAM_TEST_TLS_CA=$pki/ca.pem \
@@ -105,6 +105,14 @@ check "the example without the token: exit 1, UNAUTHENTICATED with the server's 
 (cd "$tmp" && timeout 60 "$vpy" "$root/examples/python/siam_similarity.py" --server "localhost:${tls##*:}" \
   --tls-ca "$pki/ca.pem" --auth-token-file "$tmp/token") >"$tmp/example_tls.out" 2>&1
 check "the example with TLS and the token: exit 0" "grep -q '^health: SERVING$' '$tmp/example_tls.out'"
+for name in plain model token tls; do # SIGTERM: exit 0 (LeakSanitizer checks at exit)
+  pidvar=${name}_pid
+  kill -TERM "${!pidvar}" 2>/dev/null
+  wait "${!pidvar}"
+  check "server $name exits 0 on SIGTERM (rc $?)" "[ $? -eq 0 ]"
+done
+check "no sanitizer report in the servers' logs" \
+  "no_sanitizer_reports '$tmp/plain.log' '$tmp/model.log' '$tmp/token.log' '$tmp/tls.log'"
 check "the token is in no server log" "! grep -qF '$(cat "$tmp/token")' '$tmp'/*.log"
 
 echo "python_client_test: $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_start}") s"
