@@ -9,6 +9,9 @@ packages=(build-essential cmake pkg-config clang-format gnuplot-nox
           libopenblas-dev zlib1g-dev dataset-fashion-mnist
           python3-grpcio python3-protobuf protobuf-compiler iproute2 python3-yaml openssl
           nodejs npm)
+# the Python client library (clients/python) installs offline into a venv that sees Debian's
+# grpcio: pip, setuptools and venv from Debian (python_client_test)
+packages+=(python3-pip python3-setuptools python3-venv)
 # for the tests only (not for building the programs, so not in docker/Dockerfile): the sanitizer
 # build is made with clang, whose libFuzzer is in libclang-rt-14-dev; valgrind_test; test_pca
 # compares the principal components with numpy's

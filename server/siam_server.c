@@ -21,6 +21,7 @@
 #include "siam_model.h"
 #include "siam_options.h"
 #include "siam_recipe.h"
+#include "siam_reflection.h"
 #include "siam_rpc.h"
 #include "siam_service.h"
 #include "siam_tensor.h"
@@ -454,6 +455,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
         (rc =
              siam_rpc_server_add_deferred(srv, SIAM_METHOD_SYNC_WEIGHTS, sync_weights, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_HEALTH_CHECK, health, svc, err)) ||
+        (rc = siam_reflection_add(srv, err)) || /* grpc.reflection.v1 and v1alpha */
         (rc = siam_rpc_server_start(srv, &port, err))) {
         if (rc == SIAM_ERR_FORMAT) /* gRPC refused the TLS certificate and key */
             *usage = 1;

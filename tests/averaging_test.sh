@@ -34,7 +34,7 @@ EOF
 }
 python_stubs "$tmp"
 similarity() { # similarity PORT OUT: Similarity with test images, from Python
-  "$py" "$root/examples/python/siam_similarity.py" --server "127.0.0.1:$1" --stubs "$tmp" \
+  "$py" "$root/tests/raw_client.py" --server "127.0.0.1:$1" --stubs "$tmp" \
     --data "$data" --images 0:1,2:3,10:11,100:200,5:5 --json >"$2" 2>"$2.err"
 }
 

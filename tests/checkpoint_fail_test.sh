@@ -149,7 +149,7 @@ check "Status: the newest checkpoint written is still round 1" \
   "[ \"\$(field checkpoint_round '$tmp/st2.out')\" = 1 ] &&
    [ \"\$(field checkpoint_path '$tmp/st2.out')\" = '$ck' ]"
 
-"$py" "$root/examples/python/siam_similarity.py" --server "127.0.0.1:$port" --stubs "$tmp" \
+"$py" "$root/tests/raw_client.py" --server "127.0.0.1:$port" --stubs "$tmp" \
   >"$tmp/demo.out" 2>&1
 grep '^checkpoint' "$tmp/demo.out" | sed 's/^/     example: /'
 check "the Python example prints the newest checkpoint and the failure" \

@@ -77,11 +77,11 @@ round() {
   if [ $have_py -eq 1 ]; then
     local pyargs=(--server "localhost:$port" --stubs "$tmp/py")
     [ "$name" = tls ] && pyargs+=(--tls-ca "$pki/ca.pem")
-    env -u GRPC_TRACE -u GRPC_VERBOSITY timeout 60 "$py" "$root/examples/python/siam_similarity.py" \
+    env -u GRPC_TRACE -u GRPC_VERBOSITY timeout 60 "$py" "$root/tests/raw_client.py" \
       "${pyargs[@]}" --auth-token-file "$tmp/token" >"$tmp/$name-py-right.out" 2>&1
     local prc=$?
     check "$name: Python with the right token exits 0 (rc $prc)" "[ $prc -eq 0 ]"
-    env -u GRPC_TRACE -u GRPC_VERBOSITY timeout 60 "$py" "$root/examples/python/siam_similarity.py" \
+    env -u GRPC_TRACE -u GRPC_VERBOSITY timeout 60 "$py" "$root/tests/raw_client.py" \
       "${pyargs[@]}" --auth-token-file "$tmp/wrong" >"$tmp/$name-py-wrong.out" 2>&1
     check "$name: Python with a wrong token is UNAUTHENTICATED" \
       "grep -q 'UNAUTHENTICATED' '$tmp/$name-py-wrong.out'"

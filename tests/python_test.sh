@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # python_test: siam-server called from Python (Debian's python3-grpcio and python3-protobuf, stubs
-# from protoc --python_out): examples/python/siam_similarity.py --check (Similarity and Train
+# from protoc --python_out): tests/raw_client.py --check (Similarity and Train
 # against the maths computed in Python, bad requests refused with INVALID_ARGUMENT naming the
 # field, UNIMPLEMENTED for an unknown method, health SERVING), then its demo; and the server
 # stopping cleanly on SIGTERM.
@@ -8,7 +8,7 @@ set -uo pipefail
 bin=${SIAM_BIN_DIR:?}/siam-server
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3
-script=$root/examples/python/siam_similarity.py
+script=$root/tests/raw_client.py
 tmp=$(mktemp -d)
 pid=""
 cleanup() {
@@ -50,15 +50,15 @@ done
 echo "siam-server listening on 127.0.0.1:$port"
 
 fails=0
-echo "--- siam_similarity.py --check"
+echo "--- raw_client.py --check"
 timeout 120 "$py" "$script" --server "127.0.0.1:$port" --stubs "$tmp" --check; rc=$?
-[ $rc -eq 0 ] || { echo "FAIL: siam_similarity.py --check exited $rc"; fails=$((fails + 1)); }
+[ $rc -eq 0 ] || { echo "FAIL: raw_client.py --check exited $rc"; fails=$((fails + 1)); }
 
-echo "--- siam_similarity.py (demo)"
+echo "--- raw_client.py (demo)"
 timeout 60 "$py" "$script" --server "127.0.0.1:$port" --stubs "$tmp" >"$tmp/demo.out" 2>&1; rc=$?
 cat "$tmp/demo.out"
 if [ $rc -ne 0 ]; then
-  echo "FAIL: siam_similarity.py demo exited $rc"; fails=$((fails + 1))
+  echo "FAIL: raw_client.py demo exited $rc"; fails=$((fails + 1))
 elif ! grep -q '^health: SERVING$' "$tmp/demo.out" || ! grep -Eq '^  identical +0\.0000 +1\.0000 +yes$' "$tmp/demo.out"; then
   echo "FAIL: demo output lacks 'health: SERVING' or the identical pair at distance 0, score 1"
   fails=$((fails + 1))

@@ -225,7 +225,7 @@ if "$py" -c 'import grpc, google.protobuf' 2>/dev/null && command -v protoc >/de
   mkdir -p "$tmp/py"
   (cd "$root" && protoc -I proto --python_out="$tmp/py" proto/siam/v1/siam.proto \
     proto/grpc/health/v1/health.proto)
-  script=$root/examples/python/siam_similarity.py
+  script=$root/tests/raw_client.py
   pyargs=(--server "localhost:$port" --stubs "$tmp/py" --tls-ca "$pki/ca.pem")
   timeout 60 "$py" "$script" "${pyargs[@]}" --auth-token-file "$tmp/token" >"$tmp/py_token.out" 2>&1
   prc=$?

@@ -2,7 +2,7 @@
 # valgrind_test: siam-server and one siam-client end to end, both under valgrind's memcheck
 # (--leak-check=full): the worker trains the mlp for one epoch on a small prefix of
 # Fashion-MNIST (a few dozen steps) with weight averaging every 5 steps (SyncWeights), both
-# write checkpoints, then examples/python/siam_similarity.py asks the server for image and
+# write checkpoints, then tests/raw_client.py asks the server for image and
 # embedding Similarity, Status and the health check, and the server stops on SIGTERM. Fails on
 # any memcheck error (invalid read or write, use of uninitialised memory, bad free) and on any
 # definitely lost block, in either process. No suppressions: none were needed (gRPC, abseil,
@@ -62,11 +62,11 @@ check "siam-client exits 0 under memcheck (rc $crc; 99 = memcheck errors)" "[ $c
 check "the worker trained a few dozen steps (${steps:-none})" "[ '${steps:-0}' -ge 20 ]"
 check "the worker averaged weights with SyncWeights (${rounds:-no} rounds)" "[ '${rounds:-0}' -ge 4 ]"
 
-timeout 120 "$py" "$root/examples/python/siam_similarity.py" --server "127.0.0.1:$port" \
+timeout 120 "$py" "$root/tests/raw_client.py" --server "127.0.0.1:$port" \
   --stubs "$tmp" --images 0:1,2:3,5:5 --data "$data" >"$tmp/images.out" 2>&1
 check "image Similarity with the global model (rc $?)" \
   "grep -Eq 'test images +5 and +5: distance 0\\.000000' '$tmp/images.out'"
-timeout 120 "$py" "$root/examples/python/siam_similarity.py" --server "127.0.0.1:$port" \
+timeout 120 "$py" "$root/tests/raw_client.py" --server "127.0.0.1:$port" \
   --stubs "$tmp" >"$tmp/demo.out" 2>&1
 check "embedding Similarity, Status and health (rc $?)" \
   "grep -q '^health: SERVING\$' '$tmp/demo.out' && grep -Eq '^  identical +0\\.0000 +1\\.0000 +yes\$' '$tmp/demo.out'"
