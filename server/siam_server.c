@@ -24,6 +24,7 @@
 #include "siam_reflection.h"
 #include "siam_rpc.h"
 #include "siam_service.h"
+#include "siam_set_trainer.h"
 #include "siam_tensor.h"
 #include "siam_wire.h"
 
@@ -214,6 +215,7 @@ typedef struct {
     const char *items;  /* what ts.pairs counts: "pairs" or "images" */
     char peer[128];
     double opened;
+    double win_started; /* TrainSet: the start of the mining summary's window */
 } train_stream;
 
 static train_stream *stream_open(const siam_rpc_call_info *call, const char *method,
@@ -224,9 +226,55 @@ static train_stream *stream_open(const siam_rpc_call_info *call, const char *met
     t->method = method;
     t->items = items;
     snprintf(t->peer, sizeof t->peer, "%s", call->peer ? call->peer : "?");
-    t->opened = siam_now();
+    t->opened = t->win_started = siam_now();
     LOG_DEBUG(COMPONENT, "%s stream opened by %s", method, t->peer);
     return t;
+}
+
+/* TrainSet: every SET_REPORT_SECONDS per stream and when it ends, a line with what the mining
+ * saw (the loss, the active fraction, the mean norm, the hardest negatives) and, when the
+ * embeddings collapse or nothing is active, a warning in plain words: the server sees every
+ * worker's embeddings, so it can say so even to a worker that does not. */
+#define SET_REPORT_SECONDS 60.0
+
+static void set_window_report(const siam_service *svc, train_stream *t, int final) {
+    siam_train_stream *s = &t->ts;
+    double now = siam_now();
+    if (s->win_sets == 0 || (!final && now - t->win_started < SET_REPORT_SECONDS))
+        return;
+    uint64_t mined = s->win_sets - s->win_degenerate;
+    siam_set_epoch_stats es = {.steps = s->win_sets,
+                               .degenerate_steps = s->win_degenerate,
+                               .active_terms = s->win_active,
+                               .mean_loss = s->win_loss / (double)s->win_sets,
+                               .mean_active = s->win_active_frac / (double)s->win_sets,
+                               .mean_norm = s->win_norm / (double)s->win_sets,
+                               .mean_hardest_neg = mined ? s->win_hardest_neg / (double)mined : 0,
+                               .scale = siam_service_margin(svc)};
+    const char *who = s->worker_id[0] ? s->worker_id : "unnamed worker";
+    LOG_INFO(COMPONENT,
+             "TrainSet %s: %llu sets in %.0f s: mean loss %.4f, active %.3f, mean norm %.3f, "
+             "hardest negatives %.3f apart, %llu sets without a triplet",
+             who, (unsigned long long)s->win_sets, now - t->win_started, es.mean_loss,
+             es.mean_active, es.mean_norm, es.mean_hardest_neg,
+             (unsigned long long)s->win_degenerate);
+    char why[160];
+    int alarm = siam_set_epoch_collapse(&es, why, sizeof why);
+    if (alarm == SIAM_SET_ALARM_COLLAPSE)
+        LOG_WARN(COMPONENT,
+                 "TrainSet %s: the embeddings are collapsing: %s; every image is being mapped "
+                 "to nearly the same point. Lower the learning rate or the margin, or use "
+                 "--loss semi-hard",
+                 who, why);
+    else if (alarm == SIAM_SET_ALARM_STALLED)
+        LOG_WARN(COMPONENT,
+                 "TrainSet %s: nothing was trained: %s; every set is already separated by the "
+                 "margin. Raise the margin or use a harder loss",
+                 who, why);
+    s->win_sets = s->win_degenerate = 0;
+    s->win_active = 0;
+    s->win_loss = s->win_active_frac = s->win_norm = s->win_hardest_neg = 0;
+    t->win_started = now;
 }
 
 static void *train_open(void *ctx, const siam_rpc_call_info *call) {
@@ -270,6 +318,8 @@ static int train_set_message(void *ctx, void *stream, const uint8_t *req, size_t
     int rc = siam_service_train_set(ctx, &t->ts, req, len, resp, st);
     if (rc != SIAM_RPC_OK)
         stream_refused(t, rc, st);
+    else
+        set_window_report(ctx, t, 0);
     return rc;
 }
 
@@ -278,6 +328,7 @@ static void train_close(void *ctx, void *stream, const siam_rpc_status *final) {
     if (!t)
         return;
     siam_service_train_end(ctx, &t->ts);
+    set_window_report(ctx, t, 1);
     double secs = siam_now() - t->opened;
     if (SIAM_LOG_INFO < siam_log_threshold) {
         free(t);

@@ -48,6 +48,12 @@ typedef struct {
     uint64_t batches, pairs;
     double loss_sum; /* sum over batches of loss * batch size */
     int live;        /* counted in the averaging's liveness (after the first good batch) */
+    /* TrainSet: what the mining saw since the caller last reset these (the server's periodic
+     * per-stream summary and collapse alarm): sets, of them degenerate, active terms, and sums
+     * over the sets of loss, active fraction, mean norm and mean hardest-negative distance */
+    uint64_t win_sets, win_degenerate;
+    int64_t win_active;
+    double win_loss, win_active_frac, win_norm, win_hardest_neg;
 } siam_train_stream;
 
 /* Starts weight averaging (see siam_averaging.h): min_workers, sync_timeout, an optional

@@ -4,6 +4,8 @@
 #      server's set loss from Status, the server logs the worker's TrainSet stream, and
 #      siam-client evaluate on the checkpoint gives ROC AUC > 0.75 (measured 0.846 with this
 #      l2norm mlp; threshold with margin for other BLAS builds and CPUs);
+#      The server summarises each stream's mining, and warns when the plain mlp's embeddings
+#      collapse under its batch-hard loss;
 #   2. siam-train --head set --loss semi-hard runs locally: exits 0, ROC AUC > 0.8 (measured
 #      0.889), no collapse alarm;
 #   3. the collapse alarm end to end: the plain mlp under batch-hard does collapse in its first
@@ -39,6 +41,14 @@ check "siam-client logs the server's set loss" \
 check "the report counts images" "grep -q 'train_images_per_s' '$tmp/client.out'"
 check "the server logged the TrainSet stream" \
   "grep -q 'TrainSet stream of set-w0 .* ended OK' '$tmp/server.log'"
+check "the server summarised the stream's mining (loss, active, norm, hardest negatives)" \
+  "grep -Eq 'TrainSet set-w0: [0-9]+ sets in [0-9]+ s: mean loss [0-9.]+, active [0-9.]+, mean norm [0-9.]+, hardest negatives' '$tmp/server.log'"
+# the server's own collapse alarm: the plain mlp (no l2norm) under its batch-hard loss
+"$bin/siam-client" --server "127.0.0.1:$port" --head set --epochs 1 "${limits[@]}" \
+  --worker-id collapse-w0 --sync-every 0 >"$tmp/collapse_client.out" 2>"$tmp/collapse_client.log"
+rc=$?
+check "the server says in plain words when a worker's embeddings collapse (client exit $rc)" \
+  "[ $rc -eq 0 ] && grep -q 'WARN .*TrainSet collapse-w0: the embeddings are collapsing: .*Lower the learning rate or the margin' '$tmp/server.log'"
 "$bin/siam-client" evaluate --checkpoint "$tmp/set.ckpt" "${limits[@]}" --no-pixel-knn --json \
   >"$tmp/eval.out" 2>"$tmp/eval.log"
 rc=$?
