@@ -1,89 +1,100 @@
 #!/usr/bin/env bash
-# node_test: siam-server called from Node.js (@grpc/grpc-js and @grpc/proto-loader from the npm
-# registry, the .proto loaded at run time): examples/node/similarity.js --check (Similarity and
-# Train against the maths computed in JavaScript, bad requests refused with INVALID_ARGUMENT
-# naming the field, health SERVING), then its demo. Installs the example's node_modules with
-# `npm ci` (from the committed package-lock.json) when they are missing; fails loudly, never
-# skips, when node, npm or the registry is missing.
+# node_test: examples/node/similarity.js, the short user of the Node client library
+# (clients/node, require('siam-client')), against real siam-servers: its demo (Status, health,
+# the distances, scores and verdicts of four pairs), no server (exit 1, "cannot reach"), a server
+# with a token (UNAUTHENTICATED with the server's message without it, the demo with it) and bad
+# usage (exit 2). The library's own tests, and the raw Similarity/Train checks this test ran
+# through the example's former --check mode, are node_client_test (clients/node/test).
+# Installs clients/node's node_modules (`npm ci` from its committed package-lock.json) and the
+# example's (`npm ci`: a link to clients/node) when they are missing; fails loudly, never skips,
+# when node, npm or the registry is missing.
 set -uo pipefail
-bin=${SIAM_BIN_DIR:?}/siam-server
+bin=${SIAM_BIN_DIR:?}
 root=$(cd "$(dirname "$0")/.." && pwd)
 example=$root/examples/node
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+lib=$root/clients/node
+source "$(dirname "$0")/e2e_lib.sh"
+e2e_begin
 
 fail() { echo "FAIL: $*"; exit 1; }
-proc_state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null; }
-server_log() { echo "--- siam-server stderr:"; tail -n 40 "$tmp/server.err"; }
 
 # ---- prerequisites: not skipped when missing ----
 command -v node >/dev/null || fail "node not found; run scripts/install-deps.sh (installs nodejs npm)"
 command -v npm >/dev/null || fail "npm not found; run scripts/install-deps.sh (installs nodejs npm)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 18 ] 2>/dev/null || fail "node $(node --version) is too old; examples/node needs node >= 18"
-[ -x "$bin" ] || fail "$bin not built"
+[ -x "$bin/siam-server" ] || fail "$bin/siam-server not built"
 
-# ---- node_modules: npm ci from the lock file, once (the registry is needed only then) ----
-if [ ! -f "$example/node_modules/@grpc/grpc-js/package.json" ] ||
-  [ ! -f "$example/node_modules/@grpc/proto-loader/package.json" ]; then
-  echo "--- npm ci in examples/node (node_modules missing)"
-  if ! (cd "$example" && timeout 300 npm ci --no-audit --no-fund) >"$tmp/npm.log" 2>&1; then
+# ---- node_modules: npm ci from the lock files, once (the registry is needed only for the library's) ----
+npm_ci() { # DIR WHAT
+  echo "--- npm ci in ${1#"$root"/} (node_modules missing)"
+  if ! (cd "$1" && timeout 300 npm ci --no-audit --no-fund) >"$tmp/npm.log" 2>&1; then
     tail -n 30 "$tmp/npm.log"
-    fail "npm ci in $example failed (see above): the npm registry ($(npm config get registry 2>/dev/null)) must be reachable to install @grpc/grpc-js and @grpc/proto-loader; run 'npm ci' there by hand once it is"
+    fail "npm ci in $1 failed (see above): $2; run 'npm ci' there by hand once it is"
   fi
   tail -n 3 "$tmp/npm.log"
+}
+if [ ! -f "$lib/node_modules/@grpc/grpc-js/package.json" ] || [ ! -f "$lib/node_modules/@grpc/proto-loader/package.json" ]; then
+  npm_ci "$lib" "the npm registry ($(npm config get registry 2>/dev/null)) must be reachable to install @grpc/grpc-js and @grpc/proto-loader"
 fi
+# the example's node_modules hold one link, siam-client -> clients/node (an older checkout's hold
+# @grpc/grpc-js instead: npm ci replaces them)
+[ -f "$example/node_modules/siam-client/package.json" ] || npm_ci "$example" "it links clients/node as siam-client"
 
-# the server is on 127.0.0.1: never go through a proxy (grpc-js honours these)
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY grpc_proxy no_grpc_proxy
+run() { # NAME ARGS...: the example, stdout and stderr in $tmp/NAME.out, exit status in rc
+  local name=$1; shift
+  (cd "$tmp" && timeout 60 node "$example/similarity.js" "$@") >"$tmp/$name.out" 2>&1
+  rc=$?
+  sed 's/^/  /' "$tmp/$name.out"
+}
 
-# ---- server on a free port ----
-"$bin" --listen 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.err" &
-pid=$!
-port=""
-for _ in $(seq 100); do # up to 10 s
-  port=$(sed -nE 's/^siam-server [0-9]+\.[0-9]+\.[0-9]+ listening on 127\.0\.0\.1:([0-9]+)$/\1/p' \
-    "$tmp/server.out")
-  [ -n "$port" ] && break
-  case "$(proc_state "$pid")" in "" | Z) server_log; fail "siam-server exited before listening" ;; esac
-  sleep 0.1
-done
-[ -n "$port" ] || { server_log; fail "no 'siam-server X.Y.Z listening on 127.0.0.1:PORT' line within 10 s"; }
-echo "siam-server listening on 127.0.0.1:$port"
-
-fails=0
-echo "--- similarity.js --check"
-timeout 120 node "$example/similarity.js" --server "127.0.0.1:$port" --check; rc=$?
-[ $rc -eq 0 ] || { echo "FAIL: similarity.js --check exited $rc"; fails=$((fails + 1)); }
+start_server plain
+plain=127.0.0.1:$port plain_pid=$server_pid
+printf 'nodeexample-%s\n' "$RANDOM$RANDOM" >"$tmp/token"
+chmod 600 "$tmp/token"
+start_server token --auth-token-file "$tmp/token"
+token=127.0.0.1:$port token_pid=$server_pid
 
 echo "--- similarity.js (demo)"
-timeout 60 node "$example/similarity.js" --server "127.0.0.1:$port" >"$tmp/demo.out" 2>&1; rc=$?
-cat "$tmp/demo.out"
-if [ $rc -ne 0 ]; then
-  echo "FAIL: similarity.js demo exited $rc"; fails=$((fails + 1))
-elif ! grep -q '^health: SERVING$' "$tmp/demo.out" || ! grep -Eq '^  identical +0\.0000 +1\.0000 +yes$' "$tmp/demo.out"; then
-  echo "FAIL: demo output lacks 'health: SERVING' or the identical pair at distance 0, score 1"
-  fails=$((fails + 1))
-fi
+run demo --server "$plain"
+check "demo: exit 0, health SERVING, identical pair at 0 / score 1, 0.5 at margin/2, far pair different (rc $rc)" \
+  "[ $rc -eq 0 ] && grep -q '^health: SERVING$' '$tmp/demo.out' &&
+   grep -Eq '^siam-server [0-9]+\.[0-9]+\.[0-9]+ at $plain: margin 1, label 1 marks similar pairs' '$tmp/demo.out' &&
+   grep -Eq '^  identical +0\.0000 +1\.0000 +yes$' '$tmp/demo.out' &&
+   grep -Eq '^  at margin/2 +0\.5000 +0\.5000 +yes$' '$tmp/demo.out' &&
+   grep -Eq '^  far +2\.0000 +0\.0588 +no$' '$tmp/demo.out'"
+run demo_dim --server "$plain" --dim 128
+check "demo --dim 128: exit 0, 4 pairs of 128-d embeddings (rc $rc)" \
+  "[ $rc -eq 0 ] && grep -q '^Similarity of 4 pairs of 128-d embeddings (threshold 0.5):$' '$tmp/demo_dim.out'"
 
 echo "--- similarity.js against no server"
-timeout 30 node "$example/similarity.js" --server 127.0.0.1:1 >"$tmp/none.out" 2>&1; rc=$?
-if [ $rc -ne 1 ] || ! grep -q 'cannot reach siam-server at 127.0.0.1:1' "$tmp/none.out"; then
-  echo "FAIL: without a server, expected exit 1 and 'cannot reach siam-server', got exit $rc:"
-  cat "$tmp/none.out"; fails=$((fails + 1))
-fi
+run none --server 127.0.0.1:1
+check "no server: exit 1, 'cannot reach siam-server at 127.0.0.1:1', UNAVAILABLE (rc $rc)" \
+  "[ $rc -eq 1 ] && grep -q '^similarity.js: cannot reach siam-server at 127.0.0.1:1 .*UNAVAILABLE: ' '$tmp/none.out'"
 
-kill -TERM "$pid"
-for _ in $(seq 100); do
-  case "$(proc_state "$pid")" in "" | Z) break ;; esac
-  sleep 0.1
+echo "--- similarity.js against a server with a token"
+run no_token --server "$token"
+check "without the token: exit 1, UNAUTHENTICATED with the server's message (rc $rc)" \
+  "[ $rc -eq 1 ] && grep -q '^similarity.js: UNAUTHENTICATED: this server requires a bearer token' '$tmp/no_token.out'"
+run with_token --server "$token" --auth-token-file "$tmp/token"
+check "with --auth-token-file: exit 0, health SERVING (rc $rc)" \
+  "[ $rc -eq 0 ] && grep -q '^health: SERVING$' '$tmp/with_token.out'"
+
+echo "--- bad usage"
+run bad_option --server "$plain" --bogus
+check "an unknown option: exit 2 naming it (rc $rc)" "[ $rc -eq 2 ] && grep -q \"Unknown option '--bogus'\" '$tmp/bad_option.out'"
+run bad_dim --server "$plain" --dim 0
+check "--dim 0: exit 2 (rc $rc)" "[ $rc -eq 2 ] && grep -q -- '--dim 0 is out of range 1..4096' '$tmp/bad_dim.out'"
+
+for name in plain token; do # SIGTERM: exit 0 (LeakSanitizer checks at exit)
+  pidvar=${name}_pid
+  kill -TERM "${!pidvar}" 2>/dev/null
+  wait "${!pidvar}"
+  check "server $name exits 0 on SIGTERM (rc $?)" "[ $? -eq 0 ]"
 done
-kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=""
+check "no sanitizer report in the servers' logs" "no_sanitizer_reports '$tmp/plain.log' '$tmp/token.log'"
+check "the token is in no server log" "! grep -qF '$(cat "$tmp/token")' '$tmp/plain.log' '$tmp/token.log'"
 
-[ $fails -eq 0 ] || { server_log; echo "node_test: $fails failure(s)"; exit 1; }
+echo "$((checks - fails)) passed, $fails failed"
+[ $fails -eq 0 ] || { tail -n 20 "$tmp/plain.log"; exit 1; }
 echo "node_test: all passed"
