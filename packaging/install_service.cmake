@@ -57,9 +57,10 @@ set(SIAM_ENV_FILE "${sysconf_default}/default/siam-server")
 set(SIAM_DOC_DIR "${docdir}")
 set(SIAM_STATE_DIR /var/lib/siam) # StateDirectory=siam of a system unit, whatever the prefix
 
-# configured into the build directory, one folder per prefix, then installed from there
-string(MD5 key "${prefix}")
-set(out "${SIAM_BINARY_DIR}/packaging/${key}")
+# configured into a folder of the build directory of this install only, installed from there,
+# then removed
+string(RANDOM LENGTH 12 key)
+set(out "${SIAM_BINARY_DIR}/packaging/install-${key}")
 configure_file("${SIAM_PACKAGING_DIR}/siam-server.service.in" "${out}/siam-server.service" @ONLY)
 configure_file("${SIAM_PACKAGING_DIR}/siam-server-start.in" "${out}/siam-server-start" @ONLY)
 configure_file("${SIAM_PACKAGING_DIR}/siam-server.default.in" "${out}/siam-server" @ONLY)
@@ -71,7 +72,8 @@ file(INSTALL DESTINATION "${sysusers_dir}" TYPE FILE FILES "${out}/siam.conf")
 # the settings are the administrator's once installed: an install over them keeps them (a .deb
 # marks them a conffile, and dpkg asks)
 if(EXISTS "$ENV{DESTDIR}${SIAM_ENV_FILE}")
-  message(STATUS "Keeping: $ENV{DESTDIR}${SIAM_ENV_FILE} (the default is ${out}/siam-server)")
+  message(STATUS "Keeping: $ENV{DESTDIR}${SIAM_ENV_FILE} (present: not replaced by the default)")
 else()
   file(INSTALL DESTINATION "${sysconf_default}/default" TYPE FILE FILES "${out}/siam-server")
 endif()
+file(REMOVE_RECURSE "${out}")
