@@ -16,6 +16,10 @@ packages+=(python3-pip python3-setuptools python3-venv)
 # build is made with clang, whose libFuzzer is in libclang-rt-14-dev; valgrind_test; test_pca
 # compares the principal components with numpy's
 packages+=(clang libclang-rt-14-dev valgrind python3-numpy)
+# package_test: cpack -G DEB computes Depends with dpkg-shlibdeps (dpkg-dev); systemd gives
+# systemd-analyze verify for the unit, systemd-sysusers for the postinst and pkg-config's
+# systemd.pc (the unit's directory); it does not make systemd the init system (systemd-sysv)
+packages+=(dpkg-dev systemd)
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch) ;;
