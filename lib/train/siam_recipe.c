@@ -47,14 +47,14 @@ static const siam_recipe RECIPES[] = {
     {
         .name = "cnn",
         .summary = "cnn2 (64-d unit-length embedding), semi-hard triplets over 10 x 16 batches, "
-                   "margin 0.2, cosine rate, 12 epochs",
+                   "margin 0.2, mirror and shift augmentation, cosine rate, 20 epochs",
         .model = "cnn2",
         .head = "set",
-        .epochs = 12,
+        .epochs = 20,
         .batch = 0,
         .classes_per_batch = 10,
         .images_per_class = 16,
-        .augment = "none",
+        .augment = "flip-shift",
         .lr = 1e-3f,
         .lr_schedule = "cosine",
         .sync_every = 50,
