@@ -24,6 +24,11 @@ check "out-of-range value exits 2" "[ $rc -eq 2 ]"
 check "out-of-range message names the flag" "grep -q -- '--epochs 0 is out of range' '$tmp/out'"
 "$bin" --model resnet >"$tmp/out" 2>&1; rc=$?
 check "bad choice exits 2 and lists choices" "[ $rc -eq 2 ] && grep -q 'mlp|mlp2|cnn|cnn2' '$tmp/out'"
+# the demo refuses a bad command line before it installs or builds anything
+bash "$root/scripts/demo.sh" --recipe fastest >"$tmp/out" 2>&1; rc=$?
+check "demo.sh --recipe fastest exits 2 naming the recipes" "[ $rc -eq 2 ] && grep -q 'pairs|mlp|cnn' '$tmp/out'"
+bash "$root/scripts/demo.sh" --help >"$tmp/out" 2>&1; rc=$?
+check "demo.sh --help names --recipe" "[ $rc -eq 0 ] && grep -q -- '--recipe pairs|mlp|cnn' '$tmp/out'"
 "$bin" --recipe fastest >"$tmp/out" 2>&1; rc=$?
 check "unknown recipe exits 2 and names the recipes" "[ $rc -eq 2 ] && grep -q \"no recipe called 'fastest' (recipes: pairs|mlp|cnn)\" '$tmp/out'"
 "$bin" --epochs 3 --recipe cnn --help >"$tmp/out" 2>&1; rc=$?

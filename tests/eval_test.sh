@@ -330,6 +330,12 @@ for sub in evaluate predict; do
   "$client" "$sub" --help >"$tmp/$sub.help" 2>&1; rc=$?
   check "siam-client $sub --help exits 0" "[ $rc -eq 0 ] && grep -q '^Usage: siam-client $sub' '$tmp/$sub.help'"
 done
+"$client" evaluate --recipe cnn --help >"$tmp/eval_recipe.help" 2>&1; rc=$?
+check "evaluate --recipe cnn takes the recipe's margin" \
+  "[ $rc -eq 0 ] && grep -Eq -- '--margin .*\\(default 0.2\\)' '$tmp/eval_recipe.help'"
+"$client" evaluate --recipe fastest --checkpoint x >"$tmp/eval_recipe.out" 2>&1; rc=$?
+check "evaluate --recipe with an unknown name exits 2 naming the recipes" \
+  "[ $rc -eq 2 ] && grep -q 'recipes: pairs|mlp|cnn' '$tmp/eval_recipe.out'"
 "$client" --help >"$tmp/client.help" 2>&1
 check "siam-client --help mentions both subcommands" \
   "grep -q 'siam-client evaluate' '$tmp/client.help' && grep -q 'siam-client predict' '$tmp/client.help'"
