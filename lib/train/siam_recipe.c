@@ -47,10 +47,10 @@ static const siam_recipe RECIPES[] = {
     {
         .name = "cnn",
         .summary = "cnn2 (64-d unit-length embedding), semi-hard triplets over 10 x 16 batches, "
-                   "margin 0.2, mirror and shift augmentation, cosine rate, 20 epochs",
+                   "margin 0.2, mirror and shift augmentation, cosine rate, 30 epochs",
         .model = "cnn2",
         .head = "set",
-        .epochs = 20,
+        .epochs = 30,
         .batch = 0,
         .classes_per_batch = 10,
         .images_per_class = 16,
