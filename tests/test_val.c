@@ -216,8 +216,8 @@ static void test_against_brute(void) {
     brute_val(dte, pte.labels, pte.n, dte, pte.labels, pte.n, 1e-3, &to, &valo, &faro);
     CHECK(rep.oracle_threshold == to && rep.oracle_val == valo && rep.oracle_far == faro &&
               rep.oracle_far <= 1e-3,
-          "test-threshold VAL %.9g FAR %.9g at %.9g, brute force %.9g %.9g at %.9g",
-          rep.oracle_val, rep.oracle_far, (double)rep.oracle_threshold, valo, faro, (double)to);
+          "test-threshold VAL %.9g FAR %.9g at %.9g, brute force %.9g %.9g at %.9g", rep.oracle_val,
+          rep.oracle_far, (double)rep.oracle_threshold, valo, faro, (double)to);
     CHECK(rep.train_pos == 20000 && rep.train_neg == 20000 && rep.test_pos == 15000 &&
               rep.test_neg == 15000,
           "counts %zu %zu %zu %zu", rep.train_pos, rep.train_neg, rep.test_pos, rep.test_neg);
