@@ -161,14 +161,16 @@ int siam_service_train_set(siam_service *svc, siam_train_stream *ts, const uint8
     }
 
     svc_answered(svc, ts, id, q->dim, (uint64_t)n, loss);
-    ts->win_sets++;
-    ts->win_degenerate += ms.degenerate != 0;
-    ts->win_active += ms.active;
-    ts->win_loss += loss;
-    ts->win_active_frac += ms.frac_active;
-    ts->win_norm += ms.mean_norm;
-    if (!ms.degenerate)
-        ts->win_hardest_neg += ms.hardest_neg;
+    if (ts) { /* NULL: a single call outside a stream (tests, the benchmark) */
+        ts->win_sets++;
+        ts->win_degenerate += ms.degenerate != 0;
+        ts->win_active += ms.active;
+        ts->win_loss += loss;
+        ts->win_active_frac += ms.frac_active;
+        ts->win_norm += ms.mean_norm;
+        if (!ms.degenerate)
+            ts->win_hardest_neg += ms.hardest_neg;
+    }
     siam__v1__embedding_set__free_unpacked(q, &da.base);
     return SIAM_RPC_OK;
 }
