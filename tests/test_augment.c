@@ -1,22 +1,13 @@
 /* test_augment: the mirror and the shift against a pixel-by-pixel definition written here, the
  * draws (reproducible from the seed, about half mirrored, shifts covering -2..2 uniformly), and
  * the parser's names and refusals. */
+#include "test_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "siam_augment.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 enum { R = 5, C = 7, CH = 2 };
 
@@ -124,10 +115,5 @@ int main(void) {
     test_image();
     test_batch();
     test_parse();
-    if (failures) {
-        fprintf(stderr, "test_augment: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_augment: ok\n");
-    return 0;
+    return tu_finish();
 }

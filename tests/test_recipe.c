@@ -2,6 +2,8 @@
  * parses, a head, a set loss and a schedule that parse, a sampling that makes a set batch), the
  * choices string lists exactly the table, and the --recipe pre-scan finds what the option parser
  * would. */
+#include "test_util.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -9,17 +11,6 @@
 #include "siam_recipe.h"
 #include "siam_schedule.h"
 #include "siam_set_loss.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 static void test_table(void) {
     char names[256] = "";
@@ -87,10 +78,5 @@ static void test_argv(void) {
 int main(void) {
     test_table();
     test_argv();
-    if (failures) {
-        fprintf(stderr, "test_recipe: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_recipe: ok\n");
-    return 0;
+    return tu_finish();
 }
