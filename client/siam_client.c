@@ -14,6 +14,7 @@
 #include "siam_memory.h"
 #include "siam_model.h"
 #include "siam_options.h"
+#include "siam_encoding.h"
 #include "siam_remote_head.h"
 #include "siam_remote_set_head.h"
 #include "siam_retry.h"
@@ -30,6 +31,7 @@
 typedef struct {
     siam_worker_config w; /* the options shared with siam-train */
     const char *server, *worker_id, *log_level;
+    const char *wire; /* --wire: the encoding of embeddings up and gradients down */
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
     int threads, max_message_mb, sync_every;
@@ -194,6 +196,20 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
                 r->name, r->loss ? r->loss : "contrastive", (double)r->margin,
                 strcmp(c->w.head, "set") == 0 ? out->loss : "contrastive", (double)s->margin,
                 r->name);
+        int accepted = strcmp(c->wire, "fp32") == 0; /* every server takes fp32 */
+        for (size_t i = 0; i < s->n_wire_encodings; i++)
+            accepted |= strcmp(s->wire_encodings[i], c->wire) == 0;
+        if (!accepted) {
+            char list[128] = "fp32"; /* what an older server without the field accepts */
+            for (size_t i = 0, o = 0; i < s->n_wire_encodings && o < sizeof list; i++)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "",
+                                      s->wire_encodings[i]);
+            fprintf(stderr,
+                    PROG ": error: siam-server at %s does not accept --wire %s: it accepts %s; "
+                         "choose one of those or upgrade the server\n",
+                    c->server, c->wire, list);
+            rc = 1;
+        }
         const char *mine = siam_model_spec_for(c->w.model);
         if (s->model_spec[0] && mine && strcmp(s->model_spec, mine) != 0)
             LOG_WARN(COMPONENT, "the server's global model is %s; this worker trains %s",
@@ -261,7 +277,11 @@ static int session(const config *c) {
                                .retry = &retry,
                                .server = c->server,
                                .worker_id = c->worker_id,
-                               .progress = &progress};
+                               .progress = &progress,
+                               .omit_grad_right = 1};
+    siam_encoding wire = SIAM_ENC_FP32;
+    siam_encoding_parse(c->wire, &wire, NULL); /* a choice option: always one of the names */
+    remote.encoding = (int)wire;
 
     siam_rpc_channel_config cc = {.target = c->server,
                                   .max_message_bytes = (size_t)c->max_message_mb * 1024u * 1024u,
@@ -349,11 +369,12 @@ int main(int argc, char **argv) {
     config c = {.w = {.prog = PROG},
                 .server = "127.0.0.1:50051",
                 .log_level = "info",
+                .wire = "fp32",
                 .max_message_mb = 16,
                 .sync_every = 50,
                 .timeout = 60.0f,
                 .retry_for = 60.0f};
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 12];
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 13];
     int n_opts = 0;
     opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
                                    &c.server, 0,
@@ -388,6 +409,16 @@ int main(int argc, char **argv) {
         "K",
         "average weights with the other workers on the server every K steps and at the end of "
         "every epoch (0 = never)"};
+    opts[n_opts++] = (siam_option){"wire",
+                                   SIAM_OPT_CHOICE,
+                                   &c.wire,
+                                   0,
+                                   0,
+                                   "fp32|fp16|bf16|int8",
+                                   NULL,
+                                   "encoding of the embeddings sent and the gradients received: "
+                                   "fp16 and bf16 halve the bytes, int8 quarters them (rounded; "
+                                   "accuracy in docs/BENCHMARKS.md)"};
     opts[n_opts++] = (siam_option){
         "timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1,
         86400,     NULL,           "SECONDS",  "longest wait for the server on any call or answer"};

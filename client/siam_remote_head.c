@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "siam/v1/siam.pb-c.h"
+#include "siam_encoding.h"
 #include "siam_log.h"
 #include "siam_wire.h"
 
@@ -96,6 +97,41 @@ int siam_remote_exchange(siam_remote_head *h, const char *method, const char *rp
     return SIAM_OK;
 }
 
+/* The answer's gradients, in the request's encoding, into grad_left and grad_right; grad_right
+ * as -grad_left when the server left it out. */
+static int answer_gradients(const siam_remote_head *h, const Siam__V1__BatchResult *res, int B,
+                            int dim, float *grad_left, float *grad_right, siam_error *err) {
+    const char *server = h->server ? h->server : "?";
+    size_t n = (size_t)B * (size_t)dim;
+    int omitted = res->grad_right_omitted;
+    if (h->encoding == SIAM_ENC_FP32) {
+        if (res->n_grad_left != n || (!omitted && res->n_grad_right != n))
+            return siam_error_set(err, SIAM_ERR_FORMAT,
+                                  "siam-server at %s: step %llu: grad_left has %zu and grad_right "
+                                  "%zu floats, expected batch*dim = %zu",
+                                  server, (unsigned long long)h->step, res->n_grad_left,
+                                  res->n_grad_right, n);
+        memcpy(grad_left, res->grad_left, n * sizeof *grad_left);
+        if (!omitted)
+            memcpy(grad_right, res->grad_right, n * sizeof *grad_right);
+    } else {
+        siam_error e = {0};
+        if (siam_decode_rows(h->encoding, res->grad_left_packed.data, res->grad_left_packed.len,
+                             res->grad_left_scales, res->n_grad_left_scales, (size_t)B, dim,
+                             "grad_left_packed", "pair", grad_left, &e) ||
+            (!omitted &&
+             siam_decode_rows(h->encoding, res->grad_right_packed.data, res->grad_right_packed.len,
+                              res->grad_right_scales, res->n_grad_right_scales, (size_t)B, dim,
+                              "grad_right_packed", "pair", grad_right, &e)))
+            return siam_error_set(err, SIAM_ERR_FORMAT, "siam-server at %s: step %llu: %s", server,
+                                  (unsigned long long)h->step, e.msg);
+    }
+    if (omitted)
+        for (size_t i = 0; i < n; i++)
+            grad_right[i] = -grad_left[i];
+    return SIAM_OK;
+}
+
 int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                         int B, int dim, float *loss, float *dist, float *grad_left,
                         float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err) {
@@ -119,10 +155,38 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
     req.step = h->step;
     if (h->worker_id)
         req.worker_id = (char *)h->worker_id;
+    req.omit_grad_right = h->omit_grad_right != 0;
+    uint8_t *packed = NULL; /* both sides in a compact encoding, and their scales */
+    float *scales = NULL;
+    if (h->encoding != SIAM_ENC_FP32) {
+        size_t bytes = n * siam_encoding_size(h->encoding);
+        int scaled = siam_encoding_scaled(h->encoding);
+        packed = malloc(2 * bytes);
+        scales = scaled ? malloc(2 * (size_t)B * sizeof *scales) : NULL;
+        if (!packed || (scaled && !scales)) {
+            free(packed);
+            free(scales);
+            return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory encoding a batch of %d", B);
+        }
+        siam_encode_rows(h->encoding, left, (size_t)B, dim, packed, scales);
+        siam_encode_rows(h->encoding, right, (size_t)B, dim, packed + bytes,
+                         scaled ? scales + B : NULL);
+        req.encoding = (Siam__V1__WireEncoding)h->encoding;
+        req.n_left = req.n_right = 0;
+        req.left = req.right = NULL;
+        req.left_packed = (ProtobufCBinaryData){bytes, packed};
+        req.right_packed = (ProtobufCBinaryData){bytes, packed + bytes};
+        if (scaled) {
+            req.n_left_scales = req.n_right_scales = (size_t)B;
+            req.left_scales = scales, req.right_scales = scales + B;
+        }
+    }
 
     siam_rpc_buf resp = {0};
     int xrc =
         siam_remote_exchange(h, SIAM_METHOD_TRAIN, "Train", &req.base, idle, idle_ctx, &resp, err);
+    free(packed);
+    free(scales);
     if (xrc)
         return xrc;
 
@@ -141,17 +205,11 @@ int siam_remote_head_fn(void *ctx, const float *left, const float *right, const 
         rc = siam_error_set(err, SIAM_ERR_FORMAT,
                             "siam-server at %s: step %llu: %zu distances, expected batch = %d",
                             server, (unsigned long long)h->step, res->n_distances, B);
-    else if (res->n_grad_left != n || res->n_grad_right != n)
-        rc = siam_error_set(err, SIAM_ERR_FORMAT,
-                            "siam-server at %s: step %llu: grad_left has %zu and grad_right %zu "
-                            "floats, expected batch*dim = %zu",
-                            server, (unsigned long long)h->step, res->n_grad_left,
-                            res->n_grad_right, n);
+    else
+        rc = answer_gradients(h, res, B, dim, grad_left, grad_right, err);
     if (rc == SIAM_OK) {
         *loss = res->loss;
         memcpy(dist, res->distances, (size_t)B * sizeof *dist);
-        memcpy(grad_left, res->grad_left, n * sizeof *grad_left);
-        memcpy(grad_right, res->grad_right, n * sizeof *grad_right);
         h->step++;
     }
     siam__v1__batch_result__free_unpacked(res, NULL);

@@ -34,6 +34,9 @@ typedef struct {
     const float *progress;   /* TrainSet: read at every set and sent as EmbeddingSet.progress,
                                 the fraction of the worker's training done (the server's facenet
                                 loss switches on it); NULL sends 0 */
+    int encoding;            /* siam_encoding of the embeddings up and the gradients down
+                                (siam-client --wire); 0 = fp32 */
+    int omit_grad_right;     /* Train: ask the server to leave out grad_right (= -grad_left) */
 } siam_remote_head;
 
 /* A siam_loss_head_fn (ctx is a siam_remote_head). Sends the batch, runs idle (the trainer's

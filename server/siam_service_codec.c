@@ -2,8 +2,11 @@
 #include "siam_service_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "siam_encoding.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Decoding with decode_alloc (siam_service_internal.h), which remembers whether malloc failed */
@@ -155,4 +158,63 @@ void svc_copy_name(char *dst, size_t cap, const char *src) {
         s += n ? n : 1;
     }
     dst[o] = '\0';
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Wire encodings of Train and TrainSet (lib/nn/siam_encoding) */
+
+int svc_check_encoding(int encoding, siam_rpc_status *st) {
+    if (!siam_encoding_name(encoding))
+        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
+                                   "encoding is %d, which this server does not accept: it accepts "
+                                   "%s (StatusResponse.wire_encodings); siam-client --wire picks "
+                                   "one",
+                                   encoding, SIAM_ENC_NAMES);
+    return SIAM_RPC_OK;
+}
+
+int svc_decode_field(int encoding, const char *field, const char *row, size_t n_floats,
+                     ProtobufCBinaryData packed, const float *scales, size_t n_scales, size_t rows,
+                     uint32_t dim, float *out, siam_rpc_status *st) {
+    if (encoding == SIAM_ENC_FP32) {
+        if (packed.len || n_scales)
+            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                       "%s_packed has %zu bytes and %s_scales %zu values, but the "
+                                       "encoding is fp32, which travels in %s",
+                                       field, packed.len, field, n_scales, field);
+        return SIAM_RPC_OK;
+    }
+    if (n_floats)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "%s has %zu floats, but the encoding is %s, which travels in "
+                                   "%s_packed: send one or the other",
+                                   field, n_floats, siam_encoding_name(encoding), field);
+    char name[64];
+    snprintf(name, sizeof name, "%s_packed", field);
+    siam_error err = {0};
+    if (siam_decode_rows((siam_encoding)encoding, packed.data, packed.len, scales, n_scales, rows,
+                         (int)dim, name, row, out, &err))
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "%s", err.msg);
+    return SIAM_RPC_OK;
+}
+
+int svc_encode_field(int encoding, const float *x, size_t rows, uint32_t dim,
+                     ProtobufCBinaryData *packed, float **scales, size_t *n_scales,
+                     siam_rpc_status *st) {
+    size_t len = rows * dim * siam_encoding_size(encoding);
+    int scaled = siam_encoding_scaled(encoding);
+    packed->data = malloc(len ? len : 1);
+    *scales = scaled ? malloc((rows ? rows : 1) * sizeof **scales) : NULL;
+    *n_scales = scaled ? rows : 0;
+    if (!packed->data || (scaled && !*scales)) {
+        free(packed->data);
+        free(*scales);
+        packed->data = NULL, *scales = NULL;
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory encoding %zu x %u values as %s", rows, dim,
+                                   siam_encoding_name(encoding));
+    }
+    packed->len = len;
+    siam_encode_rows((siam_encoding)encoding, x, rows, (int)dim, packed->data, *scales);
+    return SIAM_RPC_OK;
 }

@@ -80,6 +80,22 @@ int svc_check_finite_rows(const char *field, const char *row, const float *v, si
                           uint32_t dim, siam_rpc_status *st);
 void svc_copy_name(char *dst, size_t cap, const char *src);
 
+/* Wire encodings (siam.v1.WireEncoding, lib/nn/siam_encoding). An encoding outside the enum is
+ * FAILED_PRECONDITION naming the accepted ones. */
+int svc_check_encoding(int encoding, siam_rpc_status *st);
+/* One float field of a Train or TrainSet request (field "left", row "pair"): for fp32 its
+ * packed bytes and scales must be empty (the repeated floats, n_floats of them, are checked by
+ * the caller); otherwise the repeated floats must be empty and field_packed decodes into out
+ * (rows x dim floats). INVALID_ARGUMENT naming the field otherwise. */
+int svc_decode_field(int encoding, const char *field, const char *row, size_t n_floats,
+                     ProtobufCBinaryData packed, const float *scales, size_t n_scales, size_t rows,
+                     uint32_t dim, float *out, siam_rpc_status *st);
+/* An answer's float field in a non-fp32 encoding: packed->data and *scales (NULL when the
+ * encoding has none) are malloc'd; the caller frees both. RESOURCE_EXHAUSTED. */
+int svc_encode_field(int encoding, const float *x, size_t rows, uint32_t dim,
+                     ProtobufCBinaryData *packed, float **scales, size_t *n_scales,
+                     siam_rpc_status *st);
+
 /* ---- siam_service.c: the Status worker table, written by Train, TrainSet and SyncWeights ---- */
 
 siam_worker_record *svc_worker_record(siam_service *svc, const char *id, double now);

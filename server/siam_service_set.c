@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siam_encoding.h"
 #include "siam_log.h"
 
 #include "siam/v1/siam.pb-c.h"
@@ -34,18 +35,26 @@ static int validate_set(const Siam__V1__EmbeddingSet *q, const siam_train_stream
                                    "%d embeddings are accepted (the loss holds two n x n "
                                    "matrices); send smaller sets",
                                    q->n_groups, SIAM_SET_LOSS_MAX_N);
-    size_t want = q->n_groups * q->dim;
-    if (q->n_embeddings != want)
-        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
-                                   "embeddings has %zu floats, expected n*dim = %zu*%u = %zu "
-                                   "(n = number of groups)",
-                                   q->n_embeddings, q->n_groups, q->dim, want);
     /* isfinite first: an ordered comparison with NaN would raise FE_INVALID */
     if (!isfinite(q->progress) || q->progress < 0.0f || q->progress > 1.0f)
         return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
                                    "progress is %g, expected 0..1 (the fraction of the worker's "
                                    "training done)",
                                    (double)q->progress);
+    if ((rc = svc_check_encoding((int)q->encoding, st)) != SIAM_RPC_OK)
+        return rc;
+    if ((int)q->encoding != SIAM_ENC_FP32) /* the packed embeddings are decoded and checked later */
+        return SIAM_RPC_OK;
+    if ((rc = svc_decode_field(SIAM_ENC_FP32, "embeddings", "embedding", q->n_embeddings,
+                               q->embeddings_packed, NULL, q->n_embeddings_scales, 0, q->dim, NULL,
+                               st)))
+        return rc;
+    size_t want = q->n_groups * q->dim;
+    if (q->n_embeddings != want)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "embeddings has %zu floats, expected n*dim = %zu*%u = %zu "
+                                   "(n = number of groups)",
+                                   q->n_embeddings, q->n_groups, q->dim, want);
     return svc_check_finite_rows("embeddings", "embedding", q->embeddings, want, q->dim, st);
 }
 
@@ -95,11 +104,24 @@ int siam_service_train_set(siam_service *svc, siam_train_stream *ts, const uint8
 
     int n = (int)q->n_groups, dim = (int)q->dim; /* both bounded by 4096 above */
     size_t nd = (size_t)n * (size_t)dim;
-    float *grad = malloc(nd * sizeof *grad);
+    int enc = (int)q->encoding;
+    /* the gradients, and the decoded embeddings when they came packed */
+    float *grad = malloc((enc == SIAM_ENC_FP32 ? nd : 2 * nd) * sizeof *grad);
     if (!grad) {
         siam__v1__embedding_set__free_unpacked(q, &da.base);
         return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                    "out of memory for the gradients of a set of %d x %d", n, dim);
+    }
+    const float *emb = q->embeddings;
+    if (enc != SIAM_ENC_FP32) {
+        if ((rc = svc_decode_field(enc, "embeddings", "embedding", q->n_embeddings,
+                                   q->embeddings_packed, q->embeddings_scales,
+                                   q->n_embeddings_scales, (size_t)n, q->dim, grad + nd, st))) {
+            free(grad);
+            siam__v1__embedding_set__free_unpacked(q, &da.base);
+            return rc;
+        }
+        emb = grad + nd;
     }
     /* one setting for the whole set; facenet: semi-hard or batch-hard by the worker's progress */
     siam_set_loss_config all = siam_service_set_loss(svc);
@@ -107,7 +129,7 @@ int siam_service_train_set(siam_service *svc, siam_train_stream *ts, const uint8
     siam_set_loss_stats ms;
     siam_error err = {0};
     float loss = 0.0f;
-    rc = siam_set_loss(&loss, grad, &ms, q->embeddings, q->groups, n, dim, &cfg, &err);
+    rc = siam_set_loss(&loss, grad, &ms, emb, q->groups, n, dim, &cfg, &err);
     if (rc) {
         /* validation above covers every argument siam_set_loss refuses: only memory is left */
         int code = rc == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED : SIAM_RPC_INTERNAL;
@@ -151,9 +173,16 @@ int siam_service_train_set(siam_service *svc, siam_train_stream *ts, const uint8
     Siam__V1__SetResult r = SIAM__V1__SET_RESULT__INIT;
     r.step = q->step;
     r.loss = loss;
-    r.n_grad = nd, r.grad = grad;
     r.mining = &m;
-    rc = svc_encode(&r.base, "SetResult", resp, st);
+    if (enc == SIAM_ENC_FP32)
+        r.n_grad = nd, r.grad = grad;
+    else
+        rc = svc_encode_field(enc, grad, (size_t)n, q->dim, &r.grad_packed, &r.grad_scales,
+                              &r.n_grad_scales, st);
+    if (rc == SIAM_RPC_OK)
+        rc = svc_encode(&r.base, "SetResult", resp, st);
+    free(r.grad_packed.data);
+    free(r.grad_scales);
     free(grad);
     if (rc) {
         siam__v1__embedding_set__free_unpacked(q, &da.base);

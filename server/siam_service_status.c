@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siam_encoding.h"
 #include "siam_log.h"
 #include "siam_wire.h"
 
 #include "grpc/health/v1/health.pb-c.h"
+
 #include "siam/v1/siam.pb-c.h"
 
 /* Status */
@@ -114,6 +116,10 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     r.checkpoint_failed_unix_time = ckpt_failed_time;
     r.checkpoint_error = ckpt_error;
     r.loss = (char *)loss_name;
+    /* every encoding of siam_encoding, in its order: Train and TrainSet decode them all */
+    static char *const encodings[] = {"fp32", "fp16", "bf16", "int8"};
+    _Static_assert(sizeof encodings / sizeof *encodings == SIAM_ENC_COUNT, "one name each");
+    r.n_wire_encodings = SIAM_ENC_COUNT, r.wire_encodings = (char **)encodings;
     r.n_workers = (size_t)nw;
     r.workers = wp;
     rc = svc_encode(&r.base, "StatusResponse", resp, st);

@@ -65,6 +65,7 @@ except ImportError:
 # Full method paths (package siam.v1, service Siamese; and the standard health service).
 SIMILARITY = "/siam.v1.Siamese/Similarity"
 TRAIN = "/siam.v1.Siamese/Train"
+TRAIN_SET = "/siam.v1.Siamese/TrainSet"
 STATUS = "/siam.v1.Siamese/Status"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
@@ -128,6 +129,10 @@ class Siam:
             TRAIN,
             request_serializer=pb.EmbeddingBatch.SerializeToString,
             response_deserializer=pb.BatchResult.FromString)
+        self.train_set = channel.stream_stream(
+            TRAIN_SET,
+            request_serializer=pb.EmbeddingSet.SerializeToString,
+            response_deserializer=pb.SetResult.FromString)
 
     def serving_status_name(self, status):
         return self.health_pb.HealthCheckResponse.ServingStatus.Name(status)
@@ -239,6 +244,43 @@ def contrastive(left, right, labels, dim, margin, convention):
         coef = (2 * s - 2 * (1 - s) * hinge / math.sqrt(d * d + EPS)) / B
         gl.extend(coef * (x - z) for x, z in zip(a, b))
     return loss / B, dists, gl, [-g for g in gl]
+
+
+# ---------------------------------------------------------------------------------------------
+# Wire encodings, written here from the contract in siam.proto (not from the server's code)
+
+ENCODINGS = {0: "fp32", 1: "fp16", 2: "bf16", 3: "int8"}
+
+
+def encode_rows(enc, flat, dim):
+    """(bytes, scales) of flat float rows in encoding enc (1 fp16, 2 bf16, 3 int8)."""
+    out, scales = bytearray(), []
+    for row in rows(flat, dim):
+        top = max(abs(x) for x in row)
+        if enc == 1:
+            s = f32(top) if top > 0 else 1.0
+            scales.append(s)
+            out += struct.pack(f"<{dim}e", *(x / s for x in row))
+        elif enc == 2:
+            for x in row:
+                u = struct.unpack("<I", struct.pack("<f", x))[0]
+                out += struct.pack("<H", ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF)
+        else:
+            s = f32(top / 127) if top > 0 else 1.0
+            scales.append(s)
+            out += struct.pack(f"<{dim}b", *(max(-127, min(127, round(x / s))) for x in row))
+    return bytes(out), scales
+
+
+def decode_rows(enc, data, scales, dim):
+    """The float rows of bytes in encoding enc, as a flat list."""
+    if enc == 1:
+        vals = struct.unpack(f"<{len(data) // 2}e", data)
+        return [f32(v * scales[i // dim]) for i, v in enumerate(vals)]
+    if enc == 2:
+        return [struct.unpack("<f", struct.pack("<I", h << 16))[0]
+                for h in struct.unpack(f"<{len(data) // 2}H", data)]
+    return [f32(v * scales[i // dim]) for i, v in enumerate(struct.unpack(f"<{len(data)}b", data))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,6 +564,107 @@ def check(siam, seed):
 
     c.run(f"Train: loss, distances, grad_left, grad_right = contrastive (m {margin:g}, "
           f"{convention})", train_good)
+
+    # ---- wire encodings: Train in fp16, bf16 and int8, encoded and decoded here ----
+    def train_encoded(enc):
+        name = ENCODINGS[enc]
+        B, dim = 12, 5
+        left, right = random_pairs(rng, B, dim, margin / 1.5)
+        labels = [rng.randrange(2) for _ in range(B)]
+        labels[0], labels[1] = 1, 0
+        lp, ls = encode_rows(enc, left, dim)
+        rp, rs = encode_rows(enc, right, dim)
+        # what the server computes with: the values as decoded
+        left_d, right_d = decode_rows(enc, lp, ls, dim), decode_rows(enc, rp, rs, dim)
+        batch = pb.EmbeddingBatch(dim=dim, labels=labels, step=3, worker_id="raw_client.py",
+                                  encoding=enc, left_packed=lp, right_packed=rp,
+                                  left_scales=ls, right_scales=rs, omit_grad_right=True)
+        (res,) = train([batch])
+        loss, dists, gl, _ = contrastive(left_d, right_d, labels, dim, margin, convention)
+        expect(close(res.loss, loss, rel=1e-4), f"{name}: loss {res.loss!r}, computed {loss!r}")
+        expect(res.grad_right_omitted and not res.grad_right and not res.grad_right_packed,
+               f"{name}: grad_right sent although omit_grad_right was asked")
+        expect(not res.grad_left, f"{name}: {len(res.grad_left)} fp32 gradient floats sent")
+        got = decode_rows(enc, res.grad_left_packed, list(res.grad_left_scales), dim)
+        expect(len(got) == B * dim, f"{name}: {len(got)} gradient values, expected {B * dim}")
+        worst = 0.0
+        for i in range(B):
+            row = gl[i * dim:(i + 1) * dim]
+            top = max(abs(g) for g in row)
+            for k, want in enumerate(row):
+                tol = {1: top * 2 ** -10, 2: abs(want) * 2 ** -7, 3: top / 127 * 0.51}[enc]
+                tol += 1e-4 * top + 1e-12
+                err = abs(got[i * dim + k] - want)
+                worst = max(worst, err / (top or 1))
+                expect(err <= tol, f"{name}: pair {i} grad_left[{k}] = {got[i * dim + k]!r}, "
+                                   f"computed {want!r} (tolerance {tol:.3g})")
+        return f"{len(res.grad_left_packed)} bytes of gradients, worst error {worst:.2g} of the " \
+               f"row's largest"
+
+    for enc in (1, 2, 3):
+        c.run(f"Train in {ENCODINGS[enc]}: decoded gradients = contrastive of the decoded "
+              f"embeddings, grad_right omitted", lambda enc=enc: train_encoded(enc))
+
+    def status_encodings():
+        got = list(ctx["status"].wire_encodings)
+        expect(got == ["fp32", "fp16", "bf16", "int8"], f"wire_encodings {got}")
+        return ", ".join(got)
+
+    c.run("Status lists the wire encodings", status_encodings)
+
+    def refused_encoding():
+        batch = pb.EmbeddingBatch(dim=2, labels=[1, 0], left=[0.0] * 4, right=[1.0] * 4,
+                                  encoding=9)
+        return expect_refused(lambda: train([batch]), grpc.StatusCode.FAILED_PRECONDITION,
+                              ["encoding", "9", "fp32, fp16, bf16, int8"])
+
+    c.run("Train refuses an unknown encoding (FAILED_PRECONDITION naming the accepted)",
+          refused_encoding)
+    lp2, ls2 = encode_rows(3, [0.5, -1.0, 0.25, 2.0], 2)
+    for name, words, fields in (
+            ("fp16 bytes of the wrong length", ["left_packed", "7 bytes", "8"],
+             dict(encoding=1, left_packed=b"\0" * 7, right_packed=b"\0" * 8,
+                  left_scales=[1.0, 1.0], right_scales=[1.0, 1.0])),
+            ("an int8 scale of 0", ["right_packed", "scale of pair 1", "0"],
+             dict(encoding=3, left_packed=lp2, right_packed=lp2, left_scales=ls2,
+                  right_scales=[ls2[0], 0.0])),
+            ("a negative int8 scale", ["left_packed", "scale", "-1"],
+             dict(encoding=3, left_packed=lp2, right_packed=lp2, left_scales=[-1.0, 1.0],
+                  right_scales=ls2)),
+            ("a NaN fp16 scale", ["scale", "nan"],
+             dict(encoding=1, left_packed=b"\0" * 8, right_packed=b"\0" * 8,
+                  left_scales=[nan, 1.0], right_scales=[1.0, 1.0])),
+            ("an fp16 infinity", ["left_packed", "inf"],
+             dict(encoding=1, left_packed=b"\0\x7c" + b"\0" * 6, right_packed=b"\0" * 8,
+                  left_scales=[1.0, 1.0], right_scales=[1.0, 1.0])),
+            ("int8 without scales", ["left_packed", "0 scales", "expected 2"],
+             dict(encoding=3, left_packed=lp2, right_packed=lp2)),
+            ("fp32 with packed bytes", ["left_packed", "fp32"],
+             dict(left=[0.0] * 4, right=[1.0] * 4, left_packed=b"\0" * 16)),
+            ("bf16 with fp32 floats too", ["left", "bf16", "left_packed"],
+             dict(encoding=2, left=[0.0] * 4, left_packed=b"\0" * 8, right_packed=b"\0" * 8))):
+        c.run(f"Train refuses {name} (INVALID_ARGUMENT)",
+              bad_train(words, dim=2, labels=[1, 0], **fields))
+
+    def set_encoded():
+        n, dim = 8, 4
+        emb = [f32(rng.uniform(-1, 1)) for _ in range(n * dim)]
+        packed, scales = encode_rows(3, emb, dim)
+        q = pb.EmbeddingSet(dim=dim, groups=[1, 1, 2, 2, 3, 3, 4, 4], step=1, encoding=3,
+                            embeddings_packed=packed, embeddings_scales=scales)
+        (res,) = list(siam.train_set(iter([q]), timeout=5))
+        expect(not res.grad and len(res.grad_packed) == n * dim and len(res.grad_scales) == n,
+               f"int8 answer: {len(res.grad)} floats, {len(res.grad_packed)} bytes, "
+               f"{len(res.grad_scales)} scales")
+        g = decode_rows(3, res.grad_packed, list(res.grad_scales), dim)
+        expect(all(math.isfinite(x) for x in g) and any(g), "gradients not finite or all zero")
+        bad = pb.EmbeddingSet(dim=dim, groups=[1, 1, 2, 2, 3, 3, 4, 4], step=2, encoding=3,
+                              embeddings_packed=packed, embeddings_scales=scales[:-1] + [inf])
+        expect_refused(lambda: list(siam.train_set(iter([bad]), timeout=5)), INVALID,
+                       ["embeddings_packed", "scale of embedding 7", "inf"])
+        return f"loss {res.loss:.4g}; an infinite scale refused"
+
+    c.run("TrainSet in int8: packed gradient answered, a bad scale refused", set_encoded)
 
     # ---- (c) unknown method ----
     def unknown():
