@@ -9,16 +9,20 @@
  *
  * Each input gets a fresh service, freed at the end: nothing carries over between inputs.
  * Invariants: the outcome agrees with the return code; bytes that protobuf-c cannot decode are
- * INVALID_ARGUMENT; every failure is INVALID_ARGUMENT and leaves the stream state as it was
- * (but the first batch names the stream); an OK answer decodes as a BatchResult of the request's
- * sizes, echoes its step, has a finite loss >= 0, distances >= 0 and finite gradients (the
- * negatives of each other); the stream's counters and the service's global step count exactly
- * the OK answers; Status afterwards decodes and lists the workers that trained. */
+ * INVALID_ARGUMENT; every failure is INVALID_ARGUMENT (FAILED_PRECONDITION for an encoding
+ * outside the enum) and leaves the stream state as it was (but the first batch names the
+ * stream); an OK answer decodes as a BatchResult of the request's sizes in the request's
+ * encoding, echoes its step, has a finite loss >= 0, distances >= 0 and finite gradients (the
+ * negatives of each other, or grad_right left out when the request asked); the stream's counters
+ * and the service's global step count exactly the OK answers; Status afterwards decodes and lists
+ * the workers that trained. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "siam_encoding.h"
 #include "siam_service.h"
 
 #include "siam/v1/siam.pb-c.h"
@@ -45,18 +49,47 @@ static void check_result(const Siam__V1__EmbeddingBatch *b, const siam_rpc_buf *
     size_t B = b->n_labels, n = B * b->dim;
     FUZZ_CHECK(r->step == b->step, "step %llu echoed as %llu", (unsigned long long)b->step,
                (unsigned long long)r->step);
-    FUZZ_CHECK(r->n_distances == B && r->n_grad_left == n && r->n_grad_right == n,
-               "answer sizes %zu %zu %zu for a batch of %zu x %u", r->n_distances, r->n_grad_left,
-               r->n_grad_right, B, b->dim);
+    int enc = (int)b->encoding, omit = b->omit_grad_right;
+    FUZZ_CHECK(r->grad_right_omitted == omit, "grad_right_omitted %d, asked %d",
+               r->grad_right_omitted, omit);
+    size_t want_floats = enc == SIAM_ENC_FP32 ? n : 0;
+    FUZZ_CHECK(r->n_distances == B && r->n_grad_left == want_floats &&
+                   r->n_grad_right == (omit ? 0 : want_floats),
+               "answer sizes %zu %zu %zu for a batch of %zu x %u in %s", r->n_distances,
+               r->n_grad_left, r->n_grad_right, B, b->dim, siam_encoding_name(enc));
     FUZZ_CHECK(isfinite(r->loss) && r->loss >= 0.0f, "loss %g", (double)r->loss);
     for (size_t i = 0; i < B; i++)
         FUZZ_CHECK(isfinite(r->distances[i]) && r->distances[i] >= 0.0f, "distance %zu is %g", i,
                    (double)r->distances[i]);
-    for (size_t k = 0; k < n; k++) {
-        FUZZ_CHECK(isfinite(r->grad_left[k]), "grad_left[%zu] is %g", k, (double)r->grad_left[k]);
-        FUZZ_CHECK(r->grad_right[k] == -r->grad_left[k], "grad_right[%zu] %g, grad_left %g", k,
-                   (double)r->grad_right[k], (double)r->grad_left[k]);
+    float *g = calloc(2 * n + 1, sizeof *g); /* both gradients as the worker decodes them */
+    FUZZ_CHECK(g != NULL, "out of memory");
+    siam_error err = {0};
+    if (enc == SIAM_ENC_FP32) {
+        memcpy(g, r->grad_left, n * sizeof *g);
+        if (!omit)
+            memcpy(g + n, r->grad_right, n * sizeof *g);
+    } else {
+        FUZZ_CHECK(siam_decode_rows(enc, r->grad_left_packed.data, r->grad_left_packed.len,
+                                    r->grad_left_scales, r->n_grad_left_scales, B, (int)b->dim,
+                                    "grad_left_packed", "pair", g, &err) == SIAM_OK,
+                   "the answer's grad_left does not decode: %s", err.msg);
+        if (!omit)
+            FUZZ_CHECK(siam_decode_rows(enc, r->grad_right_packed.data, r->grad_right_packed.len,
+                                        r->grad_right_scales, r->n_grad_right_scales, B,
+                                        (int)b->dim, "grad_right_packed", "pair", g + n,
+                                        &err) == SIAM_OK,
+                       "the answer's grad_right does not decode: %s", err.msg);
+        else
+            FUZZ_CHECK(r->grad_right_packed.len == 0 && r->n_grad_right_scales == 0,
+                       "grad_right sent although left out");
     }
+    for (size_t k = 0; k < n; k++) {
+        FUZZ_CHECK(isfinite(g[k]), "grad_left[%zu] is %g", k, (double)g[k]);
+        /* negation commutes with every encoding's rounding (symmetric codes, equal scales) */
+        FUZZ_CHECK(omit || g[n + k] == -g[k], "grad_right[%zu] %g, grad_left %g", k,
+                   (double)g[n + k], (double)g[k]);
+    }
+    free(g);
     siam__v1__batch_result__free_unpacked(r, NULL);
 }
 
@@ -139,8 +172,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                            siam_service_averaging(svc) ? "on" : "off");
             }
         } else {
-            FUZZ_CHECK(rc == SIAM_RPC_INVALID_ARGUMENT, "train failed with %s: %s",
-                       siam_rpc_code_name(rc), st.msg);
+            FUZZ_CHECK(rc == SIAM_RPC_INVALID_ARGUMENT ||
+                           (rc == SIAM_RPC_FAILED_PRECONDITION && b &&
+                            !siam_encoding_name((int)b->encoding)),
+                       "train failed with %s: %s", siam_rpc_code_name(rc), st.msg);
             /* a failed batch changes nothing but the name of a stream's first batch */
             FUZZ_CHECK(ts.dim == before.dim && ts.batches == before.batches &&
                            ts.pairs == before.pairs &&

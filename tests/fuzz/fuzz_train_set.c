@@ -10,18 +10,21 @@
  * Each input gets a fresh service, freed at the end: nothing carries over between inputs.
  * Invariants: the service never crashes; the outcome agrees with the return code; bytes that
  * protobuf-c cannot decode are INVALID_ARGUMENT; a failure is INVALID_ARGUMENT, or
- * RESOURCE_EXHAUSTED for more than SIAM_SET_LOSS_MAX_N group ids, and leaves the stream state as
+ * RESOURCE_EXHAUSTED for more than SIAM_SET_LOSS_MAX_N group ids, or FAILED_PRECONDITION for an
+ * encoding outside the enum, and leaves the stream state as
  * it was (but the first set names the stream); a progress outside 0..1 or not finite is never
  * answered OK; an OK answer decodes as a SetResult that echoes
- * the step, has n x dim gradients, all finite, a finite loss >= 0, mining statistics that count
- * n (n - 1) / 2 pairs, and for a degenerate set loss 0, zero gradients and a note; the stream's
- * counters and the global step count exactly the OK answers; Status afterwards decodes and names
- * the loss. */
+ * the step, has n x dim gradients in the request's encoding, all finite, a finite loss >= 0, mining
+ * statistics that count n (n - 1) / 2 pairs, and for a degenerate set loss 0, zero gradients and a
+ * note; the stream's counters and the global step count exactly the OK answers; Status afterwards
+ * decodes and names the loss. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "siam_encoding.h"
 #include "siam_service.h"
 
 #include "siam/v1/siam.pb-c.h"
@@ -54,10 +57,24 @@ static void check_result(const Siam__V1__EmbeddingSet *q, const siam_rpc_buf *re
     size_t n = q->n_groups, nd = n * q->dim;
     FUZZ_CHECK(r->step == q->step, "step %llu echoed as %llu", (unsigned long long)q->step,
                (unsigned long long)r->step);
-    FUZZ_CHECK(r->n_grad == nd, "%zu gradients for a set of %zu x %u", r->n_grad, n, q->dim);
+    int enc = (int)q->encoding;
+    float *grad = calloc(nd + 1, sizeof *grad); /* as the worker decodes it */
+    FUZZ_CHECK(grad != NULL, "out of memory");
+    if (enc == SIAM_ENC_FP32) {
+        FUZZ_CHECK(r->n_grad == nd, "%zu gradients for a set of %zu x %u", r->n_grad, n, q->dim);
+        memcpy(grad, r->grad, nd * sizeof *grad);
+    } else {
+        siam_error err = {0};
+        FUZZ_CHECK(r->n_grad == 0, "%zu fp32 gradients in a %s answer", r->n_grad,
+                   siam_encoding_name(enc));
+        FUZZ_CHECK(siam_decode_rows(enc, r->grad_packed.data, r->grad_packed.len, r->grad_scales,
+                                    r->n_grad_scales, n, (int)q->dim, "grad_packed", "embedding",
+                                    grad, &err) == SIAM_OK,
+                   "the answer's gradient does not decode: %s", err.msg);
+    }
     FUZZ_CHECK(isfinite(r->loss) && r->loss >= 0.0f, "loss %g", (double)r->loss);
     for (size_t k = 0; k < nd; k++)
-        FUZZ_CHECK(isfinite(r->grad[k]), "grad[%zu] is %g", k, (double)r->grad[k]);
+        FUZZ_CHECK(isfinite(grad[k]), "grad[%zu] is %g", k, (double)grad[k]);
     const Siam__V1__MiningStats *m = r->mining;
     FUZZ_CHECK(m != NULL, "no mining statistics");
     FUZZ_CHECK(m->positive_pairs + m->negative_pairs == n * (n - 1) / 2,
@@ -72,10 +89,11 @@ static void check_result(const Siam__V1__EmbeddingSet *q, const siam_rpc_buf *re
         FUZZ_CHECK(r->loss == 0.0f && m->note[0] != '\0', "degenerate: loss %g, note '%s'",
                    (double)r->loss, m->note);
         for (size_t k = 0; k < nd; k++)
-            FUZZ_CHECK(r->grad[k] == 0.0f, "degenerate: grad[%zu] is %g", k, (double)r->grad[k]);
+            FUZZ_CHECK(grad[k] == 0.0f, "degenerate: grad[%zu] is %g", k, (double)grad[k]);
     } else {
         FUZZ_CHECK(m->note[0] == '\0', "a note for a set that is not degenerate: '%s'", m->note);
     }
+    free(grad);
     siam__v1__set_result__free_unpacked(r, NULL);
 }
 
@@ -177,9 +195,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                            siam_service_averaging(svc) ? "on" : "off");
             }
         } else {
-            FUZZ_CHECK(rc == SIAM_RPC_INVALID_ARGUMENT || (rc == SIAM_RPC_RESOURCE_EXHAUSTED && q &&
-                                                           q->n_groups > SIAM_SET_LOSS_MAX_N),
-                       "train_set failed with %s: %s", siam_rpc_code_name(rc), st.msg);
+            FUZZ_CHECK(
+                rc == SIAM_RPC_INVALID_ARGUMENT ||
+                    (rc == SIAM_RPC_RESOURCE_EXHAUSTED && q && q->n_groups > SIAM_SET_LOSS_MAX_N) ||
+                    (rc == SIAM_RPC_FAILED_PRECONDITION && q &&
+                     !siam_encoding_name((int)q->encoding)),
+                "train_set failed with %s: %s", siam_rpc_code_name(rc), st.msg);
             FUZZ_CHECK(ts.dim == before.dim && ts.batches == before.batches &&
                            ts.pairs == before.pairs &&
                            memcmp(&ts.loss_sum, &before.loss_sum, sizeof ts.loss_sum) == 0 &&

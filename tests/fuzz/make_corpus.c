@@ -14,6 +14,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "siam/v1/siam.pb-c.h"
+#include "siam_encoding.h"
 #include "siam_wire.h"
 
 static const char *out_dir;
@@ -133,6 +134,45 @@ static void batch_raw(blob *b, int ctrl, uint32_t dim, const float *l, size_t nl
     put_msg(b, ctrl, &m.base);
 }
 
+/* A batch of B pairs at dim as batch() makes them, sent in encoding enc (siam_encoding), asking
+ * for grad_right to be left out; bad != 0 spoils it: 1 the last byte of right_packed missing,
+ * 2 a zero scale, 3 fp32 floats beside the packed bytes. */
+static void batch_encoded(blob *b, int ctrl, uint32_t dim, size_t B, int enc, int bad,
+                          uint64_t step) {
+    size_t n = B * dim, size = siam_encoding_size(enc);
+    float *l = malloc(2 * n * sizeof *l), *sc = malloc(2 * B * sizeof *sc);
+    uint8_t *p = malloc(2 * n * size);
+    uint32_t *y = malloc(B * sizeof *y);
+    for (size_t i = 0; i < B; i++) {
+        y[i] = (uint32_t)(i & 1);
+        for (size_t k = 0; k < dim; k++) {
+            l[i * dim + k] = sinf((float)(i * dim + k));
+            l[n + i * dim + k] = cosf((float)(i * dim + k)) / 3;
+        }
+    }
+    siam_encode_rows(enc, l, B, (int)dim, p, sc);
+    siam_encode_rows(enc, l + n, B, (int)dim, p + n * size, sc + B);
+    Siam__V1__EmbeddingBatch m = SIAM__V1__EMBEDDING_BATCH__INIT;
+    m.dim = dim;
+    m.n_labels = B, m.labels = y;
+    m.step = step;
+    m.worker_id = "packed";
+    m.encoding = (Siam__V1__WireEncoding)enc;
+    m.omit_grad_right = 1;
+    m.left_packed = (ProtobufCBinaryData){n * size, p};
+    m.right_packed = (ProtobufCBinaryData){n * size - (bad == 1), p + n * size};
+    if (siam_encoding_scaled(enc)) {
+        if (bad == 2)
+            sc[B] = 0.0f;
+        m.n_left_scales = m.n_right_scales = B;
+        m.left_scales = sc, m.right_scales = sc + B;
+    }
+    if (bad == 3)
+        m.n_left = n, m.left = l;
+    put_msg(b, ctrl, &m.base);
+    free(l), free(sc), free(p), free(y);
+}
+
 static void train_corpus(void) {
     const char *T = "fuzz_train";
     blob b = {0};
@@ -187,6 +227,15 @@ static void train_corpus(void) {
         batch_raw(&b, 0, 2, v, 4, v, 4, y, 2, "w");
     }
     save(T, "limits", &b);
+
+    cfg = 4; /* each encoding, then spoilt ones: a byte short, a zero scale, floats beside bytes */
+    put(&b, &cfg, 1);
+    for (int enc = 0; enc < SIAM_ENC_COUNT; enc++)
+        batch_encoded(&b, 0, 3, 4, enc, 0, (uint64_t)enc + 1);
+    batch_encoded(&b, 0, 3, 4, SIAM_ENC_FP16, 1, 5);
+    batch_encoded(&b, 0, 3, 4, SIAM_ENC_INT8, 2, 6);
+    batch_encoded(&b, 0, 3, 4, SIAM_ENC_BF16, 3, 7);
+    save(T, "encodings", &b);
 
     cfg = 0; /* finite embeddings whose loss overflows float; then just below; then inf */
     put(&b, &cfg, 1);
@@ -554,6 +603,38 @@ static void train_set_corpus(void) {
             set_pk_p(&b, 0, 4, 3, 3, "fn", i + 1, progress[i]);
     }
     save(T, "facenet", &b);
+
+    cfg = 3 | 16; /* semi-hard in each encoding, then an int8 set with a NaN scale */
+    put(&b, &cfg, 1);
+    for (int enc = 0; enc <= SIAM_ENC_COUNT; enc++) {
+        size_t P = 3, K = 2, dim = 4, n = P * K;
+        float x[24], sc[6];
+        uint8_t packed[96];
+        uint32_t g[6];
+        int e = enc < SIAM_ENC_COUNT ? enc : SIAM_ENC_INT8;
+        for (size_t i = 0; i < n; i++) {
+            g[i] = (uint32_t)(i / K);
+            for (size_t k = 0; k < dim; k++)
+                x[i * dim + k] = sinf((float)(i * dim + k));
+        }
+        siam_encode_rows(e, x, n, (int)dim, packed, sc);
+        if (enc == SIAM_ENC_COUNT)
+            sc[2] = NAN;
+        Siam__V1__EmbeddingSet m = SIAM__V1__EMBEDDING_SET__INIT;
+        m.dim = (uint32_t)dim;
+        m.n_groups = n, m.groups = g;
+        m.step = (uint64_t)enc + 1;
+        m.worker_id = "packed";
+        m.encoding = (Siam__V1__WireEncoding)e;
+        if (e == SIAM_ENC_FP32)
+            m.n_embeddings = n * dim, m.embeddings = x;
+        else
+            m.embeddings_packed = (ProtobufCBinaryData){n * dim * siam_encoding_size(e), packed};
+        if (siam_encoding_scaled(e))
+            m.n_embeddings_scales = n, m.embeddings_scales = sc;
+        put_msg(&b, 0, &m.base);
+    }
+    save(T, "encodings", &b);
 }
 
 int main(int argc, char **argv) {
