@@ -34,7 +34,7 @@ typedef struct {
     const char *wire; /* --wire: the encoding of embeddings up and gradients down */
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
-    int threads, max_message_mb, sync_every;
+    int threads, max_message_mb, sync_every, in_flight;
     float timeout, retry_for;
     const siam_recipe *recipe; /* --recipe, or NULL */
 } config;
@@ -78,6 +78,25 @@ static int timed_head_fn(void *ctx, const float *left, const float *right, const
         t->first = t0;
     int rc = siam_remote_head_fn(t->remote, left, right, labels, B, dim, loss, dist, grad_left,
                                  grad_right, idle, idle_ctx, err);
+    t->last = siam_now();
+    if (rc == SIAM_OK)
+        t->batches++;
+    return rc;
+}
+
+/* The split head's halves (--in-flight), timed the same way: first send to last answer. */
+static int timed_send(void *ctx, const float *left, const float *right, const uint32_t *labels,
+                      int B, int dim, siam_error *err) {
+    timed_head *t = ctx;
+    if (t->batches == 0 && t->first == 0.0)
+        t->first = siam_now();
+    return siam_remote_head_send(t->remote, left, right, labels, B, dim, err);
+}
+
+static int timed_receive(void *ctx, int B, int dim, float *loss, float *dist, float *grad_left,
+                         float *grad_right, siam_error *err) {
+    timed_head *t = ctx;
+    int rc = siam_remote_head_receive(t->remote, B, dim, loss, dist, grad_left, grad_right, err);
     t->last = siam_now();
     if (rc == SIAM_OK)
         t->batches++;
@@ -321,6 +340,8 @@ static int session(const config *c) {
         wc.sync_ctx = &sync;
         wc.sync_every = c->sync_every;
     }
+    wc.in_flight = c->in_flight;
+    wc.split = (siam_split_head){timed_send, timed_receive, &timed};
     wc.set_head = timed_set_head_fn; /* used with --head set: the stream is then TrainSet */
     wc.set_head_ctx = &timed;
     wc.set_progress = &progress;
@@ -357,6 +378,7 @@ static int session(const config *c) {
 
 done:
     siam_rpc_stream_free(remote.stream);
+    siam_remote_head_free_unanswered(&remote);
     siam_rpc_channel_free(ch);
     return rc;
 }
@@ -372,9 +394,10 @@ int main(int argc, char **argv) {
                 .wire = "fp32",
                 .max_message_mb = 16,
                 .sync_every = 50,
+                .in_flight = 1,
                 .timeout = 60.0f,
                 .retry_for = 60.0f};
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 13];
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 14];
     int n_opts = 0;
     opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
                                    &c.server, 0,
@@ -419,6 +442,16 @@ int main(int argc, char **argv) {
                                    "encoding of the embeddings sent and the gradients received: "
                                    "fp16 and bf16 halve the bytes, int8 quarters them (rounded; "
                                    "accuracy in docs/BENCHMARKS.md)"};
+    opts[n_opts++] = (siam_option){"in-flight",
+                                   SIAM_OPT_INT,
+                                   &c.in_flight,
+                                   1,
+                                   SIAM_TRAINER_MAX_IN_FLIGHT,
+                                   NULL,
+                                   "K",
+                                   "--head pairs: send up to K batches before the first answer "
+                                   "comes back (hides the link's latency; each batch's gradient "
+                                   "is applied up to K-1 steps late)"};
     opts[n_opts++] = (siam_option){
         "timeout", SIAM_OPT_FLOAT, &c.timeout, 0.1,
         86400,     NULL,           "SECONDS",  "longest wait for the server on any call or answer"};

@@ -37,6 +37,10 @@ typedef struct {
     int encoding;            /* siam_encoding of the embeddings up and the gradients down
                                 (siam-client --wire); 0 = fp32 */
     int omit_grad_right;     /* Train: ask the server to leave out grad_right (= -grad_left) */
+    /* the split head (--in-flight): the requests sent and not yet answered, oldest first (their
+     * steps are step, step + 1, ...), kept to be sent again on a new stream after a failure */
+    siam_rpc_buf unanswered[SIAM_RPC_STREAM_WINDOW];
+    int n_unanswered;
 } siam_remote_head;
 
 /* A siam_loss_head_fn (ctx is a siam_remote_head). Sends the batch, runs idle (the trainer's
@@ -47,6 +51,18 @@ typedef struct {
 int siam_remote_head_fn(void *ctx, const float *left, const float *right, const uint32_t *labels,
                         int B, int dim, float *loss, float *dist, float *grad_left,
                         float *grad_right, siam_idle_fn idle, void *idle_ctx, siam_error *err);
+
+/* The same head in two halves for several batches in flight (siam_split_head, ctx a
+ * siam_remote_head): send() packs the batch (step = the next unanswered step), keeps the bytes
+ * and sends them on the Train stream; receive() waits for the oldest batch's answer. After a
+ * transient failure receive() reopens the stream and sends every unanswered batch again, in
+ * order with their steps, as h->retry allows. At most SIAM_RPC_STREAM_WINDOW unanswered. Errors as
+ * siam_remote_head_fn's. Free the kept requests with siam_remote_head_free_unanswered. */
+int siam_remote_head_send(void *ctx, const float *left, const float *right, const uint32_t *labels,
+                          int B, int dim, siam_error *err);
+int siam_remote_head_receive(void *ctx, int B, int dim, float *loss, float *dist, float *grad_left,
+                             float *grad_right, siam_error *err);
+void siam_remote_head_free_unanswered(siam_remote_head *h);
 
 /* The exchange every remote head makes, whatever its messages: one request on h's stream of
  * `method` (opened when there is none or it is stale), idle run once while the server computes,

@@ -174,6 +174,13 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
     int rc = siam_optim_parse(c->optimizer, &kind, err);
     if (rc || (rc = worker_schedule(c, &sched, err)))
         goto done;
+    if (set && c->in_flight > 1) {
+        rc = siam_error_set(err, SIAM_ERR_ARG,
+                            "--in-flight %d: only --head pairs keeps several batches in flight; "
+                            "use --in-flight 1 with --head set",
+                            c->in_flight);
+        goto done;
+    }
     if (set && !c->set_head) {
         rc = siam_error_set(err, SIAM_ERR_ARG, "--head set: this program has no set loss head");
         goto done;
@@ -224,6 +231,14 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
                                            c->classes_per_batch * c->images_per_class, err))
              : (rc = siam_trainer_init(&tr, m, kind, c->lr, c->batch, err))))
         goto done;
+    if (!set && c->in_flight > 1 &&
+        (rc = siam_trainer_set_in_flight(&tr, c->in_flight, c->split, err)))
+        goto done;
+    if (!set && c->in_flight > 1)
+        LOG_INFO(COMPONENT,
+                 "%d batches in flight: each batch's forward uses the weights of %d steps "
+                 "earlier",
+                 c->in_flight, c->in_flight - 1);
     tr.conv = c->conv;             /* labels go to the head in its convention */
     st.collapse_scale = c->margin; /* the set loss's margin (the server's for siam-client) */
     tr.schedule = st.schedule = sched;

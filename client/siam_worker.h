@@ -52,6 +52,11 @@ typedef struct {
      * head call, for set_head to read (the facenet loss: siam_local_set_head.progress in process,
      * EmbeddingSet.progress over the wire); NULL = nowhere */
     float *set_progress;
+    /* --head pairs with several batches in flight (siam-client --in-flight): in_flight K > 1
+     * trains through split instead of the pair head (siam_trainer_set_in_flight); 0 or 1 = one
+     * batch at a time */
+    int in_flight;
+    siam_split_head split;
 } siam_worker_config;
 
 /* The command-line options every training program shares, bound to c's fields and to

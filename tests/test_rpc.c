@@ -201,6 +201,55 @@ int main(void) {
           "a dead stream keeps its status");
     siam_rpc_stream_free(s);
 
+    /* several messages in flight: all sent before the first answer is read, answered in order;
+     * one more than the window is refused; a message the server refuses ends the stream with
+     * its status for the answers still awaited */
+    CHECK(siam_rpc_stream_open(ch, "/t.Svc/Stream", 5, &s, &st) == 0, "%s", st.msg);
+    for (int i = 0; i < SIAM_RPC_STREAM_WINDOW; i++) {
+        char msg[16];
+        snprintf(msg, sizeof msg, "m%d-%d", i, i * 7);
+        siam_rpc_buf q = {(uint8_t *)strdup(msg), strlen(msg)};
+        CHECK(siam_rpc_stream_send(s, &q, &st) == 0 && q.data == NULL, "send %d: %s", i, st.msg);
+    }
+    {
+        siam_rpc_buf q = {(uint8_t *)strdup("over"), 4};
+        CHECK(siam_rpc_stream_send(s, &q, &st) == SIAM_RPC_FAILED_PRECONDITION && q.data == NULL,
+              "one more than the window: %d %s", st.code, st.msg);
+    }
+    for (int i = 0; i < SIAM_RPC_STREAM_WINDOW; i++) {
+        char want[16], msg[16];
+        siam_rpc_buf a;
+        snprintf(msg, sizeof msg, "m%d-%d", i, i * 7);
+        size_t n = strlen(msg);
+        for (size_t k = 0; k < n; k++)
+            want[k] = msg[n - 1 - k];
+        want[n] = '\0';
+        CHECK(siam_rpc_stream_receive(s, &a, &st) == 0 && a.len == n &&
+                  memcmp(a.data, want, n) == 0,
+              "answer %d in order: %.*s", i, (int)a.len, a.data ? (const char *)a.data : "");
+        siam_rpc_buf_free(&a);
+    }
+    CHECK(siam_rpc_stream_close(s, &st) == 0, "close after the window: %s", st.msg);
+    siam_rpc_stream_free(s);
+    CHECK(siam_rpc_stream_open(ch, "/t.Svc/Stream", 5, &s, &st) == 0, "%s", st.msg);
+    {
+        const char *msgs[3] = {"ab", "bad", "cd"};
+        for (int i = 0; i < 3; i++) {
+            siam_rpc_buf q = {(uint8_t *)strdup(msgs[i]), strlen(msgs[i])};
+            CHECK(siam_rpc_stream_send(s, &q, &st) == 0, "send %s: %s", msgs[i], st.msg);
+        }
+        siam_rpc_buf a;
+        CHECK(siam_rpc_stream_receive(s, &a, &st) == 0 && a.len == 2 &&
+                  memcmp(a.data, "ba", 2) == 0,
+              "the answer before the refused one");
+        siam_rpc_buf_free(&a);
+        for (int i = 0; i < 2; i++)
+            CHECK(siam_rpc_stream_receive(s, &a, &st) == SIAM_RPC_INVALID_ARGUMENT &&
+                      strstr(st.msg, "'bad'"),
+                  "after the refused message: %d %s", st.code, st.msg);
+    }
+    siam_rpc_stream_free(s);
+
     /* stream op timeout: a slow answer is cut at the client's bound, never a hang */
     CHECK(siam_rpc_stream_open(ch, "/t.Svc/Stream", 0.5, &s, &st) == 0, "%s", st.msg);
     t0 = siam_now();

@@ -2,7 +2,8 @@
  * bit for bit the same model as gathering it at the start of each step (siam-train), over
  * epochs whose pairs are reshuffled in place, with a last batch smaller than the others, with
  * heads that call the idle work once, twice or never, and under both label conventions; and the
- * learning-rate schedule's rate at every step. */
+ * learning-rate schedule's rate at every step; with K batches in flight, every step applies the
+ * gradient of a batch forwarded K - 1 steps earlier, replayed independently. */
 #include "test_util.h"
 
 #include <string.h>
@@ -117,6 +118,145 @@ static void test_schedule(const siam_dataset *ds, const siam_pairs *pairs) {
     siam_model_free(m);
 }
 
+/* ---- several batches in flight ---- */
+
+/* An in-process split head: send() keeps a copy of the batch, receive() answers the oldest with
+ * the contrastive loss (what siam-server computes), so answers come K - 1 sends late. */
+typedef struct {
+    siam_local_head local;
+    float *left[SIAM_TRAINER_MAX_IN_FLIGHT], *right[SIAM_TRAINER_MAX_IN_FLIGHT];
+    uint32_t *labels[SIAM_TRAINER_MAX_IN_FLIGHT];
+    int head, count, max_count;
+} queue_head;
+
+static int q_send(void *ctx, const float *left, const float *right, const uint32_t *labels, int B,
+                  int dim, siam_error *err) {
+    (void)err;
+    queue_head *q = ctx;
+    int i = (q->head + q->count) % SIAM_TRAINER_MAX_IN_FLIGHT;
+    memcpy(q->left[i], left, (size_t)B * (size_t)dim * sizeof(float));
+    memcpy(q->right[i], right, (size_t)B * (size_t)dim * sizeof(float));
+    memcpy(q->labels[i], labels, (size_t)B * sizeof(uint32_t));
+    if (++q->count > q->max_count)
+        q->max_count = q->count;
+    return SIAM_OK;
+}
+
+static int q_receive(void *ctx, int B, int dim, float *loss, float *dist, float *grad_left,
+                     float *grad_right, siam_error *err) {
+    queue_head *q = ctx;
+    int i = q->head;
+    q->head = (q->head + 1) % SIAM_TRAINER_MAX_IN_FLIGHT;
+    q->count--;
+    return siam_local_head_fn(&q->local, q->left[i], q->right[i], q->labels[i], B, dim, loss, dist,
+                              grad_left, grad_right, NULL, NULL, err);
+}
+
+/* With K batches in flight, step s applies the gradient of batch s forwarded with the weights
+ * after step s - K + 1 (those of the epoch's start for its first K - 1 batches): replayed here one
+ * batch at a time on a second model from a record of every step's weights. One dense layer, whose
+ * weight gradient depends on the batch's input and its answer only, and SGD, so the replay is
+ * exact; K = 1 must equal the one-at-a-time trainer bit for bit. Two epochs, a smaller last batch.
+ */
+static void test_in_flight(const siam_dataset *ds, const siam_pairs *pairs, int K) {
+    const char *spec = "in=28x28x1 dense6";
+    const int batch = 24, epochs = 2;
+    siam_error err = {0};
+    siam_model *m = NULL, *ref = NULL;
+    siam_trainer tr;
+    CHECK(siam_model_create(&m, spec, 9, &err) == 0 && siam_model_create(&ref, spec, 9, &err) == 0,
+          "%s", err.msg);
+    CHECK(siam_trainer_init(&tr, m, SIAM_OPTIM_SGD, 0.05f, batch, &err) == 0, "%s", err.msg);
+    queue_head q = {.local = {1.0f, SIAM_LABELS_SIMILAR}};
+    for (int i = 0; i < SIAM_TRAINER_MAX_IN_FLIGHT; i++) {
+        q.left[i] = malloc((size_t)batch * 6 * sizeof(float));
+        q.right[i] = malloc((size_t)batch * 6 * sizeof(float));
+        q.labels[i] = malloc((size_t)batch * sizeof(uint32_t));
+    }
+    siam_split_head split = {q_send, q_receive, &q};
+    CHECK(siam_trainer_set_in_flight(&tr, K, split, &err) == 0, "%s", err.msg);
+    siam_local_head local = {1.0f, SIAM_LABELS_SIMILAR};
+    for (int e = 0; e < epochs; e++) {
+        double loss;
+        CHECK(siam_trainer_epoch(&tr, ds, pairs, siam_local_head_fn, &local, NULL, NULL, &loss,
+                                 &err) == 0,
+              "K=%d: %s", K, err.msg);
+    }
+    CHECK(K == 1 || q.max_count == K, "K=%d: %d batches were in flight at most", K, q.max_count);
+    CHECK(q.count == 0, "K=%d: %d batches left unanswered at the end of the epochs", K, q.count);
+
+    /* the replay: weights[s] after s steps; batch s forwarded with weights[s - K + 1] */
+    size_t np = siam_model_num_params(ref), steps_per_epoch = (pairs->n + batch - 1) / batch;
+    size_t steps = steps_per_epoch * (size_t)epochs;
+    float *weights = malloc((steps + 1) * np * sizeof(float));
+    memcpy(weights, siam_model_params(ref), np * sizeof(float));
+    float *xl = malloc((size_t)batch * 784 * sizeof(float)), *xr = malloc((size_t)batch * 784 * 4);
+    uint32_t lab[24];
+    float dist[24], gl[24 * 6], gr[24 * 6], loss;
+    float *P = siam_model_params(ref);
+    for (size_t s = 0; s < steps; s++) {
+        size_t begin = (s % steps_per_epoch) * (size_t)batch;
+        int B = (int)(pairs->n - begin < (size_t)batch ? pairs->n - begin : (size_t)batch);
+        for (int i = 0; i < B; i++) {
+            memcpy(xl + (size_t)i * 784, ds->images + (size_t)pairs->left[begin + i] * 784,
+                   784 * 4);
+            memcpy(xr + (size_t)i * 784, ds->images + (size_t)pairs->right[begin + i] * 784,
+                   784 * 4);
+            lab[i] = pairs->labels[begin + i];
+        }
+        size_t j = s % steps_per_epoch; /* the pipeline drains at the end of every epoch */
+        size_t seen = s - j + (j + 1 >= (size_t)K ? j + 1 - (size_t)K : 0);
+        memcpy(P, weights + seen * np, np * sizeof(float));
+        const float *el, *er;
+        CHECK(siam_model_forward(ref, 0, xl, B, 1, &el, &err) == 0 &&
+                  siam_model_forward(ref, 1, xr, B, 1, &er, &err) == 0,
+              "%s", err.msg);
+        siam_local_head_fn(&local, el, er, lab, B, 6, &loss, dist, gl, gr, NULL, NULL, &err);
+        siam_model_zero_grads(ref);
+        siam_model_backward(ref, 0, gl);
+        siam_model_backward(ref, 1, gr);
+        const float *G = siam_model_grads(ref);
+        for (size_t k = 0; k < np; k++) /* SGD on the weights of now */
+            weights[(s + 1) * np + k] = weights[s * np + k] - 0.05f * G[k];
+    }
+    double worst = 0;
+    for (size_t k = 0; k < np; k++)
+        worst = fmax(worst, fabs((double)siam_model_params(m)[k] - weights[steps * np + k]));
+    CHECK(worst <= 1e-5, "K=%d: the trained weights differ from the replay by %g", K, worst);
+    if (K == 1) { /* and equal the one-at-a-time trainer */
+        siam_model *one = NULL;
+        siam_trainer t1;
+        CHECK(siam_model_create(&one, spec, 9, &err) == 0, "%s", err.msg);
+        CHECK(siam_trainer_init(&t1, one, SIAM_OPTIM_SGD, 0.05f, batch, &err) == 0, "%s", err.msg);
+        for (int e = 0; e < epochs; e++) {
+            double l1;
+            siam_trainer_epoch(&t1, ds, pairs, siam_local_head_fn, &local, NULL, NULL, &l1, &err);
+        }
+        CHECK(memcmp(siam_model_params(one), siam_model_params(m), np * sizeof(float)) == 0,
+              "K=1 trains bit for bit as without --in-flight");
+        siam_trainer_free(&t1);
+        siam_model_free(one);
+    }
+    free(weights), free(xl), free(xr);
+    for (int i = 0; i < SIAM_TRAINER_MAX_IN_FLIGHT; i++)
+        free(q.left[i]), free(q.right[i]), free(q.labels[i]);
+    siam_trainer_free(&tr);
+    siam_model_free(m);
+    siam_model_free(ref);
+    siam_split_head none = {0};
+    siam_trainer t0;
+    siam_model *m0 = NULL;
+    siam_model_create(&m0, spec, 9, &err);
+    siam_trainer_init(&t0, m0, SIAM_OPTIM_SGD, 0.05f, batch, &err);
+    CHECK(siam_trainer_set_in_flight(&t0, SIAM_TRAINER_MAX_IN_FLIGHT + 1, split, &err) ==
+              SIAM_ERR_ARG,
+          "more than the limit is refused");
+    CHECK(siam_trainer_set_in_flight(&t0, 2, none, &err) == SIAM_ERR_ARG,
+          "in flight without a split head is refused: %s", err.msg);
+    siam_trainer_free(&t0);
+    siam_model_free(m0);
+}
+
 int main(void) {
     /* 200 random 28x28 images of 10 classes */
     siam_dataset ds = {200, 28, 28, NULL, NULL};
@@ -149,6 +289,8 @@ int main(void) {
         free(p0), free(p1), free(p2);
     }
     test_schedule(&ds, &pairs);
+    for (int K = 1; K <= 4; K++)
+        test_in_flight(&ds, &pairs, K);
     siam_pairs_free(&pairs);
     free(ds.images);
     free(ds.labels);

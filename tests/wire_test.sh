@@ -3,7 +3,7 @@
 # real data, the pair head (mlp, batch 857, one epoch): fp32 as the reference, then bf16, fp16
 # and int8, each of which must exit 0 and reach a ROC AUC within 0.02 of fp32's; the set head
 # (--recipe mlp, one short epoch) in int8; no averaging, so that every run starts afresh; --wire with an encoding that does not exist is a usage
-# error naming the accepted ones. The gradients' values per encoding are checked against Python's
+# error naming the accepted ones. --in-flight 3 rides out a restart of the server. The gradients' values per encoding are checked against Python's
 # own encoder and loss in raw_client.py --check (python_test).
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
@@ -41,11 +41,39 @@ check "--recipe mlp (set head) --wire int8: the worker exits 0" "[ $rc -eq 0 ]"
 set_auc=$(json_field "$tmp/set.json" roc_auc)
 check "the set head in int8 learns (ROC AUC ${set_auc:-?} >= 0.85)" "awk 'BEGIN{exit !(${set_auc:-0} >= 0.85)}'"
 
+# --in-flight 3 in int8 through a server killed (SIGKILL) mid-epoch and restarted on its port:
+# the worker sends its unanswered batches again on a new stream and ends with every step taken
+# once (the step count of the epochs), a sane ROC AUC and no error
+worker k3 --in-flight 3 --wire int8 --epochs 2 --retry-for 60 --worker-id wire-k3 &
+kpid=$!
+pids+=("$kpid")
+if wait_for "$tmp/k3.log" 'epoch 1/2: step' 60; then
+  sleep 0.5
+  kill -9 "$server_pid"
+  wait "$server_pid" 2>/dev/null
+  "$bin/siam-server" --listen "127.0.0.1:$port" --grace 2 >"$tmp/srv2.out" 2>"$tmp/srv2.log" &
+  server_pid=$!
+  pids+=("$server_pid")
+fi
+wait "$kpid"
+rc=$?
+check "--in-flight 3 across a server restart: the worker exits 0 (rc $rc)" "[ $rc -eq 0 ]"
+[ $rc -eq 0 ] || tail -n 5 "$tmp/k3.log"
+check "... it sent its unanswered batches again" "grep -q 'were sent again on a new Train stream' '$tmp/k3.log'"
+check "... and took every step once (2 x 140)" "grep -q 'done: 280 batches' '$tmp/k3.log'"
+k3_auc=$(json_field "$tmp/k3.json" roc_auc)
+check "... and learned (ROC AUC ${k3_auc:-?} >= 0.85)" "awk 'BEGIN{exit !(${k3_auc:-0} >= 0.85)}'"
+"$bin/siam-client" --server "127.0.0.1:$port" --head set --in-flight 2 --data "$data" \
+  --retry-for 0 --train-limit 1000 --test-limit 100 >/dev/null 2>"$tmp/setk.log"
+rc=$?
+check "--head set refuses --in-flight 2 (exit 1, got $rc) naming why" \
+  "[ $rc -eq 1 ] && grep -q 'only --head pairs keeps several batches in flight' '$tmp/setk.log'"
+
 "$bin/siam-client" --wire fp8 --server "127.0.0.1:$port" >/dev/null 2>"$tmp/bad.log"
 rc=$?
 check "--wire fp8 is a usage error (exit 2, got $rc)" "[ $rc -eq 2 ]"
 check "... naming the encodings" "grep -q 'fp32|fp16|bf16|int8' '$tmp/bad.log'"
-check "the server logged no error" "! grep -q ' ERROR ' '$tmp/srv.log'"
+check "the servers logged no error" "! grep -q ' ERROR ' '$tmp/srv.log' '$tmp/srv2.log'"
 check "no sanitizer reports" "no_sanitizer_reports '$tmp'/*.log"
 echo "wire_test: $((checks - fails)) of $checks checks passed"
 [ $fails -eq 0 ]

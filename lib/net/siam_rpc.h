@@ -251,9 +251,12 @@ int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_tim
 int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf *resp,
                              siam_rpc_status *st);
 /* The two halves of an exchange, so that the caller can work while the server computes:
- * send() hands *req over (as exchange does) and returns at once; receive() waits for the answer
- * (bounded by the stream's op timeout, counted from the call to receive). One message at a
- * time: a second send() before receive() is FAILED_PRECONDITION. */
+ * send() hands *req over (as exchange does) and returns at once; receive() waits for the oldest
+ * answer not yet received (bounded by the stream's op timeout, counted from the call to
+ * receive). Up to SIAM_RPC_STREAM_WINDOW messages may await their answers (a worker's batches
+ * in flight): gRPC sends them one after the other in order while the caller works or waits; one
+ * more is FAILED_PRECONDITION. */
+#define SIAM_RPC_STREAM_WINDOW 8
 int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status *st);
 int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_status *st);
 /* Half-closes and waits for the server's final status; returns st->code. */

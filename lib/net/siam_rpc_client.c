@@ -240,11 +240,16 @@ struct siam_rpc_stream {
     grpc_metadata_array md_in, trailing;
     grpc_status_code code;
     grpc_slice details;
-    grpc_byte_buffer *send, *recv;
+    grpc_byte_buffer *send, *recv; /* the message gRPC is sending; the answer being read */
+    /* messages sent by the caller that gRPC has not taken yet (one SEND_MESSAGE at a time),
+     * oldest first: queue[(head + i) % SIAM_RPC_STREAM_WINDOW] for i < queued */
+    grpc_byte_buffer *queue[SIAM_RPC_STREAM_WINDOW];
+    int head, queued;
+    int awaiting;     /* messages sent whose answers have not been received */
     int status_done;  /* RECV_STATUS_ON_CLIENT has come back */
     int dead;         /* failed: later calls return `failure` */
-    int in_flight;    /* a message was sent and its answer not yet received */
-    int start_failed; /* its ops could not be started; the call was cancelled */
+    int start_failed; /* an op could not be started; the call was cancelled */
+    int op_failed;    /* an op came back unsuccessful: the call is over */
     siam_rpc_status failure;
 };
 
@@ -256,7 +261,33 @@ static int start_op(siam_rpc_stream *s, grpc_op *op, size_t n, int bit) {
     return 0;
 }
 
-/* Waits for one event until `deadline`; returns the OP_* bit that completed (0 on timeout). */
+/* Hands the oldest queued message to gRPC when no SEND_MESSAGE is in flight (the one that was
+ * has come back: its bytes are freed). */
+static void pump_sends(siam_rpc_stream *s) {
+    if ((s->pending & OP_SEND) || s->start_failed)
+        return;
+    if (s->send) {
+        grpc_byte_buffer_destroy(s->send);
+        s->send = NULL;
+    }
+    if (!s->queued || s->op_failed)
+        return;
+    s->send = s->queue[s->head];
+    s->queue[s->head] = NULL;
+    s->head = (s->head + 1) % SIAM_RPC_STREAM_WINDOW;
+    s->queued--;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = s->send;
+    if (start_op(s, &op, 1, OP_SEND)) { /* receive() reports the call's status */
+        s->start_failed = 1;
+        grpc_call_cancel(s->call, NULL);
+    }
+}
+
+/* Waits for one event until `deadline`; returns the OP_* bit that completed (0 on timeout). A
+ * SEND_MESSAGE that came back makes room for the next queued message. */
 static int next_event(siam_rpc_stream *s, gpr_timespec deadline, int *success) {
     grpc_event ev = grpc_completion_queue_next(s->cq, deadline, NULL);
     if (ev.type != GRPC_OP_COMPLETE)
@@ -264,8 +295,12 @@ static int next_event(siam_rpc_stream *s, gpr_timespec deadline, int *success) {
     int bit = (int)(intptr_t)ev.tag;
     s->pending &= ~bit;
     *success = ev.success;
+    if (!ev.success)
+        s->op_failed = 1;
     if (bit == OP_STATUS)
         s->status_done = 1;
+    if (bit == OP_SEND)
+        pump_sends(s);
     return bit;
 }
 
@@ -303,7 +338,7 @@ static int stream_timeout(siam_rpc_stream *s, siam_rpc_status *st, const char *w
  * status so the reason is known. Returns 0, or the failure code. */
 static int wait_ops(siam_rpc_stream *s, int bits, siam_rpc_status *st, const char *what) {
     gpr_timespec deadline = siam_rpc_deadline(s->op_timeout);
-    int failed = 0;
+    int failed = s->op_failed;
     while (s->pending & bits) {
         int ok = 1;
         int bit = next_event(s, deadline, &ok);
@@ -383,45 +418,50 @@ int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status 
         *st = s->failure;
         return st->code;
     }
-    if (s->in_flight) {
+    if (s->awaiting >= SIAM_RPC_STREAM_WINDOW) {
         siam_rpc_buf_free(req);
         return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
-                                   "%s: a message is already waiting for its answer", s->method);
+                                   "%s: %d messages are already waiting for their answers", s->method,
+                                   s->awaiting);
     }
-    s->send = siam_rpc_take_payload(req);
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = s->send;
-    int bad = start_op(s, &op, 1, OP_SEND);
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &s->recv;
-    bad = bad || start_op(s, &op, 1, OP_RECV);
-    if (bad) /* receive() reports the call's status */
-        grpc_call_cancel(s->call, NULL);
-    s->in_flight = 1;
-    s->start_failed = bad;
+    /* take what has come back meanwhile (a finished send frees its turn), without waiting */
+    int ok;
+    while (s->pending && next_event(s, gpr_time_0(GPR_CLOCK_MONOTONIC), &ok))
+        ;
+    s->queue[(s->head + s->queued) % SIAM_RPC_STREAM_WINDOW] = siam_rpc_take_payload(req);
+    s->queued++;
+    s->awaiting++;
+    pump_sends(s);
     return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
 }
 
 int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_status *st) {
     resp->data = NULL;
     resp->len = 0;
-    if (!s->in_flight) {
-        if (s->dead) {
-            *st = s->failure;
-            return st->code;
-        }
+    if (s->dead) {
+        *st = s->failure;
+        return st->code;
+    }
+    if (!s->awaiting)
         return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
                                    "%s: receive without a message sent", s->method);
+    s->awaiting--;
+    int rc = 0;
+    if (!s->start_failed && !s->op_failed) {
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &s->recv;
+        if (start_op(s, &op, 1, OP_RECV)) {
+            s->start_failed = 1;
+            grpc_call_cancel(s->call, NULL);
+        }
     }
-    s->in_flight = 0;
-    int rc = wait_ops(s, OP_SEND | OP_RECV, st, "answer");
+    /* the last message's send must have come back too before its answer counts: it has, unless
+     * the call failed (the server answers only what it has read) */
+    rc = wait_ops(s, s->awaiting || s->queued ? OP_RECV : OP_RECV | OP_SEND, st, "answer");
     if (!rc && s->start_failed)
         rc = stream_fail(s, st);
-    grpc_byte_buffer_destroy(s->send);
-    s->send = NULL;
     if (!rc && !s->recv) { /* the server closed the stream instead of answering */
         int ok;
         gpr_timespec deadline = siam_rpc_deadline(s->op_timeout);
@@ -490,6 +530,8 @@ void siam_rpc_stream_free(siam_rpc_stream *s) {
     }
     if (s->send)
         grpc_byte_buffer_destroy(s->send);
+    for (int i = 0; i < s->queued; i++)
+        grpc_byte_buffer_destroy(s->queue[(s->head + i) % SIAM_RPC_STREAM_WINDOW]);
     if (s->recv)
         grpc_byte_buffer_destroy(s->recv);
     if (s->cq)

@@ -63,7 +63,8 @@ struct siam_model {
     float *params; /* (n_params) */
     float *grads;  /* (n_trainable) */
     int cap;       /* batch capacity of the buffers below */
-    pass_state pass[SIAM_MODEL_PASSES];
+    int n_passes; /* passes in use (siam_model_set_passes) */
+    pass_state pass[SIAM_MODEL_MAX_PASSES];
     float *dbuf[2]; /* backward ping-pong gradients (cap, max_act) */
     float *dcol;    /* conv backward workspace (max col) */
     siam_rng dropout_rng;
@@ -337,12 +338,13 @@ int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed,
     }
     init_params(m, seed);
     siam_rng_seed(&m->dropout_rng, seed ^ 0x5eed0d0d5eedULL);
+    m->n_passes = SIAM_MODEL_PASSES;
     *out = m;
     return SIAM_OK;
 }
 
 static void free_buffers(siam_model *m) {
-    for (int p = 0; p < SIAM_MODEL_PASSES; p++) {
+    for (int p = 0; p < SIAM_MODEL_MAX_PASSES; p++) {
         for (int i = 0; i < MAX_LAYERS; i++) {
             siam_free(m->pass[p].act[i]);
             siam_free(m->pass[p].aux[i]);
@@ -367,6 +369,15 @@ void siam_model_free(siam_model *m) {
     free(m);
 }
 
+int siam_model_set_passes(siam_model *m, int n, siam_error *err) {
+    if (n < SIAM_MODEL_PASSES || n > SIAM_MODEL_MAX_PASSES)
+        return siam_error_set(err, SIAM_ERR_ARG, "model passes must be %d..%d, got %d",
+                              SIAM_MODEL_PASSES, SIAM_MODEL_MAX_PASSES, n);
+    free_buffers(m);
+    m->n_passes = n;
+    return SIAM_OK;
+}
+
 /* Grows every per-pass buffer to hold a batch of B. */
 static int reserve(siam_model *m, int B, siam_error *err) {
     if (B <= m->cap)
@@ -374,7 +385,7 @@ static int reserve(siam_model *m, int B, siam_error *err) {
     free_buffers(m);
     size_t max_act = (size_t)m->in_h * m->in_w * m->in_c, max_col = 1;
     int ok = 1;
-    for (int p = 0; p < SIAM_MODEL_PASSES && ok; p++) {
+    for (int p = 0; p < m->n_passes && ok; p++) {
         pass_state *ps = &m->pass[p];
         for (int i = 0; i < m->n_layers && ok; i++) {
             const layer *l = &m->layers[i];
@@ -416,7 +427,7 @@ static int reserve(siam_model *m, int B, siam_error *err) {
 
 int siam_model_forward(siam_model *m, int pass, const float *x, int B, int training,
                        const float **out, siam_error *err) {
-    if (pass < 0 || pass >= SIAM_MODEL_PASSES || B <= 0)
+    if (pass < 0 || pass >= m->n_passes || B <= 0)
         return siam_error_set(err, SIAM_ERR_ARG, "forward: bad pass %d or batch %d", pass, B);
     int rc = reserve(m, B, err);
     if (rc)

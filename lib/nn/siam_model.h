@@ -27,7 +27,10 @@
 
 typedef struct siam_model siam_model;
 
-#define SIAM_MODEL_PASSES 2
+/* Passes with activations of their own: 2 by default (the two sides of a pair), up to
+ * SIAM_MODEL_MAX_PASSES for a worker with several batches in flight (siam_model_set_passes). */
+#define SIAM_MODEL_PASSES     2
+#define SIAM_MODEL_MAX_PASSES 16
 
 /* name_or_spec: "mlp", "mlp2", "cnn", "cnn2" or a full spec string. Parameters are initialised from
  * seed (He/Kaiming uniform with PyTorch's a = sqrt(5), i.e. U(+-1/sqrt(fan_in)), for dense and conv
@@ -58,7 +61,13 @@ float *siam_model_params(siam_model *m);
 float *siam_model_grads(siam_model *m);
 void siam_model_zero_grads(siam_model *m);
 
-/* Forward of pass (0..SIAM_MODEL_PASSES-1) on x (B, input_size). training: dropout active and
+/* Sets the number of passes (2..SIAM_MODEL_MAX_PASSES, SIAM_ERR_ARG otherwise): each keeps the
+ * activations of its last training forward until its backward, so n / 2 pairs of batches can be
+ * forwarded before the first of them is backpropagated. Frees the activation buffers; the next
+ * forward allocates them for every pass. */
+int siam_model_set_passes(siam_model *m, int n, siam_error *err);
+
+/* Forward of pass (0 .. passes - 1) on x (B, input_size). training: dropout active and
  * batchnorm on batch statistics (updating running ones); else inference. *out points at the
  * (B, output_size) embeddings inside the model, valid until the next forward of that pass.
  * x must stay valid until backward of the same pass. SIAM_ERR_NOMEM if buffers cannot grow.

@@ -46,7 +46,46 @@ int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, 
     return SIAM_OK;
 }
 
+static void free_slots(siam_trainer *t) {
+    for (int k = 0; k < SIAM_TRAINER_MAX_IN_FLIGHT; k++) {
+        siam_free(t->slot_left[k]);
+        siam_free(t->slot_right[k]);
+        free(t->slot_labels[k]);
+        t->slot_left[k] = t->slot_right[k] = NULL;
+        t->slot_labels[k] = NULL;
+    }
+}
+
+int siam_trainer_set_in_flight(siam_trainer *t, int K, siam_split_head split, siam_error *err) {
+    if (K < 1 || K > SIAM_TRAINER_MAX_IN_FLIGHT)
+        return siam_error_set(err, SIAM_ERR_ARG, "batches in flight must be 1..%d, got %d",
+                              SIAM_TRAINER_MAX_IN_FLIGHT, K);
+    if (K > 1 && (!split.send || !split.receive))
+        return siam_error_set(err, SIAM_ERR_ARG, "%d batches in flight need a split head", K);
+    free_slots(t);
+    int rc = siam_model_set_passes(t->model, K > 1 ? 2 * K : SIAM_MODEL_PASSES, err);
+    if (rc)
+        return rc;
+    t->in_flight = K;
+    t->split = split;
+    size_t in = (size_t)siam_model_input_size(t->model);
+    for (int k = 0; k < K && K > 1; k++) {
+        t->slot_left[k] = siam_alloc_floats((size_t)t->batch * in);
+        t->slot_right[k] = siam_alloc_floats((size_t)t->batch * in);
+        t->slot_labels[k] = calloc((size_t)t->batch, sizeof(uint32_t));
+        if (!t->slot_left[k] || !t->slot_right[k] || !t->slot_labels[k]) {
+            free_slots(t);
+            t->in_flight = 1;
+            return siam_error_set(err, SIAM_ERR_NOMEM,
+                                  "out of memory for %d batches of %d pairs in flight", K,
+                                  t->batch);
+        }
+    }
+    return SIAM_OK;
+}
+
 void siam_trainer_free(siam_trainer *t) {
+    free_slots(t);
     siam_optim_free(&t->opt);
     siam_free(t->x_left);
     siam_free(t->x_right);
@@ -89,6 +128,16 @@ static void swap_floats(float **a, float **b) {
     *b = x;
 }
 
+/* The optimizer step for the gradients of the model's current backward. */
+static void optimizer_step(siam_trainer *t) {
+    siam_model *m = t->model;
+    if (!siam_schedule_is_constant(&t->schedule) && t->steps_per_epoch)
+        t->opt.lr = (float)siam_schedule_lr(&t->schedule,
+                                            siam_schedule_epoch_at(t->step, t->steps_per_epoch));
+    siam_optim_step(&t->opt, siam_model_params(m), siam_model_grads(m));
+    t->step++;
+}
+
 int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
                       int B, siam_loss_head_fn head, void *ctx, float *loss, siam_error *err) {
     if (B <= 0 || B > t->batch || begin + (size_t)B > p->n)
@@ -125,17 +174,72 @@ int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs 
     siam_model_zero_grads(m);
     siam_model_backward(m, 0, t->grad_left);
     siam_model_backward(m, 1, t->grad_right);
-    if (!siam_schedule_is_constant(&t->schedule) && t->steps_per_epoch)
-        t->opt.lr = (float)siam_schedule_lr(&t->schedule,
-                                            siam_schedule_epoch_at(t->step, t->steps_per_epoch));
-    siam_optim_step(&t->opt, siam_model_params(m), siam_model_grads(m));
-    t->step++;
+    optimizer_step(t);
+    return SIAM_OK;
+}
+
+/* siam_trainer_epoch with t->in_flight = K > 1 batches through t->split: batch s goes out in
+ * slot s % K (passes 2 (s % K) and 2 (s % K) + 1) while the answers to batches s - K + 1 .. s - 1
+ * are still on their way. */
+static int epoch_in_flight(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p,
+                           siam_step_fn on_step, void *step_ctx, double *mean_loss,
+                           siam_error *err) {
+    siam_model *m = t->model;
+    int K = t->in_flight, dim = siam_model_output_size(m);
+    size_t in = (size_t)siam_model_input_size(m);
+    if ((size_t)ds->rows * ds->cols != in)
+        return siam_error_set(err, SIAM_ERR_MISMATCH,
+                              "images are %dx%d but the model expects %zu inputs", ds->rows,
+                              ds->cols, in);
+    uint64_t steps = (p->n + (size_t)t->batch - 1) / (size_t)t->batch, sent = 0, done = 0;
+    double total = 0.0;
+    size_t pairs_done = 0;
+    while (done < steps) {
+        while (sent < steps && sent - done < (uint64_t)K) { /* fill the pipeline */
+            int k = (int)(sent % (uint64_t)K);
+            size_t begin = (size_t)sent * (size_t)t->batch;
+            int B = (int)(p->n - begin < (size_t)t->batch ? p->n - begin : (size_t)t->batch);
+            gather(t, ds, p, begin, B, t->slot_left[k], t->slot_right[k], t->slot_labels[k]);
+            t->slot_B[k] = B;
+            const float *e_left, *e_right;
+            int rc = siam_model_forward(m, 2 * k, t->slot_left[k], B, 1, &e_left, err);
+            if (!rc)
+                rc = siam_model_forward(m, 2 * k + 1, t->slot_right[k], B, 1, &e_right, err);
+            if (!rc)
+                rc = t->split.send(t->split.ctx, e_left, e_right, t->slot_labels[k], B, dim, err);
+            if (rc)
+                return rc;
+            sent++;
+        }
+        int k = (int)(done % (uint64_t)K), B = t->slot_B[k];
+        float loss;
+        int rc = t->split.receive(t->split.ctx, B, dim, &loss, t->dist, t->grad_left,
+                                  t->grad_right, err);
+        if (rc)
+            return rc;
+        siam_model_zero_grads(m);
+        siam_model_backward(m, 2 * k, t->grad_left);
+        siam_model_backward(m, 2 * k + 1, t->grad_right);
+        optimizer_step(t);
+        done++;
+        total += (double)loss * B;
+        pairs_done += (size_t)B;
+        t->samples_since_sync += (uint64_t)B;
+        if (t->sync && t->sync_every > 0 && t->step % (uint64_t)t->sync_every == 0 &&
+            (rc = siam_trainer_sync(t, err)))
+            return rc;
+        if (on_step)
+            on_step(step_ctx, done, steps, pairs_done, total / (double)pairs_done);
+    }
+    *mean_loss = pairs_done ? total / (double)pairs_done : 0.0;
     return SIAM_OK;
 }
 
 int siam_trainer_epoch(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p,
                        siam_loss_head_fn head, void *ctx, siam_step_fn on_step, void *step_ctx,
                        double *mean_loss, siam_error *err) {
+    if (t->in_flight > 1)
+        return epoch_in_flight(t, ds, p, on_step, step_ctx, mean_loss, err);
     uint64_t steps = (p->n + (size_t)t->batch - 1) / (size_t)t->batch;
     double total = 0.0;
     size_t done = 0;

@@ -29,6 +29,21 @@ typedef int (*siam_loss_head_fn)(void *ctx, const float *left, const float *righ
                                  float *grad_left, float *grad_right, siam_idle_fn idle,
                                  void *idle_ctx, siam_error *err);
 
+/* The loss head in two halves, for several batches in flight (siam-client --in-flight): send()
+ * takes one batch's embeddings (B,dim), labels (B) and returns once it no longer needs them;
+ * receive() fills the answer to the oldest batch sent and not yet received (as
+ * siam_loss_head_fn's outputs), so answers come in the order the batches went. */
+typedef struct {
+    int (*send)(void *ctx, const float *left, const float *right, const uint32_t *labels, int B,
+                int dim, siam_error *err);
+    int (*receive)(void *ctx, int B, int dim, float *loss, float *dist, float *grad_left,
+                   float *grad_right, siam_error *err);
+    void *ctx;
+} siam_split_head;
+
+/* Batches in flight at most (siam_trainer_set_in_flight). */
+#define SIAM_TRAINER_MAX_IN_FLIGHT 8
+
 /* Weight averaging: sends the model's parameters (trained on `samples` pairs since the last
  * sync; 0 = join) and replaces them with the averaged global parameters. */
 typedef int (*siam_sync_fn)(void *ctx, siam_model *m, uint64_t samples, uint64_t step,
@@ -81,6 +96,13 @@ typedef struct {
      * rate siam_trainer_init was given throughout. */
     siam_schedule schedule;
     uint64_t steps_per_epoch; /* optimizer steps in one epoch: ceil(pairs / batch) */
+    /* several batches in flight (siam_trainer_set_in_flight): in_flight K, the split head, and
+     * per slot the gathered images and labels of a batch sent and not yet answered */
+    int in_flight; /* 0 or 1: one batch at a time through the head given to the epoch */
+    siam_split_head split;
+    float *slot_left[SIAM_TRAINER_MAX_IN_FLIGHT], *slot_right[SIAM_TRAINER_MAX_IN_FLIGHT];
+    uint32_t *slot_labels[SIAM_TRAINER_MAX_IN_FLIGHT];
+    int slot_B[SIAM_TRAINER_MAX_IN_FLIGHT];
 } siam_trainer;
 
 int siam_trainer_init(siam_trainer *t, siam_model *model, siam_optim_kind kind, float lr, int batch,
@@ -92,6 +114,18 @@ void siam_trainer_free(siam_trainer *t);
  * schedule's rate (see schedule above). */
 int siam_trainer_step(siam_trainer *t, const siam_dataset *ds, const siam_pairs *p, size_t begin,
                       int B, siam_loss_head_fn head, void *ctx, float *loss, siam_error *err);
+
+/* Up to K batches in flight (1..SIAM_TRAINER_MAX_IN_FLIGHT, SIAM_ERR_ARG otherwise) through the
+ * split head: siam_trainer_epoch then forwards and sends batch s + K - 1 before it receives the
+ * answer to batch s, so the forward of a batch sees the weights of K - 1 optimizer steps ago,
+ * and its backward runs on the activations kept from that forward with the weights of now.
+ * Answers are applied in order, one optimizer step each, at most K - 1 steps late; averaging
+ * (sync_every) happens at its steps as before, with the batches in flight carried across it;
+ * every epoch ends with all its batches answered and applied (the next epoch's first K - 1
+ * batches see its final weights).
+ * K = 1 is exactly the one-at-a-time step (the head passed to siam_trainer_epoch is used, the
+ * split head ignored). Sets the model's passes to 2 K; SIAM_ERR_NOMEM. */
+int siam_trainer_set_in_flight(siam_trainer *t, int K, siam_split_head split, siam_error *err);
 
 /* Syncs now (when t->sync is set) with the samples since the last sync; resets that count. */
 int siam_trainer_sync(siam_trainer *t, siam_error *err);
