@@ -3,22 +3,23 @@
 # starts siam-server, trains with two siam-client workers that average their weights on it,
 # stops the server (which writes the global model), evaluates that model, draws the pictures and
 # says where everything is.
-#   scripts/demo.sh [--recipe pairs|mlp|cnn] [--epochs N] [--workers N] [--model M] [--sync-every K] [--out DIR]
+#   scripts/demo.sh [--recipe pairs|mlp|cnn] [--epochs N] [--workers N] [--model M] [--sync-every K]
+#                   [--wire fp32|fp16|bf16|int8] [--in-flight K] [--out DIR]
 # Defaults: the mlp recipe (semi-hard triplets, about a minute of training on 2 cores), 2 workers,
-# out/; --epochs, --model and --sync-every override the recipe's. SIAM_DATA (default
-# /usr/share/datasets/fashion-mnist) is the data.
+# out/; --epochs, --model and --sync-every override the recipe's; --wire and --in-flight go to the
+# workers (siam-client). SIAM_DATA (default /usr/share/datasets/fashion-mnist) is the data.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-recipe=mlp epochs='' workers=2 model='' sync='' out=${SIAM_OUT:-out}
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+recipe=mlp epochs='' workers=2 model='' sync='' wire='' inflight='' out=${SIAM_OUT:-out}
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --recipe|--epochs|--workers|--model|--sync-every|--out)
+    --recipe|--epochs|--workers|--model|--sync-every|--wire|--in-flight|--out)
       [ $# -ge 2 ] || { echo "demo.sh: $1 needs a value (see --help)" >&2; exit 2; }
       case "$1" in
         --recipe) recipe=$2 ;; --epochs) epochs=$2 ;; --workers) workers=$2 ;; --model) model=$2 ;;
-        --sync-every) sync=$2 ;; --out) out=$2 ;;
+        --sync-every) sync=$2 ;; --wire) wire=$2 ;; --in-flight) inflight=$2 ;; --out) out=$2 ;;
       esac
       shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -31,11 +32,15 @@ for v in epochs workers sync; do
 done
 [ "$workers" -ge 1 ] && [ "${epochs:-1}" -ge 1 ] || { echo "demo.sh: --workers and --epochs must be at least 1" >&2; exit 2; }
 case "$recipe" in pairs|mlp|cnn) ;; *) echo "demo.sh: --recipe pairs|mlp|cnn, not '$recipe'" >&2; exit 2 ;; esac
+case "$wire" in ''|fp32|fp16|bf16|int8) ;; *) echo "demo.sh: --wire fp32|fp16|bf16|int8, not '$wire'" >&2; exit 2 ;; esac
+[[ -z "$inflight" || "$inflight" =~ ^[1-8]$ ]] || { echo "demo.sh: --in-flight must be 1..8, got '$inflight'" >&2; exit 2; }
 # what the user set overrides the recipe (siam-client takes the recipe's values as defaults)
 overrides=()
 [ -n "$epochs" ] && overrides+=(--epochs "$epochs")
 [ -n "$model" ] && overrides+=(--model "$model")
 [ -n "$sync" ] && overrides+=(--sync-every "$sync")
+[ -n "$wire" ] && overrides+=(--wire "$wire")
+[ -n "$inflight" ] && overrides+=(--in-flight "$inflight")
 data=${SIAM_DATA:-/usr/share/datasets/fashion-mnist}
 
 scripts/install-deps.sh
