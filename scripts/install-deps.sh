@@ -20,6 +20,10 @@ packages+=(clang libclang-rt-14-dev valgrind python3-numpy)
 # systemd-analyze verify for the unit, systemd-sysusers for the postinst and pkg-config's
 # systemd.pc (the unit's directory); it does not make systemd the init system (systemd-sysv)
 packages+=(dpkg-dev systemd)
+# container_test: podman as root with runc (crun refuses hybrid cgroup hosts), netavark networks
+# (iptables for their rules, aardvark-dns for service names), catatonit (the pause process of
+# kube play's pods), debootstrap (base images where no registry is reachable), podman-compose
+packages+=(podman runc netavark aardvark-dns iptables catatonit debootstrap podman-compose)
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch) ;;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# docker_test: the container files agree with the programs, without Docker. docker/Dockerfile,
-# docker/entrypoint.sh, docker/compose.yaml and docker/k8s/*.yaml are read (YAML with
-# python3-yaml) and every container they describe is run through the real entrypoint with stub
-# siam-server / siam-client programs that record their command line. Checked:
+# docker_test: the container files agree with the programs, without Docker (tests/container_test.sh
+# builds and runs them). docker/Dockerfile, docker/entrypoint.sh, docker/compose.yaml and
+# docker/k8s/*.yaml are read (YAML with python3-yaml) and every container they describe is run
+# through the real entrypoint with stub siam-server / siam-client programs that record their
+# command line. Checked:
 #   - every --flag given to siam-server / siam-client (Dockerfile, entrypoint, the command lines
 #     the compose services and Kubernetes containers end up with) is in that program's --help;
 #   - one server port everywhere: listen address, EXPOSE, compose ports, k8s containerPort,
@@ -11,7 +12,9 @@
 #   - the image name is the same in compose and k8s;
 #   - the Indexed Job's completions = parallelism = the --workers it passes, and pod i gets
 #     --worker-index i; the compose workers have indices 0..N-1 with --workers N;
-#   - the env var names compose and k8s set are ones the entrypoint reads;
+#   - the env var names compose and k8s set are ones the entrypoint reads; the k8s pods turn off
+#     the Services' variables (enableServiceLinks: false: the Service siam-server would add
+#     SIAM_SERVER_* ones), and gRPC probes name their port by number;
 #   - the runtime stage's Debian packages provide every shared library the programs link, the
 #     build stage installs the build packages of scripts/install-deps.sh, .dockerignore keeps
 #     .git and build directories out but not what the Dockerfile copies.
@@ -142,6 +145,7 @@ for path in sorted(glob.glob(os.path.join(root, "docker", "k8s", "*.yaml"))):
             continue
         spec = doc["spec"]
         pod = spec["template"]["spec"] if "template" in spec else spec
+        fact("links", src, "off" if pod.get("enableServiceLinks") is False else "on")
         for c in pod["containers"]:
             csrc = src + "/" + c["name"]
             fact("image", csrc, c.get("image", "-"))
@@ -160,6 +164,9 @@ for path in sorted(glob.glob(os.path.join(root, "docker", "k8s", "*.yaml"))):
                 for how in ("grpc", "tcpSocket"):
                     if how in pr:
                         fact("port", "%s %s.%s.port" % (csrc, probe, how), pr[how]["port"])
+                if "grpc" in pr and not isinstance(pr["grpc"].get("port"), int):
+                    fact("badprobe", csrc, "%s.grpc.port %r: Kubernetes' gRPC probes take a port "
+                         "number, not a name" % (probe, pr["grpc"].get("port")))
             role = args[0]
             if role == "server":
                 fact("port", csrc + " SIAM_LISTEN", port_of(env.get("SIAM_LISTEN", "0.0.0.0:50051")))
@@ -341,6 +348,12 @@ check "entrypoint reads JOB_COMPLETION_INDEX, SIAM_WORKER_INDEX and SIAM_WORKERS
 while read -r _ src var; do
   check "$src sets $var, which the entrypoint reads" "grep -qxF '$var' '$tmp/entry.vars'"
 done < <(grep '^envkey ' "$facts" | sort -u -k2)
+# Kubernetes sets <SERVICE>_SERVICE_HOST, <SERVICE>_SERVICE_PORT[_NAME], <SERVICE>_PORT[_...]
+# in every pod of a Service's namespace unless the pod has enableServiceLinks: false; for the
+# Service siam-server these are SIAM_SERVER_*, inside the entrypoint's own SIAM_* settings
+check "k8s: gRPC probes name their port by number" "! grep '^badprobe ' '$facts'"
+check "k8s: every pod has enableServiceLinks: false (no SIAM_SERVER_* variables from the Service siam-server)" \
+  "grep -q '^links ' '$facts' && ! grep '^links .* on\$' '$facts'"
 check "entrypoint header documents every SIAM_ variable it reads" \
   "for v in \$(grep '^SIAM_' '$tmp/entry.vars'); do grep -qE \"^#   \$v \" '$entry' || { echo \"\$v undocumented\"; exit 1; }; done"
 
