@@ -170,10 +170,10 @@ int siam_service_set_inference_replicas(siam_service *svc, int replicas, siam_er
  * INVALID_ARGUMENT: k above SIAM_KNN_K_MAX (0 means SIAM_SERVICE_SEARCH_K_DEFAULT), images and
  * embeddings both or neither, images not a whole number of the input shape, embeddings not a
  * multiple of dim or not finite, dim not the gallery's, more than
- * SIAM_SERVICE_MAX_SEARCH_QUERIES queries. FAILED_PRECONDITION: images before the server has a
- * model, an empty gallery (each message says how to fix it). UNAVAILABLE: items stored but not
- * embedded yet (the first embedding runs; retry). Fewer than k matches when the gallery holds
- * fewer items. */
+ * SIAM_SERVICE_MAX_SEARCH_QUERIES queries, embeddings so large that a distance overflows float.
+ * FAILED_PRECONDITION: images before the server has a model, an empty gallery (each message says
+ * how to fix it). UNAVAILABLE: items stored but not embedded yet (the first embedding runs; retry).
+ * Fewer than k matches when the gallery holds fewer items. */
 int siam_service_search(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                         siam_rpc_status *st);
 

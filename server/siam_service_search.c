@@ -172,6 +172,13 @@ static int encode_search(siam_service *svc, siam_gallery_view *v, size_t nq, int
             x.id = siam_gallery_item_id(g, item);
             x.label = (char *)siam_gallery_item_label(g, item);
             x.distance = sqrtf(d2[at]);
+            if (!isfinite(x.distance)) {
+                rc = siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                         "query %zu is so far from the gallery that its distances "
+                                         "overflow float: embeddings must be of the model's scale",
+                                         i);
+                goto done;
+            }
             x.score = siam_score(x.distance, thr);
             m[at] = x;
             mp[at] = &m[at];
