@@ -162,6 +162,23 @@ int siam_service_set_gallery_max(siam_service *svc, size_t max_items, siam_error
 /* How many image requests embed at once (siam-server: --threads); before serving. 1..256. */
 int siam_service_set_inference_replicas(siam_service *svc, int replicas, siam_error *err);
 
+/* The gallery at start (siam-server's flags). */
+typedef struct {
+    const char *gallery;        /* --gallery: IDX images or a gallery file (NULL: none) */
+    const char *gallery_labels; /* --gallery-labels: IDX labels of --gallery's images */
+    const char *resume;         /* --resume: RESUME.gallery is restored instead when it exists */
+    const char *checkpoint;     /* the gallery is saved to CHECKPOINT.gallery (NULL: memory only) */
+} siam_gallery_options;
+
+/* Opens the gallery at start, after the model (siam_service_set_model) and before serving: loads
+ * it (RESUME.gallery when it exists, else --gallery: a gallery file by its magic, else IDX images
+ * with their labels), checks that its images have the model's input shape, and saves it to
+ * CHECKPOINT.gallery after changes (what was loaded from elsewhere at once; siam_gallery_flush at
+ * shutdown), or logs that it lives in memory only. SIAM_ERR_ARG for flags that do not go together
+ * (IDX images without labels, labels with a gallery file), SIAM_ERR_MISMATCH for another shape
+ * than the model's, and the loaders' errors naming the file (prefixed "gallery: "). */
+int siam_service_open_gallery(siam_service *svc, const siam_gallery_options *o, siam_error *err);
+
 /* SearchRequest -> SearchResponse: the k nearest gallery items of every query (images of the
  * model's input shape, embedded with the weights of the gallery version searched; or dim and
  * embeddings), nearest first: id, label, Euclidean distance and score (siam_score at the
