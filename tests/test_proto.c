@@ -59,9 +59,10 @@ int main(void) {
     const struct {
         const char *path;
         const ProtobufCServiceDescriptor *svc;
-    } paths[] = {{SIAM_METHOD_TRAIN, svc},        {SIAM_METHOD_SIMILARITY, svc},
-                 {SIAM_METHOD_SYNC_WEIGHTS, svc}, {SIAM_METHOD_STATUS, svc},
-                 {SIAM_METHOD_TRAIN_SET, svc},    {SIAM_METHOD_HEALTH_CHECK, health}};
+    } paths[] = {{SIAM_METHOD_TRAIN, svc},          {SIAM_METHOD_SIMILARITY, svc},
+                 {SIAM_METHOD_SYNC_WEIGHTS, svc},   {SIAM_METHOD_STATUS, svc},
+                 {SIAM_METHOD_TRAIN_SET, svc},      {SIAM_METHOD_SEARCH, svc},
+                 {SIAM_METHOD_ADD_TO_GALLERY, svc}, {SIAM_METHOD_HEALTH_CHECK, health}};
     int n_paths = (int)(sizeof paths / sizeof paths[0]);
     for (int i = 0; i < n_paths; i++) {
         char prefix[128];
@@ -72,7 +73,7 @@ int main(void) {
                 found |= strcmp(paths[i].svc->methods[k].name, paths[i].path + strlen(prefix)) == 0;
         CHECK(found, "%s is a method of %s", paths[i].path, paths[i].svc->name);
     }
-    CHECK(svc->n_methods == 5 && health->n_methods == 1,
+    CHECK(svc->n_methods == 7 && health->n_methods == 1,
           "siam_wire.h has a path for every method (%u + %u methods)", svc->n_methods,
           health->n_methods);
     return tu_finish();
