@@ -14,13 +14,15 @@
 #define SIAM_WIRE_REFLECTION_V1ALPHA_SERVICE "grpc.reflection.v1alpha.ServerReflection"
 
 /* Full method paths: "/" service "/" method. */
-#define SIAM_METHOD_TRAIN        "/" SIAM_WIRE_SERVICE "/Train"
-#define SIAM_METHOD_SIMILARITY   "/" SIAM_WIRE_SERVICE "/Similarity"
-#define SIAM_METHOD_SYNC_WEIGHTS "/" SIAM_WIRE_SERVICE "/SyncWeights"
-#define SIAM_METHOD_STATUS       "/" SIAM_WIRE_SERVICE "/Status"
-#define SIAM_METHOD_TRAIN_SET    "/" SIAM_WIRE_SERVICE "/TrainSet"
-#define SIAM_METHOD_HEALTH_CHECK "/" SIAM_WIRE_HEALTH_SERVICE "/Check"
-#define SIAM_METHOD_REFLECTION   "/" SIAM_WIRE_REFLECTION_SERVICE "/ServerReflectionInfo"
+#define SIAM_METHOD_TRAIN          "/" SIAM_WIRE_SERVICE "/Train"
+#define SIAM_METHOD_SIMILARITY     "/" SIAM_WIRE_SERVICE "/Similarity"
+#define SIAM_METHOD_SYNC_WEIGHTS   "/" SIAM_WIRE_SERVICE "/SyncWeights"
+#define SIAM_METHOD_STATUS         "/" SIAM_WIRE_SERVICE "/Status"
+#define SIAM_METHOD_TRAIN_SET      "/" SIAM_WIRE_SERVICE "/TrainSet"
+#define SIAM_METHOD_SEARCH         "/" SIAM_WIRE_SERVICE "/Search"
+#define SIAM_METHOD_ADD_TO_GALLERY "/" SIAM_WIRE_SERVICE "/AddToGallery"
+#define SIAM_METHOD_HEALTH_CHECK   "/" SIAM_WIRE_HEALTH_SERVICE "/Check"
+#define SIAM_METHOD_REFLECTION     "/" SIAM_WIRE_REFLECTION_SERVICE "/ServerReflectionInfo"
 #define SIAM_METHOD_REFLECTION_V1ALPHA                                                             \
     "/" SIAM_WIRE_REFLECTION_V1ALPHA_SERVICE "/ServerReflectionInfo"
 
