@@ -1,8 +1,9 @@
 /* siam-server: the loss head of split training. Workers stream the embeddings of their image
  * pairs (Train); the server answers every batch with the contrastive loss, the distances and the
  * gradients. Or they stream sets of embeddings with group ids (TrainSet), answered with the set
- * loss of --loss and its in-batch mining. Similarity, Status and the standard health check are
- * served to any caller. */
+ * loss of --loss and its in-batch mining. Similarity, Search and AddToGallery (a gallery of
+ * labelled images, saved beside the checkpoint), Status and the standard health check are served
+ * to any caller (with the token, when tokens are on). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +36,8 @@
 typedef struct {
     const char *listen, *labels, *log_level, *loss, *distance, *recipe;
     const char *checkpoint, *resume, *model;
+    const char *gallery, *gallery_labels;
+    uint64_t gallery_max;
     const char *tls_cert, *tls_key, *tls_client_ca, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
     float margin, threshold, grace, sync_timeout, handshake_timeout, hard_after;
@@ -207,6 +210,101 @@ static int initial_model(const config *c, siam_service *svc, siam_error *err) {
     return SIAM_OK;
 }
 
+/* ---- the gallery ---- */
+
+/* The gallery at start: the one saved beside the checkpoint being resumed (it holds what was
+ * added at run time), else --gallery (a gallery file, or IDX images with --gallery-labels).
+ * *save_now: what was loaded is not yet in the file the gallery is saved to. */
+static int load_gallery(const config *c, siam_gallery *g, int *save_now, siam_error *err) {
+    char saved[4200] = "";
+    *save_now = 0;
+    if (c->resume)
+        snprintf(saved, sizeof saved, "%s.gallery", c->resume);
+    int rc = SIAM_OK;
+    const char *from = NULL;
+    if (saved[0] && access(saved, F_OK) == 0) {
+        if (c->gallery)
+            LOG_WARN(COMPONENT,
+                     "--gallery %s not loaded: the gallery saved beside the checkpoint, %s, is "
+                     "restored (it holds the items added at run time); remove that file to start "
+                     "again from %s",
+                     c->gallery, saved, c->gallery);
+        from = saved;
+        rc = siam_gallery_load_file(g, saved, err);
+    } else if (c->gallery) {
+        from = c->gallery;
+        if (siam_gallery_is_file(c->gallery)) {
+            if (c->gallery_labels) {
+                return siam_error_set(err, SIAM_ERR_ARG,
+                                      "--gallery %s is a gallery file, which holds its labels: "
+                                      "leave --gallery-labels out",
+                                      c->gallery);
+            }
+            rc = siam_gallery_load_file(g, c->gallery, err);
+        } else if (!c->gallery_labels) {
+            return siam_error_set(err, SIAM_ERR_ARG,
+                                  "--gallery %s is not a gallery file, so it is read as IDX "
+                                  "images: give their labels with --gallery-labels LABELS.idx",
+                                  c->gallery);
+        } else {
+            rc = siam_gallery_load_idx(g, c->gallery, c->gallery_labels, err);
+        }
+    }
+    if (rc) { /* the messages name the file */
+        char why[SIAM_ERROR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return siam_error_set(err, rc, "gallery: %s", why);
+    }
+    if (from) {
+        siam_gallery_info info;
+        siam_gallery_get_info(g, &info);
+        int h, w, ch;
+        siam_gallery_shape(g, &h, &w, &ch);
+        LOG_INFO(COMPONENT, "gallery: %zu items of %dx%dx%d from %s (at most %zu: --gallery-max)",
+                 info.items, h, w, ch, from, siam_gallery_max_items(g));
+        char saving[4200];
+        snprintf(saving, sizeof saving, "%s.gallery", c->checkpoint ? c->checkpoint : "");
+        *save_now = c->checkpoint && strcmp(saving, from) != 0 && info.items > 0;
+    }
+    return SIAM_OK;
+}
+
+/* Starts saving the gallery beside the checkpoint (or says it lives in memory only), and checks
+ * that a model set at start takes the gallery's images. */
+static int start_gallery(const config *c, siam_service *svc, int save_now, siam_error *err) {
+    siam_gallery *g = siam_service_gallery(svc);
+    int h, w, ch;
+    siam_averaging_info info;
+    siam_averaging_get_info(siam_service_averaging(svc), &info);
+    if (info.has_model && siam_gallery_shape(g, &h, &w, &ch)) {
+        siam_model_shape ms;
+        if (siam_model_spec_shape(info.spec, &ms, err))
+            return SIAM_ERR_ARG;
+        if (ms.in_h != h || ms.in_w != w || ms.in_c != ch)
+            return siam_error_set(err, SIAM_ERR_MISMATCH,
+                                  "the gallery's images are %dx%dx%d but the model (%s) takes "
+                                  "%dx%dx%d: give a gallery of the model's input shape",
+                                  h, w, ch, c->resume ? c->resume : c->model, ms.in_h, ms.in_w,
+                                  ms.in_c);
+    }
+    if (!c->checkpoint) {
+        LOG_INFO(COMPONENT, "gallery: in memory only (no --checkpoint PATH to save it beside): "
+                            "items added at run time are lost when the server stops");
+        return SIAM_OK;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s.gallery", c->checkpoint);
+    int rc = siam_atomic_check_writable(path, err);
+    if (!rc)
+        rc = siam_gallery_persist(g, path, save_now, err);
+    if (!rc)
+        LOG_INFO(COMPONENT,
+                 "gallery: saved to %s after changes (at most once per %g s) and at "
+                 "shutdown",
+                 path, SIAM_GALLERY_SAVE_INTERVAL);
+    return rc;
+}
+
 /* ---- Train and TrainSet streams: one siam_train_stream per open stream ---- */
 
 typedef struct {
@@ -371,6 +469,43 @@ static int similarity(void *ctx, const siam_rpc_call_info *call, const uint8_t *
     return rc;
 }
 
+/* Search and AddToGallery: refusals are the caller's to send at will, so DEBUG and rate-limited
+ * like Similarity's; an add that went through is one INFO line (adds change the gallery). */
+static void log_refused(const char *method, const siam_rpc_call_info *call, int rc,
+                        const siam_rpc_status *st) {
+    if (rc == SIAM_RPC_OK || SIAM_LOG_DEBUG < siam_log_threshold)
+        return;
+    char kind[64];
+    snprintf(kind, sizeof kind, "%s %s", method, siam_rpc_code_name(rc));
+    siam_log_limited(SIAM_LOG_DEBUG, COMPONENT, kind, "%s from %s: %s: %s", method, call->peer,
+                     siam_rpc_code_name(rc), st->msg);
+}
+
+static int search(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
+                  siam_rpc_buf *resp, siam_rpc_status *st) {
+    int rc = siam_service_search(ctx, req, len, resp, st);
+    log_refused("Search", call, rc, st);
+    return rc;
+}
+
+static int add_to_gallery(void *ctx, const siam_rpc_call_info *call, const uint8_t *req, size_t len,
+                          siam_rpc_buf *resp, siam_rpc_status *st) {
+    int rc = siam_service_add_to_gallery(ctx, req, len, resp, st);
+    if (rc == SIAM_RPC_OK) {
+        siam_gallery_info info;
+        siam_gallery_get_info(siam_service_gallery(ctx), &info);
+        siam_log_limited(SIAM_LOG_INFO, COMPONENT, "AddToGallery OK",
+                         "AddToGallery from %s: the gallery holds %zu items", call->peer,
+                         info.items);
+    } else if (rc == SIAM_RPC_RESOURCE_EXHAUSTED) { /* the operator may want a larger limit */
+        LOG_WARN_LIMITED(COMPONENT, "AddToGallery RESOURCE_EXHAUSTED", "AddToGallery from %s: %s",
+                         call->peer, st->msg);
+    } else {
+        log_refused("AddToGallery", call, rc, st);
+    }
+    return rc;
+}
+
 static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st) {
     if (st->code != SIAM_RPC_OK) {
         /* bad updates are the caller's to send at will: rate-limited per code, like Train */
@@ -459,6 +594,18 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
         siam_service_free(svc);
         return rc;
     }
+    /* one inference replica per serving thread: image requests embed in parallel */
+    if ((rc = siam_service_set_inference_replicas(svc, c->threads, err)) ||
+        (rc = siam_service_set_gallery_max(svc, (size_t)c->gallery_max, err))) {
+        siam_service_free(svc);
+        return rc;
+    }
+    int gallery_save_now = 0;
+    if ((rc = load_gallery(c, siam_service_gallery(svc), &gallery_save_now, err))) {
+        *usage = rc == SIAM_ERR_ARG; /* a combination of flags */
+        siam_service_free(svc);
+        return rc;
+    }
     checkpointer ck = {.c = c, .svc = svc};
     siam_service_set_sync_cancelled(svc, sync_cancelled);
     pthread_mutex_init(&ck.lock, NULL);
@@ -470,6 +617,11 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     if ((rc = siam_service_start_averaging(svc, c->min_workers, c->sync_timeout, on_round, &ck,
                                            sync_reply, err)) ||
         (rc = initial_model(c, svc, err))) {
+        siam_service_free(svc);
+        return rc;
+    }
+    if ((rc = start_gallery(c, svc, gallery_save_now, err))) {
+        *usage = rc == SIAM_ERR_MISMATCH;
         siam_service_free(svc);
         return rc;
     }
@@ -506,6 +658,9 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
         (rc =
              siam_rpc_server_add_deferred(srv, SIAM_METHOD_SYNC_WEIGHTS, sync_weights, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_HEALTH_CHECK, health, svc, err)) ||
+        (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_SEARCH, search, svc, err)) ||
+        (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_ADD_TO_GALLERY, add_to_gallery, svc,
+                                        err)) ||
         (rc = siam_reflection_add(srv, err)) || /* grpc.reflection.v1 and v1alpha */
         (rc = siam_rpc_server_start(srv, &port, err))) {
         if (rc == SIAM_ERR_FORMAT) /* gRPC refused the TLS certificate and key */
@@ -547,7 +702,14 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     int cancelled = siam_rpc_server_stop(srv, c->grace);
     siam_rpc_server_free(srv);
     siam_rpc_shutdown();
-    siam_error ck_err = {0};
+    siam_error ck_err = {0}, gal_err = {0};
+    /* no call runs any more: every add that was answered is in the store */
+    int gal_rc = siam_gallery_flush(siam_service_gallery(svc), &gal_err);
+    if (gal_rc)
+        LOG_ERROR(COMPONENT,
+                  "the gallery could not be saved at shutdown: %s; exiting with status "
+                  "1: the items added since its last save are lost",
+                  gal_err.msg);
     uint64_t last_round = 0;
     int ck_rc = final_checkpoint(&ck, &last_round, &ck_err);
     if (!ck_rc && ck.failures)
@@ -563,6 +725,9 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
              siam_peak_rss_mb());
     if (ck_rc) {
         rc = model_lost(&ck, last_round, &ck_err, err);
+        *reported = 1;
+    } else if (gal_rc) {
+        rc = siam_error_set(err, gal_rc, "%s", gal_err.msg);
         *reported = 1;
     }
     siam_service_free(svc);
@@ -586,6 +751,7 @@ int main(int argc, char **argv) {
                 .min_workers = 1,
                 .sync_timeout = 30.0f,
                 .checkpoint_every = 10,
+                .gallery_max = SIAM_GALLERY_MAX_ITEMS_DEFAULT,
                 .seed = 42};
     /* --recipe: its loss-head side (loss, distance, margin, the facenet switch) becomes the
      * default that the options parsed below override; the workers take the other side */
@@ -655,6 +821,13 @@ int main(int argc, char **argv) {
         {"model", SIAM_OPT_STRING, &c.model, 0, 0, NULL, "mlp|cnn|SPEC",
          "create the global model at start (default: the first worker's)"},
         {"seed", SIAM_OPT_U64, &c.seed, 0, 9e18, NULL, "N", "initialisation seed for --model"},
+        {"gallery", SIAM_OPT_STRING, &c.gallery, 0, 0, NULL, "PATH",
+         "Search's gallery at start: IDX images (with --gallery-labels) or a .gallery file; "
+         "--resume restores the one saved beside the checkpoint instead"},
+        {"gallery-labels", SIAM_OPT_STRING, &c.gallery_labels, 0, 0, NULL, "PATH",
+         "IDX labels of --gallery's images (class numbers become the labels \"0\"..\"9\")"},
+        {"gallery-max", SIAM_OPT_U64, &c.gallery_max, 1, SIAM_GALLERY_MAX_ITEMS_LIMIT, NULL, "N",
+         "most items the gallery holds (AddToGallery beyond is RESOURCE_EXHAUSTED)"},
         {"tls-cert", SIAM_OPT_STRING, &c.tls_cert, 0, 0, NULL, "PEM",
          "serve TLS with this certificate (chain), server's first; needs --tls-key"},
         {"tls-key", SIAM_OPT_STRING, &c.tls_key, 0, 0, NULL, "PEM",
@@ -668,8 +841,9 @@ int main(int argc, char **argv) {
     };
     int rc = siam_options_main("siam-server", SIAM_VERSION,
                                "Serve the loss head of split training (Train: pairs, contrastive; "
-                               "TrainSet: sets, --loss), Similarity, Status and the gRPC health "
-                               "check.\nWorkers (siam-client) send embeddings; the server answers "
+                               "TrainSet: sets, --loss), Similarity, Search against a gallery, "
+                               "Status and the gRPC health check.\nWorkers (siam-client) send "
+                               "embeddings; the server answers "
                                "loss, distances and gradients.",
                                opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc >= 0)
@@ -692,6 +866,11 @@ int main(int argc, char **argv) {
     }
     if (c.resume && !c.checkpoint)
         c.checkpoint = c.resume; /* go on saving where it was resumed from */
+    if (c.gallery_labels && !c.gallery) {
+        fprintf(stderr, "siam-server: --gallery-labels needs --gallery (the IDX images they "
+                        "label)\n");
+        return 2;
+    }
     if ((c.tls_key || c.tls_client_ca) && !c.tls_cert) {
         fprintf(stderr, "siam-server: --tls-key and --tls-client-ca need --tls-cert (TLS is on "
                         "with --tls-cert and --tls-key)\n");

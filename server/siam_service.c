@@ -35,13 +35,17 @@ int siam_service_create(siam_service **out, float margin, siam_label_convention 
     svc->version = version ? version : "";
     svc->set_cfg = siam_set_loss_default();
     svc->set_cfg.margin = margin; /* one --margin for both heads unless set otherwise */
-    int rc = pthread_mutex_init(&svc->lock, NULL);
-    if (rc == 0 && (rc = pthread_mutex_init(&svc->model_lock, NULL)) != 0)
-        pthread_mutex_destroy(&svc->lock);
-    if (rc != 0) {
+    int rc = siam_inference_create(&svc->pool, SIAM_SERVICE_REPLICAS_DEFAULT, err);
+    if (!rc)
+        rc = siam_gallery_create(&svc->gallery, SIAM_GALLERY_MAX_ITEMS_DEFAULT, err);
+    if (rc) {
+        siam_inference_free(svc->pool);
         free(svc);
-        return siam_error_set(err, SIAM_ERR_NOMEM, "pthread_mutex_init failed (error %d)", rc);
+        return rc;
     }
+    pthread_mutex_init(&svc->lock, NULL);
+    pthread_mutex_init(&svc->model_lock, NULL);
+    pthread_mutex_init(&svc->weights_lock, NULL);
     *out = svc;
     return SIAM_OK;
 }
@@ -50,7 +54,10 @@ void siam_service_free(siam_service *svc) {
     if (!svc)
         return;
     siam_averaging_free(svc->avg);
-    siam_model_free(svc->model);
+    siam_gallery_free(svc->gallery); /* stops its threads */
+    siam_inference_free(svc->pool);
+    siam_weights_release(svc->weights);
+    pthread_mutex_destroy(&svc->weights_lock);
     pthread_mutex_destroy(&svc->model_lock);
     pthread_mutex_destroy(&svc->lock);
     free(svc);
@@ -121,6 +128,46 @@ siam_set_loss_config siam_service_set_loss(siam_service *svc) {
     siam_set_loss_config c = svc->set_cfg;
     pthread_mutex_unlock(&svc->lock);
     return c;
+}
+
+/* ---- the global model's weights ---- */
+
+siam_weights *svc_weights(siam_service *svc) {
+    pthread_mutex_lock(&svc->weights_lock);
+    siam_weights *w = siam_weights_retain(svc->weights);
+    pthread_mutex_unlock(&svc->weights_lock);
+    return w;
+}
+
+void svc_publish_weights(siam_service *svc, const char *spec, const float *params, size_t n,
+                         uint64_t round) {
+    siam_weights *w = NULL;
+    siam_error err = {0};
+    if (siam_weights_create(&w, spec, params, n, round, &err)) {
+        LOG_ERROR("service",
+                  "the model of round %llu is not served to image requests and the gallery: %s",
+                  (unsigned long long)round, err.msg);
+        return;
+    }
+    pthread_mutex_lock(&svc->weights_lock);
+    siam_weights *old = NULL;
+    /* rounds only grow; callbacks of two rounds closing at once may arrive in either order */
+    if (!svc->weights || round > siam_weights_round(svc->weights)) {
+        old = svc->weights;
+        svc->weights = w;
+        /* under weights_lock, so that the gallery gets the weights in the same order */
+        siam_gallery_set_weights(svc->gallery, w);
+    } else {
+        old = w;
+    }
+    pthread_mutex_unlock(&svc->weights_lock);
+    siam_weights_release(old);
+}
+
+void svc_image_text(const siam_weights *w, char *buf, size_t n) {
+    char shape[48];
+    siam_weights_shape_text(w, shape, sizeof shape);
+    snprintf(buf, n, "%zu bytes = one %s image", siam_weights_image_bytes(w), shape);
 }
 
 _Static_assert(sizeof(((siam_worker_record *)0)->id) == sizeof(((siam_train_stream *)0)->worker_id),

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "siam_averaging.h"
+#include "siam_gallery.h"
 #include "siam_loss.h"
 #include "siam_model.h"
 #include "siam_rpc.h"
@@ -18,10 +19,17 @@
 #define SIAM_SERVICE_MAX_WORKERS 1024
 /* Similarity with images: most pairs per request (2 x 4096 images are embedded at once). */
 #define SIAM_SERVICE_MAX_IMAGE_PAIRS 4096
+/* Search: most queries per request (images or embeddings); each answers at most
+ * SIAM_KNN_K_MAX matches. */
+#define SIAM_SERVICE_MAX_SEARCH_QUERIES 1024
+/* Search: matches per query when the request's k is 0 (= SIAM_KNN_K_DEFAULT). */
+#define SIAM_SERVICE_SEARCH_K_DEFAULT 5
+/* Inference replicas of a new service (siam-server sets --threads). */
+#define SIAM_SERVICE_REPLICAS_DEFAULT 2
 
-/* The request path's state: loss head settings, the worker table, the averaging and the global
- * model in inference mode. Opaque; thread-safe (every entry point below may be called from any
- * thread at once). */
+/* The request path's state: loss head settings, the worker table, the averaging, the global
+ * model's weights, the inference replicas that embed images with them and the gallery. Opaque;
+ * thread-safe (every entry point below may be called from any thread at once). */
 typedef struct siam_service siam_service;
 
 /* Creates a service. threshold <= 0 means margin / 2. version is reported by Status and must
@@ -58,7 +66,9 @@ typedef struct {
 
 /* Starts weight averaging (see siam_averaging.h): min_workers, sync_timeout, an optional
  * on_round callback (checkpoints), and reply, which delivers SyncWeights answers (resp is taken;
- * NULL with a non-OK status). */
+ * NULL with a non-OK status). After every round the service first makes the round's parameters
+ * its newest weights (image requests use them, the gallery is re-embedded with them), then calls
+ * on_round. */
 int siam_service_start_averaging(
     siam_service *svc, int min_workers, double sync_timeout,
     void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
@@ -70,9 +80,9 @@ int siam_service_start_averaging(
 void siam_service_set_sync_cancelled(siam_service *svc, int (*cancelled)(void *waiter));
 
 /* Sets the global model (siam-server --model or --resume) before any worker joins. The spec is
- * checked by building the model; n must be its parameter count; every parameter must be finite
+ * checked by parsing it; n must be its parameter count; every parameter must be finite
  * (SIAM_ERR_ARG naming the first that is not: a checkpoint written from a poisoned round is
- * refused, not served). */
+ * refused, not served). The gallery is then embedded with it in the background. */
 int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,
                            uint64_t round, uint64_t global_step, siam_error *err);
 
@@ -129,13 +139,54 @@ int siam_service_train_set(siam_service *svc, siam_train_stream *ts, const uint8
                            siam_rpc_buf *resp, siam_rpc_status *st);
 
 /* SimilarityRequest -> SimilarityResponse for pairs given as embeddings (dim, left, right) or as
- * images (left_images, right_images: pairs x 784 bytes, embedded with the global model in
- * inference mode, pixels / 255 as in training): distances, scores (siam_score at the
- * threshold), same (D <= threshold), threshold. Images are answered FAILED_PRECONDITION while
- * the server has no model; both kinds at once, lengths that are not whole images, unequal
- * sides or more than SIAM_SERVICE_MAX_IMAGE_PAIRS pairs are INVALID_ARGUMENT. */
+ * images (left_images, right_images: pairs x H*W*C bytes of the global model's input shape,
+ * embedded with its newest weights in inference mode, pixels / 255 as in training, both sides
+ * with the same weights, on one of the inference replicas: concurrent requests run in
+ * parallel): distances, scores (siam_score at the threshold), same (D <= threshold), threshold.
+ * Images are answered FAILED_PRECONDITION while the server has no model; both kinds at once,
+ * lengths that are not whole images ("expected a non-zero multiple of 784 bytes = one 28x28x1
+ * image per pair"), unequal sides or more than SIAM_SERVICE_MAX_IMAGE_PAIRS pairs are
+ * INVALID_ARGUMENT. */
 int siam_service_similarity(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                             siam_rpc_status *st);
+
+/* ---- the gallery and Search (siam_service_search.c) ---- */
+
+/* The gallery Search answers from: created with the service (empty, at most
+ * SIAM_GALLERY_MAX_ITEMS_DEFAULT items), owned by it. The program loads it and makes it persist
+ * (siam_gallery.h) before serving; the service embeds it with every new global model. */
+siam_gallery *siam_service_gallery(siam_service *svc);
+/* Replaces the empty gallery by one of at most max_items items (siam-server --gallery-max).
+ * SIAM_ERR_ARG when the gallery holds items already or max_items is out of range. */
+int siam_service_set_gallery_max(siam_service *svc, size_t max_items, siam_error *err);
+/* How many image requests embed at once (siam-server: --threads); before serving. 1..256. */
+int siam_service_set_inference_replicas(siam_service *svc, int replicas, siam_error *err);
+
+/* SearchRequest -> SearchResponse: the k nearest gallery items of every query (images of the
+ * model's input shape, embedded with the weights of the gallery version searched; or dim and
+ * embeddings), nearest first: id, label, Euclidean distance and score (siam_score at the
+ * threshold); the label of the distance-weighted vote (siam_knn_vote_weighted) and its share;
+ * the model round of that version and its size. Exact search (siam_knn_neighbours_normed).
+ * INVALID_ARGUMENT: k above SIAM_KNN_K_MAX (0 means SIAM_SERVICE_SEARCH_K_DEFAULT), images and
+ * embeddings both or neither, images not a whole number of the input shape, embeddings not a
+ * multiple of dim or not finite, dim not the gallery's, more than
+ * SIAM_SERVICE_MAX_SEARCH_QUERIES queries. FAILED_PRECONDITION: images before the server has a
+ * model, an empty gallery (each message says how to fix it). UNAVAILABLE: items stored but not
+ * embedded yet (the first embedding runs; retry). Fewer than k matches when the gallery holds
+ * fewer items. */
+int siam_service_search(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
+                        siam_rpc_status *st);
+
+/* GalleryAddRequest -> GalleryAddResponse: stores the images (of the gallery's input shape) with
+ * their labels, embeds them with the version being served and publishes a version holding them
+ * before answering (searchable when this returns; without a model they are embedded when one
+ * comes): the new ids, the gallery's size and model round. INVALID_ARGUMENT: no images, images
+ * not a whole number of the input shape, more than SIAM_GALLERY_MAX_ADD, a label count other
+ * than the image count, a label of 0 or more than SIAM_GALLERY_LABEL_MAX bytes, not UTF-8 or with
+ * control characters (naming labels[i]); FAILED_PRECONDITION: no input shape yet (no model and
+ * no gallery); RESOURCE_EXHAUSTED: the gallery is at its limit (naming it and --gallery-max). */
+int siam_service_add_to_gallery(siam_service *svc, const uint8_t *req, size_t len,
+                                siam_rpc_buf *resp, siam_rpc_status *st);
 
 /* The server's checkpoints of the global model, for Status (the service writes none itself):
  * siam-server calls one of these after every checkpoint it attempts. unix_time is the wall clock

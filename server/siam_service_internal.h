@@ -8,6 +8,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "siam_gallery.h"
+#include "siam_inference.h"
 #include "siam_service.h"
 
 /* One worker the server has seen (for Status). */
@@ -41,10 +43,18 @@ struct siam_service {
     void (*sync_reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st);
     /* whether a SyncWeights caller has gone (siam-server: siam_rpc_reply_cancelled); may be NULL */
     int (*sync_cancelled)(void *waiter);
-    /* the global model in inference mode, for Similarity with images; guarded by model_lock */
+    /* the caller's on_round of siam_service_start_averaging (the service's own runs first) */
+    void (*on_round)(void *ctx, const siam_averaging_answer *a);
+    void *round_ctx;
+    /* serialises adopting a first global model (--model, --resume, the first join) */
     pthread_mutex_t model_lock;
-    siam_model *model;
-    uint64_t model_version; /* of the averaging parameters it holds */
+    /* the global model's newest parameters as immutable weights (NULL before a model): what
+     * image Similarity embeds with and what the gallery is embedded with; weights_lock guards the
+     * pointer (a reference is taken under it, the weights are read without it) */
+    pthread_mutex_t weights_lock;
+    siam_weights *weights;
+    siam_inference *pool; /* inference replicas for image requests */
+    siam_gallery *gallery;
 
     /* the server's checkpoints (siam_service_checkpoint_*), guarded by lock */
     char ckpt_path[4096]; /* the newest written; "" before */
@@ -79,6 +89,17 @@ int svc_check_finite(const char *field, const float *v, size_t n, uint32_t dim,
 int svc_check_finite_rows(const char *field, const char *row, const float *v, size_t n,
                           uint32_t dim, siam_rpc_status *st);
 void svc_copy_name(char *dst, size_t cap, const char *src);
+
+/* ---- siam_service.c: the global model's weights ---- */
+
+/* The newest weights with a reference (release it), or NULL before a model. */
+siam_weights *svc_weights(siam_service *svc);
+/* Makes (spec, params, round) the newest weights unless newer ones are set, and hands them to
+ * the gallery. Logs an error when out of memory. */
+void svc_publish_weights(siam_service *svc, const char *spec, const float *params, size_t n,
+                         uint64_t round);
+/* The caller-facing text of an image shape: "784 bytes = one 28x28x1 image". */
+void svc_image_text(const siam_weights *w, char *buf, size_t n);
 
 /* ---- siam_service.c: the Status worker table, written by Train, TrainSet and SyncWeights ---- */
 

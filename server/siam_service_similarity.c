@@ -7,21 +7,24 @@
 
 /* Similarity */
 
-static int validate_images(const Siam__V1__SimilarityRequest *q, size_t image_bytes,
+static int validate_images(const Siam__V1__SimilarityRequest *q, const siam_weights *w,
                            siam_rpc_status *st) {
     if (q->dim || q->n_left || q->n_right)
         return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
                                    "the request has both images and embeddings (dim %u, left %zu "
                                    "floats); give pairs one way or the other",
                                    q->dim, q->n_left);
+    size_t image_bytes = siam_weights_image_bytes(w);
+    char what[96];
+    svc_image_text(w, what, sizeof what);
     const char *names[2] = {"left_images", "right_images"};
     size_t have[2] = {q->left_images.len, q->right_images.len};
     for (int s = 0; s < 2; s++)
         if (have[s] == 0 || have[s] % image_bytes != 0)
             return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
-                                       "%s has %zu bytes, expected a non-zero multiple of %zu "
-                                       "(one 28x28 image of bytes per pair)",
-                                       names[s], have[s], image_bytes);
+                                       "%s has %zu bytes, expected a non-zero multiple of %s "
+                                       "per pair (the model's input shape)",
+                                       names[s], have[s], what);
     if (have[0] != have[1])
         return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
                                    "right_images has %zu bytes (%zu images), expected as many as "
@@ -35,56 +38,43 @@ static int validate_images(const Siam__V1__SimilarityRequest *q, size_t image_by
     return SIAM_RPC_OK;
 }
 
-/* Embeds the image pairs of q with the global model: emb gets (2 B, dim) floats, left images
- * first. */
+/* Embeds the image pairs of q with the newest weights, both sides with the same ones, on one
+ * inference replica: emb gets (2 B, dim) floats, left images first. */
 static int embed_images(siam_service *svc, const Siam__V1__SimilarityRequest *q, float **emb,
                         size_t *B_out, int *dim_out, siam_rpc_status *st) {
-    static const char *no_model =
-        "the server has no model to embed images yet: it gets one when the first worker "
-        "joins with siam-client --sync-every, or from siam-server --model or --resume; send "
-        "embeddings (dim, left, right) meanwhile";
     *emb = NULL;
-    if (!svc->avg || !siam_averaging_has_model(svc->avg))
-        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", no_model);
-    pthread_mutex_lock(&svc->model_lock);
-    int rc = SIAM_RPC_OK;
-    siam_error err = {0};
-    siam_averaging_info info;
-    siam_averaging_get_info(svc->avg, &info);
-    if (!svc->model) {
-        rc = siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", no_model);
-    } else if (svc->model_version != info.version) {
-        if (siam_averaging_copy(svc->avg, siam_model_params(svc->model),
-                                siam_model_num_params(svc->model), NULL, &svc->model_version, &err))
-            rc = siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "global model: %s", err.msg);
-    }
-    size_t in = rc ? 0 : (size_t)siam_model_input_size(svc->model);
-    if (!rc && (rc = validate_images(q, in, st)) == SIAM_RPC_OK) {
-        size_t B = q->left_images.len / in, n = 2 * B;
-        int dim = siam_model_output_size(svc->model);
-        float *x = malloc(n * in * sizeof *x);
-        float *out = malloc(n * (size_t)dim * sizeof *out);
-        if (!x || !out) {
-            free(out);
+    siam_weights *w = svc_weights(svc);
+    if (!w)
+        return siam_rpc_status_set(
+            st, SIAM_RPC_FAILED_PRECONDITION,
+            "the server has no model to embed images yet: it gets one when the first worker "
+            "joins with siam-client --sync-every, or from siam-server --model or --resume; send "
+            "embeddings (dim, left, right) meanwhile");
+    int rc = validate_images(q, w, st);
+    if (rc == SIAM_RPC_OK) {
+        size_t in = siam_weights_image_bytes(w), B = q->left_images.len / in;
+        int dim = siam_weights_dim(w);
+        float *out = malloc(2 * B * (size_t)dim * sizeof *out);
+        siam_error err = {0};
+        if (!out) {
             rc = siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                      "out of memory embedding %zu image pairs", B);
         } else {
-            for (size_t i = 0; i < B * in; i++) {
-                x[i] = (float)q->left_images.data[i] / 255.0f;
-                x[B * in + i] = (float)q->right_images.data[i] / 255.0f;
-            }
-            if (siam_model_embed(svc->model, x, n, out, &err)) {
-                free(out);
+            siam_replica *r = siam_inference_acquire(svc->pool, w);
+            if (siam_replica_embed(r, w, q->left_images.data, B, out, &err) ||
+                siam_replica_embed(r, w, q->right_images.data, B, out + B * (size_t)dim, &err))
                 rc = siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED, "embedding: %s", err.msg);
+            siam_inference_release(svc->pool, r);
+            if (rc) {
+                free(out);
             } else {
                 *emb = out;
                 *B_out = B;
                 *dim_out = dim;
             }
         }
-        free(x);
     }
-    pthread_mutex_unlock(&svc->model_lock);
+    siam_weights_release(w);
     return rc;
 }
 

@@ -114,6 +114,17 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     r.checkpoint_failed_unix_time = ckpt_failed_time;
     r.checkpoint_error = ckpt_error;
     r.loss = (char *)loss_name;
+    siam_gallery_info gi;
+    siam_gallery_get_info(svc->gallery, &gi);
+    r.gallery_size = gi.items;
+    r.gallery_round = gi.round;
+    r.gallery_embedded = gi.embedded;
+    char shape[48] = "";
+    siam_weights *wt = svc_weights(svc);
+    if (wt)
+        siam_weights_shape_text(wt, shape, sizeof shape);
+    siam_weights_release(wt);
+    r.input_shape = shape;
     r.n_workers = (size_t)nw;
     r.workers = wp;
     rc = svc_encode(&r.base, "StatusResponse", resp, st);

@@ -48,27 +48,39 @@ void siam_service_set_sync_cancelled(siam_service *svc, int (*cancelled)(void *w
     svc->sync_cancelled = cancelled;
 }
 
+/* The averaging's on_round: the round's parameters become the newest weights, then the caller's
+ * on_round runs (checkpoints). */
+static void svc_on_round(void *ctx, const siam_averaging_answer *a) {
+    siam_service *svc = ctx;
+    svc_publish_weights(svc, a->spec, a->params, a->n_params, a->round);
+    if (svc->on_round)
+        svc->on_round(svc->round_ctx, a);
+}
+
 int siam_service_start_averaging(
     siam_service *svc, int min_workers, double sync_timeout,
     void (*on_round)(void *ctx, const siam_averaging_answer *a), void *round_ctx,
     void (*reply)(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *st), siam_error *err) {
     if (!svc || !reply)
         return siam_error_set(err, SIAM_ERR_ARG, "averaging needs a service and a reply function");
-    siam_averaging_config cfg = {min_workers, sync_timeout, sync_answer,
-                                 on_round,    round_ctx,    sync_gone};
+    siam_averaging_config cfg = {min_workers,  sync_timeout, sync_answer,
+                                 svc_on_round, svc,          sync_gone};
     svc->sync_reply = reply;
+    svc->on_round = on_round;
+    svc->round_ctx = round_ctx;
     return siam_averaging_create(&svc->avg, &cfg, err);
 }
 
 /* Makes spec the global model with params (model_lock held): checks the parameter count against
- * the spec before anything is allocated for it (a client's spec may describe any size), builds
- * the inference model, and hands the parameters to the averaging. The inference model is kept
- * only when the averaging took the model, so a refused spec leaves no trace. On failure st
- * (code) or err explains. */
+ * the spec before anything is allocated for it (a client's spec may describe any size), hands the
+ * parameters to the averaging and, when it took them, publishes them as the newest weights
+ * (image requests, the gallery). A refused spec leaves no trace. On failure st (code) or err
+ * explains. */
 static int adopt_model(siam_service *svc, const char *spec, const float *params, size_t n,
                        uint64_t round, siam_rpc_status *st, siam_error *err) {
     size_t want = 0;
-    if (siam_model_spec_parse(spec, NULL, &want, err))
+    char canon[SIAM_SPEC_MAX];
+    if (siam_model_spec_parse(spec, canon, &want, err))
         return siam_rpc_status_set(st,
                                    err->code == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED
                                                                : SIAM_RPC_INVALID_ARGUMENT,
@@ -80,23 +92,12 @@ static int adopt_model(siam_service *svc, const char *spec, const float *params,
         siam_error_set(err, SIAM_ERR_MISMATCH, "%s", st->msg);
         return st->code;
     }
-    siam_model *m = NULL;
-    if (siam_model_create(&m, spec, 0, err))
-        return siam_rpc_status_set(st,
-                                   err->code == SIAM_ERR_NOMEM ? SIAM_RPC_RESOURCE_EXHAUSTED
-                                                               : SIAM_RPC_INVALID_ARGUMENT,
-                                   "model_spec '%.300s': %s", spec, err->msg);
-    int rc = SIAM_RPC_OK;
-    if (siam_averaging_set_model(svc->avg, siam_model_spec(m), params, n, round, err)) {
-        rc = siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", err->msg);
-    }
-    if (rc == SIAM_RPC_OK && !svc->model) {
-        svc->model = m; /* its parameters are copied in by the first image Similarity */
-        svc->model_version = 0;
-    } else {
-        siam_model_free(m);
-    }
-    return rc;
+    int had = siam_averaging_has_model(svc->avg);
+    if (siam_averaging_set_model(svc->avg, canon, params, n, round, err))
+        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION, "%s", err->msg);
+    if (!had) /* with a model already, the averaging kept its own parameters */
+        svc_publish_weights(svc, canon, params, n, round);
+    return SIAM_RPC_OK;
 }
 
 int siam_service_set_model(siam_service *svc, const char *spec, const float *params, size_t n,

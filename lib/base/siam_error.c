@@ -29,6 +29,8 @@ const char *siam_error_name(int code) {
         return "argument";
     case SIAM_ERR_MISMATCH:
         return "mismatch";
+    case SIAM_ERR_LIMIT:
+        return "limit";
     }
     return "unknown";
 }

@@ -9,6 +9,7 @@ enum {
     SIAM_ERR_NOMEM = 3,    /* an allocation failed */
     SIAM_ERR_ARG = 4,      /* a caller passed an invalid argument */
     SIAM_ERR_MISMATCH = 5, /* well-formed but incompatible (model spec, sizes) */
+    SIAM_ERR_LIMIT = 6,    /* a documented size limit would be passed (e.g. a store is full) */
 };
 
 #define SIAM_ERROR_MSG_MAX 512

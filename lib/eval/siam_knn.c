@@ -1,4 +1,5 @@
-/* siam_knn: blockwise k-nearest-neighbour search (sgemm distances) and majority vote. */
+/* siam_knn: blockwise k-nearest-neighbour search (sgemm candidates, exact re-ranking), majority
+ * and distance-weighted votes. */
 #include "siam_knn.h"
 
 #include <math.h>
@@ -46,8 +47,60 @@ static inline void topk_insert(float *bd, uint32_t *bi, int k, float d, uint32_t
     bi[p] = j;
 }
 
-int siam_knn_neighbours(const float *query, size_t n_q, const float *ref, size_t n_r, int dim,
-                        int k, uint32_t *idx, float *d2, siam_error *err) {
+/* The exact squared distance, in double, components in order: the ranking of record. */
+static double exact_d2(const float *q, const float *r, int dim) {
+    double s = 0.0;
+    for (int k = 0; k < dim; k++) {
+        double t = (double)q[k] - (double)r[k];
+        s += t * t;
+    }
+    return s;
+}
+
+typedef struct {
+    double d;
+    uint32_t i;
+} cand;
+
+/* Inserts (d, i) into the list c of at most k entries sorted by (d, i), n of them filled. */
+static void cand_insert(cand *c, int *n, int k, double d, uint32_t i) {
+    if (*n == k && !(d < c[k - 1].d || (d == c[k - 1].d && i < c[k - 1].i)))
+        return;
+    int p = *n < k ? (*n)++ : k - 1;
+    while (p > 0 && (c[p - 1].d > d || (c[p - 1].d == d && c[p - 1].i > i))) {
+        c[p] = c[p - 1];
+        p--;
+    }
+    c[p].d = d;
+    c[p].i = i;
+}
+
+/* One query's answer from its kk sgemm candidates (bd, bi; sorted, kk <= n_r): the candidates
+ * within the error window re-ranked exactly, or an exact scan when the window may hold more
+ * references than the list (see siam_knn.h). c holds kk + 1 entries of scratch. */
+static void rerank(const float *q, double qn, const float *ref, size_t n_r, double rmax, int dim,
+                   int k, int kk, const float *bd, const uint32_t *bi, cand *c, uint32_t *idx,
+                   float *d2) {
+    double e = 2.0 * (dim + 4) * 0x1p-24 * (sqrt(qn) + sqrt(rmax)) * (sqrt(qn) + sqrt(rmax));
+    double window = (double)bd[k - 1] + 2.0 * e;
+    int n = 0;
+    if ((size_t)kk < n_r && (double)bd[kk - 1] <= window) {
+        for (size_t j = 0; j < n_r; j++)
+            cand_insert(c, &n, k, exact_d2(q, ref + j * (size_t)dim, dim), (uint32_t)j);
+    } else {
+        for (int j = 0; j < kk && (double)bd[j] <= window; j++)
+            cand_insert(c, &n, kk, exact_d2(q, ref + (size_t)bi[j] * (size_t)dim, dim), bi[j]);
+    }
+    for (int j = 0; j < k; j++) {
+        idx[j] = c[j].i;
+        if (d2)
+            d2[j] = (float)c[j].d;
+    }
+}
+
+int siam_knn_neighbours_normed(const float *query, size_t n_q, const float *ref, const float *rnorm,
+                               size_t n_r, int dim, int k, uint32_t *idx, float *d2,
+                               siam_error *err) {
     if (dim < 1)
         return siam_error_set(err, SIAM_ERR_ARG, "knn: dim is %d, expected >= 1", dim);
     if (k < 1 || k > SIAM_KNN_K_MAX || (size_t)k > n_r)
@@ -59,25 +112,29 @@ int siam_knn_neighbours(const float *query, size_t n_q, const float *ref, size_t
                               (unsigned)UINT32_MAX);
     if (n_q == 0)
         return SIAM_OK;
+    int kk = (size_t)(k + SIAM_KNN_RERANK_EXTRA) < n_r ? k + SIAM_KNN_RERANK_EXTRA : (int)n_r;
     size_t qb_max = n_q < SIAM_KNN_QUERY_BLOCK ? n_q : SIAM_KNN_QUERY_BLOCK;
     size_t rb_max = n_r < SIAM_KNN_REF_BLOCK ? n_r : SIAM_KNN_REF_BLOCK;
-    float *rnorm = malloc(n_r * sizeof *rnorm);
     float *qnorm = malloc(qb_max * sizeof *qnorm);
     float *block = siam_alloc_floats(qb_max * rb_max);
-    float *bd = malloc(qb_max * (size_t)k * sizeof *bd);
-    uint32_t *bi = malloc(qb_max * (size_t)k * sizeof *bi);
+    float *bd = malloc(qb_max * (size_t)kk * sizeof *bd);
+    uint32_t *bi = malloc(qb_max * (size_t)kk * sizeof *bi);
+    cand *c = malloc(((size_t)kk + 1) * sizeof *c);
     int rc = SIAM_OK;
-    if (!rnorm || !qnorm || !block || !bd || !bi) {
+    if (!qnorm || !block || !bd || !bi || !c) {
         rc = siam_error_set(err, SIAM_ERR_NOMEM,
                             "knn: out of memory for a %zu x %zu distance block", qb_max, rb_max);
         goto done;
     }
-    siam_knn_row_norms(ref, n_r, dim, rnorm);
+    double rmax = 0.0;
+    for (size_t j = 0; j < n_r; j++)
+        if (rnorm[j] > rmax)
+            rmax = rnorm[j];
     for (size_t q0 = 0; q0 < n_q; q0 += qb_max) {
         size_t qb = n_q - q0 < qb_max ? n_q - q0 : qb_max;
         const float *qx = query + q0 * (size_t)dim;
         siam_knn_row_norms(qx, qb, dim, qnorm);
-        for (size_t i = 0; i < qb * (size_t)k; i++) {
+        for (size_t i = 0; i < qb * (size_t)kk; i++) {
             bd[i] = INFINITY;
             bi[i] = UINT32_MAX;
         }
@@ -87,26 +144,66 @@ int siam_knn_neighbours(const float *query, size_t n_q, const float *ref, size_t
                                rb);
             for (size_t i = 0; i < qb; i++) {
                 const float *row = block + i * rb;
-                float *bdi = bd + i * (size_t)k;
-                uint32_t *bii = bi + i * (size_t)k;
+                float *bdi = bd + i * (size_t)kk;
+                uint32_t *bii = bi + i * (size_t)kk;
                 for (size_t j = 0; j < rb; j++) {
                     float d = row[j];
-                    if (d < bdi[k - 1])
-                        topk_insert(bdi, bii, k, d, (uint32_t)(r0 + j));
+                    if (d < bdi[kk - 1])
+                        topk_insert(bdi, bii, kk, d, (uint32_t)(r0 + j));
                 }
             }
         }
-        memcpy(idx + q0 * (size_t)k, bi, qb * (size_t)k * sizeof *bi);
-        if (d2)
-            memcpy(d2 + q0 * (size_t)k, bd, qb * (size_t)k * sizeof *bd);
+        for (size_t i = 0; i < qb; i++)
+            rerank(qx + i * (size_t)dim, qnorm[i], ref, n_r, rmax, dim, k, kk, bd + i * (size_t)kk,
+                   bi + i * (size_t)kk, c, idx + (q0 + i) * (size_t)k,
+                   d2 ? d2 + (q0 + i) * (size_t)k : NULL);
     }
 done:
-    free(rnorm);
     free(qnorm);
     siam_free(block);
     free(bd);
     free(bi);
+    free(c);
     return rc;
+}
+
+int siam_knn_neighbours(const float *query, size_t n_q, const float *ref, size_t n_r, int dim,
+                        int k, uint32_t *idx, float *d2, siam_error *err) {
+    if (dim < 1 || n_q == 0 || n_r == 0 || n_r > UINT32_MAX)
+        return siam_knn_neighbours_normed(query, n_q, ref, NULL, n_r, dim, k, idx, d2, err);
+    float *rnorm = malloc(n_r * sizeof *rnorm);
+    if (!rnorm)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "knn: out of memory for %zu norms", n_r);
+    siam_knn_row_norms(ref, n_r, dim, rnorm);
+    int rc = siam_knn_neighbours_normed(query, n_q, ref, rnorm, n_r, dim, k, idx, d2, err);
+    free(rnorm);
+    return rc;
+}
+
+uint32_t siam_knn_vote_weighted(const uint32_t *labels, const float *dist, int k, double *share) {
+    /* k <= SIAM_KNN_K_MAX in every caller, but any k works: sums per distinct label, O(k^2) */
+    double total = 0.0, best = -1.0;
+    uint32_t winner = labels[0];
+    for (int i = 0; i < k; i++)
+        total += 1.0 / ((double)dist[i] + SIAM_KNN_VOTE_EPS);
+    for (int i = 0; i < k; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = labels[j] == labels[i];
+        if (seen)
+            continue; /* its sum was taken at its nearest neighbour */
+        double w = 0.0;
+        for (int j = i; j < k; j++)
+            if (labels[j] == labels[i])
+                w += 1.0 / ((double)dist[j] + SIAM_KNN_VOTE_EPS);
+        if (w > best) { /* strictly more: a tie keeps the label met first, i.e. nearer */
+            best = w;
+            winner = labels[i];
+        }
+    }
+    if (share)
+        *share = total > 0.0 ? best / total : 1.0;
+    return winner;
 }
 
 uint8_t siam_knn_vote(const uint32_t *idx, int k, const uint8_t *ref_labels) {

@@ -318,6 +318,21 @@ int siam_model_spec_parse(const char *name_or_spec, char *canon, size_t *n_param
     return rc;
 }
 
+int siam_model_spec_shape(const char *name_or_spec, siam_model_shape *out, siam_error *err) {
+    memset(out, 0, sizeof *out);
+    siam_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for the model");
+    int rc = parse_spec(m, siam_model_spec_for(name_or_spec), err);
+    if (rc == SIAM_OK) {
+        out->in_h = m->in_h, out->in_w = m->in_w, out->in_c = m->in_c;
+        out->out_dim = siam_model_output_size(m);
+        out->n_params = m->n_params;
+    }
+    free(m);
+    return rc;
+}
+
 int siam_model_create(siam_model **out, const char *name_or_spec, uint64_t seed, siam_error *err) {
     *out = NULL;
     siam_model *m = calloc(1, sizeof *m);
@@ -561,6 +576,12 @@ const char *siam_model_spec(const siam_model *m) {
 
 int siam_model_input_size(const siam_model *m) {
     return m->in_h * m->in_w * m->in_c;
+}
+
+void siam_model_input_shape(const siam_model *m, int *h, int *w, int *c) {
+    *h = m->in_h;
+    *w = m->in_w;
+    *c = m->in_c;
 }
 
 int siam_model_output_size(const siam_model *m) {

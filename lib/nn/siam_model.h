@@ -42,12 +42,23 @@ void siam_model_free(siam_model *m);
  */
 int siam_model_spec_parse(const char *name_or_spec, char *canon, size_t *n_params, siam_error *err);
 
+/* What a spec describes, without building the model: the input shape in=HxWxC, the embedding
+ * dimension and the parameter count. SIAM_ERR_ARG as siam_model_create. */
+typedef struct {
+    int in_h, in_w, in_c; /* one input image */
+    int out_dim;          /* embedding dimension */
+    size_t n_params;
+} siam_model_shape;
+int siam_model_spec_shape(const char *name_or_spec, siam_model_shape *out, siam_error *err);
+
 /* The canonical spec string (points into the model). */
 const char *siam_model_spec(const siam_model *m);
 /* Expands "mlp"/"mlp2"/"cnn"/"cnn2" to their spec; other strings are returned as they are. */
 const char *siam_model_spec_for(const char *name_or_spec);
 
-int siam_model_input_size(const siam_model *m);  /* floats per input image (784) */
+int siam_model_input_size(const siam_model *m); /* floats per input image (784) */
+/* The input shape of one image, in=HxWxC of the spec (28, 28, 1 for every builder). */
+void siam_model_input_shape(const siam_model *m, int *h, int *w, int *c);
 int siam_model_output_size(const siam_model *m); /* embedding dim (mlp, cnn 128; mlp2, cnn2 64) */
 
 /* params: n_params floats; the first n_trainable are trained (and have gradients), the rest are
