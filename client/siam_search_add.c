@@ -268,6 +268,10 @@ int siam_gallery_add_main(int argc, char **argv) {
         image_args_free(&ia);
         return 2;
     }
+    if ((rc = image_args_check(ADD_PROG, &ia)) >= 0) {
+        image_args_free(&ia);
+        return rc;
+    }
     siam_cli_set_log_level(c.log_level);
     if ((rc = siam_cli_remote_check(&c.remote)) != 0) {
         image_args_free(&ia);

@@ -244,6 +244,24 @@ done:
     return rc;
 }
 
+int image_args_check(const char *prog, const image_args *a) {
+    size_t *idx = NULL, n = 0, cap = 0;
+    int rc = -1;
+    for (int i = 0; i < a->n_src && rc < 0; i++) {
+        if (a->src[i].kind == SRC_PGM)
+            continue;
+        siam_error err = {0};
+        n = 0;
+        if (parse_index_list(a->src[i].kind == SRC_TEST ? "--test-index" : "--train-index",
+                             a->src[i].value, &idx, &n, &cap, &err)) {
+            fprintf(stderr, "%s: %s\n", prog, err.msg);
+            rc = 2;
+        }
+    }
+    free(idx);
+    return rc;
+}
+
 int image_set_load(image_set *s, const image_source *src, int n_src, const char *dir, int h, int w,
                    int c, siam_error *err) {
     memset(s, 0, sizeof *s);

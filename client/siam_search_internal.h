@@ -33,6 +33,10 @@ typedef struct {
 int image_args_split(const char *prog, int argc, char **argv, image_args *out);
 void image_args_free(image_args *a);
 
+/* Checks the index lists' syntax before anything is loaded. Returns -1 to go on, or 2 after
+ * printing prog: what is wrong. */
+int image_args_check(const char *prog, const image_args *a);
+
 /* Loaded images: n of h x w x c bytes each. */
 typedef struct {
     size_t n;
