@@ -289,6 +289,8 @@ function pair(value, what) {
  * @property {number} gallerySize items in the gallery Search answers from
  * @property {number} galleryRound the model round the gallery is embedded with
  * @property {string} inputShape the model's input shape "HxWxC" ("" before there is a model)
+ * @property {number} galleryEmbedded items of the gallery version Search answers from (less than
+ *   gallerySize while a gallery loaded at start is embedded the first time)
  */
 
 /**

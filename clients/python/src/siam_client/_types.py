@@ -53,6 +53,7 @@ class Status:
     gallery_size: int = 0
     gallery_round: int = 0
     input_shape: str = ""
+    gallery_embedded: int = 0
 
 
 class SearchMatch(NamedTuple):
