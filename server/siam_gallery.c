@@ -4,11 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "siam_knn.h"
 #include "siam_log.h"
 
 #define COMPONENT "gallery"
+/* seconds an add waits for the first embedding of the gallery (then it is stored unembedded) */
+#define FIRST_VIEW_WAIT 60
 /* images per chunk of the store: about this many bytes, 16..4096 items */
 #define CHUNK_BYTES (8u << 20)
 
@@ -423,6 +426,17 @@ int siam_gallery_add(siam_gallery *g, const uint8_t *images, size_t n, const cha
         if (siam_gallery_check_label(labels[i], strlen(labels[i]), why, sizeof why))
             return siam_error_set(err, SIAM_ERR_ARG, "labels[%zu] %s", i, why);
     }
+    /* with weights but no view yet (the first embedding runs), wait for it: then these items are
+     * embedded with it too and searchable when this returns */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += FIRST_VIEW_WAIT;
+    pthread_mutex_lock(&g->lock);
+    while (g->wanted && siam_weights_version(g->wanted) != g->failed_version && !g->view &&
+           !g->stop && g->embed_started)
+        if (pthread_cond_timedwait(&g->done, &g->lock, &until) != 0)
+            break;
+    pthread_mutex_unlock(&g->lock);
     pthread_mutex_lock(&g->add_lock);
     pthread_mutex_lock(&g->lock);
     size_t at = g->n_items;

@@ -474,6 +474,7 @@ int siam_gallery_persist(siam_gallery *g, const char *path, int save_now, siam_e
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
     pthread_mutex_lock(&g->lock);
     g->dirty = save_now || g->dirty;
+    g->save_stop = 0;
     int rc = pthread_create(&g->save_thread, NULL, save_main, g);
     g->save_started = rc == 0;
     pthread_mutex_unlock(&g->lock);

@@ -280,6 +280,97 @@ static void similarity_corpus(void) {
     similarity("empty", 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
 }
 
+/* ---- Search --------------------------------------------------------------------------------- */
+
+static void search_msg(blob *b, int ctrl, const uint8_t *img, size_t n_img, uint32_t dim,
+                       const float *e, size_t ne, uint32_t k) {
+    Siam__V1__SearchRequest q = SIAM__V1__SEARCH_REQUEST__INIT;
+    q.images.data = (uint8_t *)img, q.images.len = n_img;
+    q.dim = dim, q.embeddings = (float *)e, q.n_embeddings = ne;
+    q.k = k;
+    put_msg(b, ctrl, &q.base);
+}
+
+static void search(const char *name, const uint8_t *img, size_t n_img, uint32_t dim, const float *e,
+                   size_t ne, uint32_t k) {
+    blob b = {0};
+    search_msg(&b, -1, img, n_img, dim, e, ne, k);
+    save("fuzz_search", name, &b);
+}
+
+static void search_corpus(void) {
+    enum { IMG = 784 };
+    uint8_t *img = malloc(3 * IMG);
+    for (size_t i = 0; i < 3 * IMG; i++) /* fuzz_search's gallery images: i * 37 % 251 */
+        img[i] = (uint8_t)(i < 2 * IMG ? (i % IMG) * 37 % 251 : i * 7);
+    search("image", img, IMG, 0, NULL, 0, 0);
+    search("images_k3", img, 3 * IMG, 0, NULL, 0, 3);
+    search("images_k64", img + IMG, 2 * IMG, 0, NULL, 0, 64);
+    search("image_partial", img, IMG + 5, 0, NULL, 0, 1);
+    search("k_65", img, IMG, 0, NULL, 0, 65);
+    float e[8] = {0.5f, -1, 0, 2, 0, 0, 0, 0}, nan[4] = {0, NAN, 0, 0};
+    search("embeddings", NULL, 0, 4, e, 8, 2);
+    search("embedding_k1", NULL, 0, 4, e, 4, 1);
+    search("embedding_dim3", NULL, 0, 3, e, 6, 0);
+    search("embedding_nan", NULL, 0, 4, nan, 4, 0);
+    search("embedding_not_a_multiple", NULL, 0, 4, e, 7, 0);
+    search("both", img, IMG, 4, e, 4, 0);
+    search("empty", NULL, 0, 0, NULL, 0, 0);
+    free(img);
+}
+
+/* ---- AddToGallery (records: ctrl 0 = GalleryAddRequest, 1 = SearchRequest) ------------------ */
+
+static void gallery_add_msg(blob *b, const uint8_t *img, size_t n_img, const char *const *labels,
+                            size_t nl) {
+    Siam__V1__GalleryAddRequest q = SIAM__V1__GALLERY_ADD_REQUEST__INIT;
+    q.images.data = (uint8_t *)img, q.images.len = n_img;
+    q.labels = (char **)labels, q.n_labels = nl;
+    put_msg(b, 0, &q.base);
+}
+
+static void add_corpus(void) {
+    const char *T = "fuzz_add_to_gallery";
+    enum { IMG = 6 }; /* fuzz_add_to_gallery's 3x2x1 model */
+    uint8_t img[20 * IMG];
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)(i * 29 + 3);
+    const char *labels[20] = {"7", "bag", "7", "Sch\xc3\xbch",
+                              "x", "y",   "z", "a",
+                              "b", "c",   "d", "e",
+                              "f", "g",   "h", "i",
+                              "j", "k",   "l", "m"};
+    blob b = {0};
+    uint8_t cfg = 1; /* with a model */
+    put(&b, &cfg, 1);
+    gallery_add_msg(&b, img, 3 * IMG, labels, 3);
+    search_msg(&b, 1, img, IMG, 0, NULL, 0, 2);
+    save(T, "add_then_search", &b);
+    b.n = 0;
+    put(&b, &cfg, 1);
+    gallery_add_msg(&b, img, 10 * IMG, labels, 10);
+    gallery_add_msg(&b, img + 10 * IMG, 10 * IMG, labels + 10, 10); /* 20 > 16: refused */
+    gallery_add_msg(&b, img + 10 * IMG, 6 * IMG, labels + 10, 6);   /* up to the limit */
+    save(T, "to_the_limit", &b);
+    b.n = 0;
+    put(&b, &cfg, 1);
+    const char *bad[3] = {"ok", "bad\xff", "tab\tlabel"};
+    gallery_add_msg(&b, img, 2 * IMG, bad, 2);
+    gallery_add_msg(&b, img, 3 * IMG, bad + 1, 2);
+    gallery_add_msg(&b, img, 2 * IMG + 1, labels, 2);
+    gallery_add_msg(&b, img, 0, labels, 0);
+    save(T, "refused", &b);
+    b.n = 0;
+    cfg = 0; /* no model */
+    put(&b, &cfg, 1);
+    gallery_add_msg(&b, img, IMG, labels, 1);
+    search_msg(&b, 1, img, IMG, 0, NULL, 0, 0);
+    float e[3] = {1, 2, 3};
+    search_msg(&b, 1, NULL, 0, 3, e, 3, 0);
+    save(T, "no_model", &b);
+    free(b.p);
+}
+
 /* ---- SyncWeights ---------------------------------------------------------------------------- */
 
 #define SYNC_MODEL "in=2x2x1 dense2"
@@ -569,6 +660,8 @@ int main(int argc, char **argv) {
     train_corpus();
     train_set_corpus();
     similarity_corpus();
+    search_corpus();
+    add_corpus();
     sync_corpus();
     status_corpus();
     health_corpus();
