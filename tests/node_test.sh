@@ -4,9 +4,10 @@
 # the distances, scores and verdicts of four pairs), no server (exit 1, "cannot reach"), a server
 # with a token (UNAUTHENTICATED with the server's message without it, the demo with it) and bad
 # usage (exit 2); examples/node/few_shot.js against a server with a model and an empty gallery
-# (five Bags added as a new class, eight searches, the five other Bags found) and against one
-# without a model (FAILED_PRECONDITION with the server's message). The library's own tests, and the raw Similarity/Train checks this test ran
-# through the example's former --check mode, are node_client_test (clients/node/test).
+# (five Bags and five Ankle boots added under new labels, ten searches, a count per class) and
+# against one without a model (FAILED_PRECONDITION with the server's message). The library's own
+# tests, and the raw Similarity/Train checks this test ran through the example's former --check
+# mode, are node_client_test (clients/node/test).
 # Installs clients/node's node_modules (`npm ci` from its committed package-lock.json) and the
 # example's (`npm ci`: a link to clients/node) when they are missing; fails loudly, never skips,
 # when node, npm or the registry is missing.
@@ -89,9 +90,11 @@ data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 (cd "$tmp" && timeout 60 node "$example/few_shot.js" --server "$few" --data "$data") >"$tmp/few.out" 2>&1
 rc=$?
 sed 's/^/  /' "$tmp/few.out"
-check "few_shot.js: exit 0, 5 Bags added as new-Bag (ids 0..4), 8 searches, 5 of 5 found (rc $rc)" \
-  "[ $rc -eq 0 ] && grep -q '^added 5 images of Bag .* as \"new-Bag\": ids 0..4' '$tmp/few.out' &&
-   [ \$(grep -c '^  test image' '$tmp/few.out') -eq 8 ] && grep -q '^5 of 5 other Bag images predicted \"new-Bag\"' '$tmp/few.out'"
+check "few_shot.js: exit 0, 5 Bags and 5 Ankle boots added (ids 0..4, 5..9), 10 searches, a count per class (rc $rc)" \
+  "[ $rc -eq 0 ] && grep -q '^added 5 images of Bag .* as \"new-Bag\": ids 0..4, gallery of 5 items' '$tmp/few.out' &&
+   grep -q '^added 5 images of Ankle boot .* as \"new-Ankle boot\": ids 5..9, gallery of 10 items' '$tmp/few.out' &&
+   [ \$(grep -c '^  test image' '$tmp/few.out') -eq 10 ] && grep -Eq '^Bag: [0-5] of 5 predicted \"new-Bag\"' '$tmp/few.out' &&
+   grep -Eq '^Ankle boot: [0-5] of 5 predicted \"new-Ankle boot\"' '$tmp/few.out'"
 (cd "$tmp" && timeout 60 node "$example/few_shot.js" --server "$plain" --data "$data") >"$tmp/few_nomodel.out" 2>&1
 rc=$?
 check "few_shot.js against a server without a model: exit 1, FAILED_PRECONDITION with the server's message (rc $rc)" \

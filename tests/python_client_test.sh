@@ -12,7 +12,7 @@
 #      Python), with a bearer token, with TLS and the token (certificates made with openssl
 #      here): distances against Python's, every error class, the server's messages;
 #   4. examples/python/siam_similarity.py, the library's short example, against the plain server;
-#      examples/python/siam_few_shot.py against a server with a model and no gallery.
+#      examples/python/siam_few_shot.py against a server with a model and an empty gallery.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -117,9 +117,11 @@ few_pid=$server_pid
   --data "${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}") >"$tmp/few.out" 2>&1
 erc=$?
 sed 's/^/  /' "$tmp/few.out"
-check "examples/python/siam_few_shot.py: exit 0, 5 Bags added as new-Bag (ids 0..4), 8 searches, 5 of 5 found" \
-  "[ $erc -eq 0 ] && grep -q '^added 5 images of Bag .* as \"new-Bag\": ids 0..4' '$tmp/few.out' &&
-   [ \$(grep -c '^  test image' '$tmp/few.out') -eq 8 ] && grep -q '^5 of 5 other Bag images predicted \"new-Bag\"' '$tmp/few.out'"
+check "examples/python/siam_few_shot.py: exit 0, 5 Bags and 5 Ankle boots added (ids 0..4, 5..9), 10 searches, a count per class" \
+  "[ $erc -eq 0 ] && grep -q '^added 5 images of Bag .* as \"new-Bag\": ids 0..4, gallery of 5 items' '$tmp/few.out' &&
+   grep -q '^added 5 images of Ankle boot .* as \"new-Ankle boot\": ids 5..9, gallery of 10 items' '$tmp/few.out' &&
+   [ \$(grep -c '^  test image' '$tmp/few.out') -eq 10 ] && grep -Eq '^Bag: [0-5] of 5 predicted \"new-Bag\"' '$tmp/few.out' &&
+   grep -Eq '^Ankle boot: [0-5] of 5 predicted \"new-Ankle boot\"' '$tmp/few.out'"
 for name in plain model gallery few token tls; do # SIGTERM: exit 0 (LeakSanitizer checks at exit)
   pidvar=${name}_pid
   kill -TERM "${!pidvar}" 2>/dev/null

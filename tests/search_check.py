@@ -13,8 +13,9 @@ message classes of protoc --python_out only for the Status calls):
         every answer: at most k matches, distances non-decreasing, score = 1 / (1 + (D/T)^2), the
         predicted label and confidence = the distance-weighted vote (weight 1 / (D + 1e-6))
         computed here; exits 1 on any difference.
-    search_check.py subset DATA_DIR OUT_DIR --per-class N
-        the first N training images of each class: writes OUT_DIR/train-images-idx3-ubyte and
+    search_check.py subset DATA_DIR OUT_DIR --per-class N [--seed S]
+        the first N training images of each class (with --seed S > 0: N drawn at random, Python's
+        random.Random(S)): writes OUT_DIR/train-images-idx3-ubyte and
         train-labels-idx1-ubyte (plain IDX) with them, links the test files, and prints their
         indices as one comma-separated list.
     search_check.py pgm DATA_DIR OUT_DIR INDEX...
@@ -177,11 +178,18 @@ def subset(a):
     (n, rows, cols), px = read_idx(data_file(a.data, "train-images-idx3-ubyte"))
     (nl,), labels = read_idx(data_file(a.data, "train-labels-idx1-ubyte"))
     per = {c: [] for c in range(10)}
-    for i in range(min(n, nl)):
-        if len(per[labels[i]]) < a.per_class:
+    if a.seed:
+        import random
+        rng = random.Random(a.seed)
+        for i in range(min(n, nl)):
             per[labels[i]].append(i)
-        if all(len(v) == a.per_class for v in per.values()):
-            break
+        per = {c: rng.sample(v, a.per_class) for c, v in per.items()}
+    else:
+        for i in range(min(n, nl)):
+            if len(per[labels[i]]) < a.per_class:
+                per[labels[i]].append(i)
+            if all(len(v) == a.per_class for v in per.values()):
+                break
     chosen = sorted(i for v in per.values() for i in v)
     os.makedirs(a.out, exist_ok=True)
     size = rows * cols
@@ -239,6 +247,7 @@ def main():
     s.add_argument("data")
     s.add_argument("out")
     s.add_argument("--per-class", type=int, default=5)
+    s.add_argument("--seed", type=int, default=0)
     g = sub.add_parser("pgm")
     g.add_argument("data")
     g.add_argument("out")
