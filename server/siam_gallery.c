@@ -102,9 +102,14 @@ int gal_set_shape_locked(siam_gallery *g, int h, int w, int c, siam_error *err) 
     if (g->h) {
         if (g->h == h && g->w == w && g->c == c)
             return SIAM_OK;
+        if (g->shape_from_model)
+            return siam_error_set(err, SIAM_ERR_MISMATCH,
+                                  "the images are %dx%dx%d, the model takes %dx%dx%d: give a "
+                                  "gallery of the model's input shape",
+                                  h, w, c, g->h, g->w, g->c);
         return siam_error_set(err, SIAM_ERR_MISMATCH,
-                              "the gallery's images are %dx%dx%d, not %dx%dx%d", g->h, g->w, g->c,
-                              h, w, c);
+                              "the images are %dx%dx%d, the gallery's are %dx%dx%d", h, w, c, g->h,
+                              g->w, g->c);
     }
     if (h < 1 || w < 1 || c < 1 || (uint64_t)h * (uint64_t)w * (uint64_t)c > (1u << 26))
         return siam_error_set(err, SIAM_ERR_ARG,

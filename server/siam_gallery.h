@@ -54,8 +54,9 @@ size_t siam_gallery_max_items(const siam_gallery *g);
 
 /* The input shape of the images (1 with h, w, c set; 0 before it is known). */
 int siam_gallery_shape(siam_gallery *g, int *h, int *w, int *c);
-/* Fixes the shape. SIAM_ERR_MISMATCH naming both shapes when another one is set; SIAM_ERR_ARG
- * for a shape of zero or more than 2^26 bytes. */
+/* Fixes the shape. SIAM_ERR_MISMATCH naming both shapes when another one is set (by images
+ * loaded or added, or by the first weights of an empty gallery); SIAM_ERR_ARG for a shape of zero
+ * or more than 2^26 bytes. */
 int siam_gallery_set_shape(siam_gallery *g, int h, int w, int c, siam_error *err);
 
 /* 0 when label (len bytes) is a valid label; else -1 with why[n] saying what is wrong ("has 70

@@ -144,7 +144,8 @@ void siam_gallery_set_weights(siam_gallery *g, siam_weights *w) {
     if (!g->h && g->n_items == 0) {
         int h, wd, c;
         siam_weights_input_shape(w, &h, &wd, &c);
-        gal_set_shape_locked(g, h, wd, c, NULL); /* refused only when out of memory */
+        if (gal_set_shape_locked(g, h, wd, c, NULL) == SIAM_OK) /* fails only out of memory */
+            g->shape_from_model = 1;
     }
     if (!g->embed_started && !g->stop) {
         int rc = pthread_create(&g->embed_thread, NULL, embed_main, g);

@@ -86,6 +86,7 @@ int siam_gallery_load_idx(siam_gallery *g, const char *images, const char *label
     else if (lb.dims[0] != n)
         rc = siam_error_set(err, SIAM_ERR_MISMATCH, "%s holds %zu images but %s %zu labels", images,
                             n, labels, (size_t)lb.dims[0]);
+    int shape_failed = 0;
     const char **names = rc ? NULL : malloc(n * sizeof *names);
     if (!rc && !names)
         rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for %zu labels", n);
@@ -102,8 +103,8 @@ int siam_gallery_load_idx(siam_gallery *g, const char *images, const char *label
                                 "the gallery holds %zu items already: load "
                                 "IDX files into an empty one",
                                 g->n_items);
-        else
-            rc = gal_set_shape_locked(g, (int)im.dims[1], (int)im.dims[2], 1, err);
+        else if ((rc = gal_set_shape_locked(g, (int)im.dims[1], (int)im.dims[2], 1, err)))
+            shape_failed = 1;
         pthread_mutex_unlock(&g->lock);
         if (!rc && (rc = gal_store_write(g, 0, im.data, n, names, NULL, NULL, err)))
             gal_store_reset(g);
@@ -117,7 +118,7 @@ int siam_gallery_load_idx(siam_gallery *g, const char *images, const char *label
         }
         pthread_mutex_unlock(&g->add_lock);
     }
-    if (rc == SIAM_ERR_MISMATCH && strstr(err->msg, "gallery's images")) {
+    if (shape_failed) {
         char why[SIAM_ERROR_MSG_MAX];
         snprintf(why, sizeof why, "%s", err->msg);
         siam_error_set(err, rc, "%s: %s", images, why);

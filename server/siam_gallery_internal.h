@@ -51,7 +51,8 @@ struct siam_gallery {
 
     /* the store; rows below n_items are immutable. Written under add_lock, n_items and n_labels
      * published under lock too */
-    int h, w, c; /* 0 until known */
+    int h, w, c;          /* 0 until known */
+    int shape_from_model; /* the shape came from the first weights, not from images */
     size_t image_bytes;
     size_t chunk_items;
     size_t n_chunk_slots;

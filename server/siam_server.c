@@ -210,101 +210,6 @@ static int initial_model(const config *c, siam_service *svc, siam_error *err) {
     return SIAM_OK;
 }
 
-/* ---- the gallery ---- */
-
-/* The gallery at start: the one saved beside the checkpoint being resumed (it holds what was
- * added at run time), else --gallery (a gallery file, or IDX images with --gallery-labels).
- * *save_now: what was loaded is not yet in the file the gallery is saved to. */
-static int load_gallery(const config *c, siam_gallery *g, int *save_now, siam_error *err) {
-    char saved[4200] = "";
-    *save_now = 0;
-    if (c->resume)
-        snprintf(saved, sizeof saved, "%s.gallery", c->resume);
-    int rc = SIAM_OK;
-    const char *from = NULL;
-    if (saved[0] && access(saved, F_OK) == 0) {
-        if (c->gallery)
-            LOG_WARN(COMPONENT,
-                     "--gallery %s not loaded: the gallery saved beside the checkpoint, %s, is "
-                     "restored (it holds the items added at run time); remove that file to start "
-                     "again from %s",
-                     c->gallery, saved, c->gallery);
-        from = saved;
-        rc = siam_gallery_load_file(g, saved, err);
-    } else if (c->gallery) {
-        from = c->gallery;
-        if (siam_gallery_is_file(c->gallery)) {
-            if (c->gallery_labels) {
-                return siam_error_set(err, SIAM_ERR_ARG,
-                                      "--gallery %s is a gallery file, which holds its labels: "
-                                      "leave --gallery-labels out",
-                                      c->gallery);
-            }
-            rc = siam_gallery_load_file(g, c->gallery, err);
-        } else if (!c->gallery_labels) {
-            return siam_error_set(err, SIAM_ERR_ARG,
-                                  "--gallery %s is not a gallery file, so it is read as IDX "
-                                  "images: give their labels with --gallery-labels LABELS.idx",
-                                  c->gallery);
-        } else {
-            rc = siam_gallery_load_idx(g, c->gallery, c->gallery_labels, err);
-        }
-    }
-    if (rc) { /* the messages name the file */
-        char why[SIAM_ERROR_MSG_MAX];
-        snprintf(why, sizeof why, "%s", err->msg);
-        return siam_error_set(err, rc, "gallery: %s", why);
-    }
-    if (from) {
-        siam_gallery_info info;
-        siam_gallery_get_info(g, &info);
-        int h, w, ch;
-        siam_gallery_shape(g, &h, &w, &ch);
-        LOG_INFO(COMPONENT, "gallery: %zu items of %dx%dx%d from %s (at most %zu: --gallery-max)",
-                 info.items, h, w, ch, from, siam_gallery_max_items(g));
-        char saving[4200];
-        snprintf(saving, sizeof saving, "%s.gallery", c->checkpoint ? c->checkpoint : "");
-        *save_now = c->checkpoint && strcmp(saving, from) != 0 && info.items > 0;
-    }
-    return SIAM_OK;
-}
-
-/* Starts saving the gallery beside the checkpoint (or says it lives in memory only), and checks
- * that a model set at start takes the gallery's images. */
-static int start_gallery(const config *c, siam_service *svc, int save_now, siam_error *err) {
-    siam_gallery *g = siam_service_gallery(svc);
-    int h, w, ch;
-    siam_averaging_info info;
-    siam_averaging_get_info(siam_service_averaging(svc), &info);
-    if (info.has_model && siam_gallery_shape(g, &h, &w, &ch)) {
-        siam_model_shape ms;
-        if (siam_model_spec_shape(info.spec, &ms, err))
-            return SIAM_ERR_ARG;
-        if (ms.in_h != h || ms.in_w != w || ms.in_c != ch)
-            return siam_error_set(err, SIAM_ERR_MISMATCH,
-                                  "the gallery's images are %dx%dx%d but the model (%s) takes "
-                                  "%dx%dx%d: give a gallery of the model's input shape",
-                                  h, w, ch, c->resume ? c->resume : c->model, ms.in_h, ms.in_w,
-                                  ms.in_c);
-    }
-    if (!c->checkpoint) {
-        LOG_INFO(COMPONENT, "gallery: in memory only (no --checkpoint PATH to save it beside): "
-                            "items added at run time are lost when the server stops");
-        return SIAM_OK;
-    }
-    char path[4200];
-    snprintf(path, sizeof path, "%s.gallery", c->checkpoint);
-    int rc = siam_atomic_check_writable(path, err);
-    if (!rc)
-        rc = siam_gallery_persist(g, path, save_now, err);
-    if (!rc)
-        LOG_INFO(COMPONENT,
-                 "gallery: saved to %s after changes (at most once per %g s) and at "
-                 "shutdown",
-                 path, SIAM_GALLERY_SAVE_INTERVAL);
-    return rc;
-}
-
 /* ---- Train and TrainSet streams: one siam_train_stream per open stream ---- */
 
 typedef struct {
@@ -600,12 +505,6 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
         siam_service_free(svc);
         return rc;
     }
-    int gallery_save_now = 0;
-    if ((rc = load_gallery(c, siam_service_gallery(svc), &gallery_save_now, err))) {
-        *usage = rc == SIAM_ERR_ARG; /* a combination of flags */
-        siam_service_free(svc);
-        return rc;
-    }
     checkpointer ck = {.c = c, .svc = svc};
     siam_service_set_sync_cancelled(svc, sync_cancelled);
     pthread_mutex_init(&ck.lock, NULL);
@@ -620,8 +519,13 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
         siam_service_free(svc);
         return rc;
     }
-    if ((rc = start_gallery(c, svc, gallery_save_now, err))) {
-        *usage = rc == SIAM_ERR_MISMATCH;
+    /* after the model: a gallery of another input shape than the model's is refused */
+    siam_gallery_options go = {.gallery = c->gallery,
+                               .gallery_labels = c->gallery_labels,
+                               .resume = c->resume,
+                               .checkpoint = c->checkpoint};
+    if ((rc = siam_service_open_gallery(svc, &go, err))) {
+        *usage = rc == SIAM_ERR_ARG || rc == SIAM_ERR_MISMATCH; /* the flags, not the run */
         siam_service_free(svc);
         return rc;
     }

@@ -162,6 +162,23 @@ int siam_service_set_gallery_max(siam_service *svc, size_t max_items, siam_error
 /* How many image requests embed at once (siam-server: --threads); before serving. 1..256. */
 int siam_service_set_inference_replicas(siam_service *svc, int replicas, siam_error *err);
 
+/* The gallery at start (siam-server's flags). */
+typedef struct {
+    const char *gallery;        /* --gallery: IDX images or a gallery file (NULL: none) */
+    const char *gallery_labels; /* --gallery-labels: IDX labels of --gallery's images */
+    const char *resume;         /* --resume: RESUME.gallery is restored instead when it exists */
+    const char *checkpoint;     /* the gallery is saved to CHECKPOINT.gallery (NULL: memory only) */
+} siam_gallery_options;
+
+/* Opens the gallery at start, after the model (siam_service_set_model) and before serving: loads
+ * it (RESUME.gallery when it exists, else --gallery: a gallery file by its magic, else IDX images
+ * with their labels), checks that its images have the model's input shape, and saves it to
+ * CHECKPOINT.gallery after changes (what was loaded from elsewhere at once; siam_gallery_flush at
+ * shutdown), or logs that it lives in memory only. SIAM_ERR_ARG for flags that do not go together
+ * (IDX images without labels, labels with a gallery file), SIAM_ERR_MISMATCH for another shape
+ * than the model's, and the loaders' errors naming the file (prefixed "gallery: "). */
+int siam_service_open_gallery(siam_service *svc, const siam_gallery_options *o, siam_error *err);
+
 /* SearchRequest -> SearchResponse: the k nearest gallery items of every query (images of the
  * model's input shape, embedded with the weights of the gallery version searched; or dim and
  * embeddings), nearest first: id, label, Euclidean distance and score (siam_score at the
@@ -170,10 +187,10 @@ int siam_service_set_inference_replicas(siam_service *svc, int replicas, siam_er
  * INVALID_ARGUMENT: k above SIAM_KNN_K_MAX (0 means SIAM_SERVICE_SEARCH_K_DEFAULT), images and
  * embeddings both or neither, images not a whole number of the input shape, embeddings not a
  * multiple of dim or not finite, dim not the gallery's, more than
- * SIAM_SERVICE_MAX_SEARCH_QUERIES queries. FAILED_PRECONDITION: images before the server has a
- * model, an empty gallery (each message says how to fix it). UNAVAILABLE: items stored but not
- * embedded yet (the first embedding runs; retry). Fewer than k matches when the gallery holds
- * fewer items. */
+ * SIAM_SERVICE_MAX_SEARCH_QUERIES queries, embeddings so large that a distance overflows float.
+ * FAILED_PRECONDITION: images before the server has a model, an empty gallery (each message says
+ * how to fix it). UNAVAILABLE: items stored but not embedded yet (the first embedding runs; retry).
+ * Fewer than k matches when the gallery holds fewer items. */
 int siam_service_search(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                         siam_rpc_status *st);
 

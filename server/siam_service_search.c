@@ -10,41 +10,6 @@
 
 #include "siam/v1/siam.pb-c.h"
 
-siam_gallery *siam_service_gallery(siam_service *svc) {
-    return svc->gallery;
-}
-
-int siam_service_set_gallery_max(siam_service *svc, size_t max_items, siam_error *err) {
-    siam_gallery_info info;
-    siam_gallery_get_info(svc->gallery, &info);
-    if (info.items)
-        return siam_error_set(err, SIAM_ERR_ARG,
-                              "the gallery holds %zu items: set its limit before loading it",
-                              info.items);
-    siam_gallery *g = NULL;
-    int rc = siam_gallery_create(&g, max_items, err);
-    if (rc)
-        return rc;
-    pthread_mutex_lock(&svc->weights_lock);
-    siam_gallery *old = svc->gallery;
-    svc->gallery = g;
-    if (svc->weights)
-        siam_gallery_set_weights(g, svc->weights);
-    pthread_mutex_unlock(&svc->weights_lock);
-    siam_gallery_free(old);
-    return SIAM_OK;
-}
-
-int siam_service_set_inference_replicas(siam_service *svc, int replicas, siam_error *err) {
-    siam_inference *p = NULL;
-    int rc = siam_inference_create(&p, replicas, err);
-    if (rc)
-        return rc;
-    siam_inference_free(svc->pool);
-    svc->pool = p;
-    return SIAM_OK;
-}
-
 /* ---- Search ---- */
 
 /* What a caller with an empty or not yet embedded gallery is told. */
@@ -172,6 +137,13 @@ static int encode_search(siam_service *svc, siam_gallery_view *v, size_t nq, int
             x.id = siam_gallery_item_id(g, item);
             x.label = (char *)siam_gallery_item_label(g, item);
             x.distance = sqrtf(d2[at]);
+            if (!isfinite(x.distance)) {
+                rc = siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                         "query %zu is so far from the gallery that its distances "
+                                         "overflow float: embeddings must be of the model's scale",
+                                         i);
+                goto done;
+            }
             x.score = siam_score(x.distance, thr);
             m[at] = x;
             mp[at] = &m[at];

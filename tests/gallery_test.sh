@@ -91,7 +91,7 @@ refuses "--gallery IDX without --gallery-labels" 2 "give their labels with --gal
 refuses "--gallery-labels without --gallery" 2 "--gallery-labels needs --gallery" \
   --gallery-labels "$labels"
 refuses "a gallery of another shape than the model's" 2 \
-  "the gallery's images are 28x28x1 but the model" --model "in=8x8x1 dense4" \
+  "good.gallery: the images are 28x28x1, the model takes 8x8x1" --model "in=8x8x1 dense4" \
   --gallery "$tmp/good.gallery"
 refuses "more items than --gallery-max" 1 "more than the gallery's limit of 1000 (siam-server --gallery-max" \
   --gallery "$tmp/good.gallery" --gallery-max 1000

@@ -252,6 +252,26 @@ static void test_layout(void) {
     free(c);
 }
 
+/* Components near FLT_MAX: sgemm's distances overflow to inf, the exact ones in double do not; the
+ * neighbours are still the brute force's (an exact scan). */
+static void test_overflow(void) {
+    enum { NR = 40, DIM = 3 };
+    float ref[NR * DIM], q[2 * DIM] = {3e38f, -3e38f, 1e38f, 0, 0, 0};
+    for (int i = 0; i < NR * DIM; i++)
+        ref[i] = (float)((i * 37) % 23 - 11) * 2.5e37f;
+    uint32_t idx[2 * 5];
+    float d2[2 * 5];
+    cand c[NR];
+    siam_error err = {0};
+    CHECK(siam_knn_neighbours(q, 2, ref, NR, DIM, 5, idx, d2, &err) == SIAM_OK, "%s", err.msg);
+    for (int i = 0; i < 2; i++) {
+        brute_sorted(q + i * DIM, ref, NR, DIM, c);
+        for (int j = 0; j < 5; j++)
+            CHECK(idx[i * 5 + j] == c[j].i, "query %d neighbour %d: r%u, brute force r%u", i, j,
+                  idx[i * 5 + j], c[j].i);
+    }
+}
+
 /* The distance-weighted vote against hand-computed weights 1 / (d + 1e-6). */
 static void test_vote_weighted(void) {
     double share = 0;
@@ -283,6 +303,7 @@ static void test_vote_weighted(void) {
 int main(void) {
     test_ties();
     test_layout();
+    test_overflow();
     test_vote_weighted();
     test_accuracy_exact();
     test_refused();

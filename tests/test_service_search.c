@@ -378,12 +378,15 @@ static void test_bad_input(void) {
         {"not a multiple", "embeddings has 7 floats, expected a non-zero multiple of dim = 4", 0,
          DIM, 0, 7, -1},
         {"nan", "embeddings[5] is nan (query 1, component 1)", 0, DIM, 0, 2 * DIM, 5},
+        {"huge", "overflow float", 0, DIM, 0, DIM, -2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         float x[2 * DIM];
         memcpy(x, e, sizeof x);
         if (cases[i].nan_at >= 0)
             x[cases[i].nan_at] = NAN;
+        if (cases[i].nan_at == -2)
+            x[0] = x[1] = 3e38f; /* finite, but 9e76 apart from the gallery */
         int rc = search(svc, cases[i].img_bytes ? img : NULL, cases[i].img_bytes, cases[i].dim,
                         cases[i].n_emb ? x : NULL, cases[i].n_emb, cases[i].k, &r, &st);
         CHECK(rc == SIAM_RPC_INVALID_ARGUMENT && strstr(st.msg, cases[i].want), "%s: %s '%s'",

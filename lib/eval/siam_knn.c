@@ -84,7 +84,8 @@ static void rerank(const float *q, double qn, const float *ref, size_t n_r, doub
     double e = 2.0 * (dim + 4) * 0x1p-24 * (sqrt(qn) + sqrt(rmax)) * (sqrt(qn) + sqrt(rmax));
     double window = (double)bd[k - 1] + 2.0 * e;
     int n = 0;
-    if ((size_t)kk < n_r && (double)bd[kk - 1] <= window) {
+    /* an infinite window: float overflowed (finite inputs near FLT_MAX), double does not */
+    if (!isfinite(window) || ((size_t)kk < n_r && (double)bd[kk - 1] <= window)) {
         for (size_t j = 0; j < n_r; j++)
             cand_insert(c, &n, k, exact_d2(q, ref + j * (size_t)dim, dim), (uint32_t)j);
     } else {

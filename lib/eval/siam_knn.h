@@ -46,7 +46,8 @@ void siam_knn_distances(const float *query, const float *qnorm, size_t n_q, cons
  * has an sgemm distance <= A_k + 2e, where A_k is the k-th smallest sgemm distance. The candidates
  * within A_k + 2e are re-ranked by the exact distance; when more references than the list holds
  * may lie within that window (many near-ties), that query is answered by an exact scan of all
- * references instead (correct, and slower: n_r x dim operations in double).
+ * references instead (correct, and slower: n_r x dim operations in double); so is a query whose
+ * sgemm distances overflow float (components near FLT_MAX).
  * Inputs must be finite. SIAM_ERR_ARG unless 1 <= k <= min(n_r, SIAM_KNN_K_MAX) and dim >= 1;
  * SIAM_ERR_NOMEM. */
 int siam_knn_neighbours(const float *query, size_t n_q, const float *ref, size_t n_r, int dim,

@@ -3,8 +3,7 @@
  * The service is made once, with weight averaging started and a small global model set
  * (FUZZ_MODEL: conv, elu, maxpool, batchnorm, dense, dropout: every layer kind that inference
  * runs), so pairs given as 28x28 images are embedded as well as pairs given as embeddings.
- * Similarity changes no state but the copy of the global model's parameters, made on the first
- * image request.
+ * Similarity changes no state but which parameters an inference replica holds.
  *
  * Invariants: the outcome agrees with the return code; bytes that protobuf-c cannot decode and
  * every other failure are INVALID_ARGUMENT; an OK answer decodes as a SimilarityResponse with
