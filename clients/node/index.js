@@ -498,8 +498,8 @@ class Client {
    * model never saw); they are searchable when the promise resolves.
    *
    * `images`: as search()'s. `labels`: one string per image (a class number such as "7" or a
-   * name; valid UTF-8, 1..64 bytes, no control characters), or one string for every image when
-   * `images` is an array of images.
+   * name; valid UTF-8, 1..64 bytes, no control characters), or one string for every image (for
+   * images given as one buffer, the count comes from the server's input shape: one Status call).
    *
    * Rejects with ResourceExhausted when the gallery would pass its size limit (siam-server
    * --gallery-max); with tokens on, the call needs the training token.
@@ -508,18 +508,27 @@ class Client {
    */
   async addToGallery({ images, labels, timeout } = {}) {
     if (images === undefined) throw new TypeError('images are required');
+    const data = imageSide(images, 'images');
     if (typeof labels === 'string') {
-      if (!Array.isArray(images) || images.length === 0 || typeof images[0] === 'number') {
-        throw new TypeError('one label for all needs images as an array of images; or give labels as an array, one per image');
+      let n;
+      if (Array.isArray(images) && images.length > 0 && typeof images[0] !== 'number') {
+        n = images.length;
+      } else { // one flat buffer: as many images as the model's input shape gives
+        const size = (await this.status({ timeout })).inputShape.split('x').reduce((a, b) => a * Number(b), 1);
+        if (!(size > 0) || data.length % size !== 0) {
+          throw new TypeError('one label for all: give images as an array of images, or labels as an array, one per image ' +
+            "(the server's input shape does not divide the bytes given)");
+        }
+        n = data.length / size;
       }
-      labels = images.map(() => labels);
+      labels = new Array(n).fill(labels);
     } else if (!Array.isArray(labels)) {
       throw new TypeError('labels must be a string or an array of strings, one per image');
     }
     labels.forEach((l, i) => {
       if (typeof l !== 'string') throw new TypeError(`labels[${i}] is ${l === null ? 'null' : typeof l}, not a string`);
     });
-    const res = await this.#call(this.#siam, 'AddToGallery', { images: imageSide(images, 'images'), labels }, timeout);
+    const res = await this.#call(this.#siam, 'AddToGallery', { images: data, labels }, timeout);
     return { ids: res.ids, gallerySize: res.gallerySize, modelRound: res.modelRound };
   }
 }

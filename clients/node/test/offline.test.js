@@ -67,7 +67,6 @@ test('bad arguments are refused before any call', async () => {
     await assert.rejects(c.search({ images: Buffer.alloc(784), k: 2.5 }), TypeError);
     await assert.rejects(c.search({ images: [[256]] }), /images: pixel 0 is 256/);
     await assert.rejects(c.addToGallery({ images: [Buffer.alloc(784)], labels: [7] }), /labels\[0\] is number, not a string/);
-    await assert.rejects(c.addToGallery({ images: Buffer.alloc(1568), labels: 'one for a flat buffer' }), TypeError);
     await assert.rejects(c.addToGallery({ labels: ['x'] }), TypeError);
     await assert.rejects(c.health(7), TypeError);
     await assert.rejects(c.status({ timeout: -1 }), RangeError);

@@ -302,7 +302,10 @@ describe('a server with a model and an empty gallery (SIAM_TEST_GALLERY_SERVER, 
       assert.ok(e instanceof siam.InvalidArgument, `${e.name}: ${e.message}`);
       assert.match(e.message, /labels\[0\]/);
 
-      assert.equal((await c.addToGallery({ images: Array.from({ length: 32 }, image), labels: 'fill' })).gallerySize, 40);
+      const two = await c.addToGallery({ images: Buffer.concat([image(), image()]), labels: 'pair' }); // count from the input shape
+      assert.equal(two.ids.length, 2);
+      await assert.rejects(c.addToGallery({ images: Buffer.alloc(784 + 5), labels: 'not a whole number' }), TypeError);
+      assert.equal((await c.addToGallery({ images: Array.from({ length: 30 }, image), labels: 'fill' })).gallerySize, 40);
       e = await failure(c.addToGallery({ images: [shoes[0]], labels: ['one too many'] }));
       assert.ok(e instanceof siam.ResourceExhausted, `${e.name}: ${e.message}`);
       assert.match(e.message, /--gallery-max/);

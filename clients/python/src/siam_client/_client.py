@@ -109,6 +109,15 @@ def _image_bytes(x, what):
     return bytes(flat)
 
 
+def _shape_bytes(shape):
+    """H*W*C of an input shape "HxWxC"; 0 when there is none."""
+    try:
+        h, w, c = (int(v) for v in shape.split("x"))
+        return h * w * c
+    except ValueError:
+        return 0
+
+
 def _image_count(x):
     """How many images x holds when that is clear without the image size: a list or tuple of
     images, or an array of 3 or more dimensions; None otherwise (one flat buffer)."""
@@ -279,26 +288,30 @@ class Client:
 
         images: as search()'s images (of the model's input shape).
         labels: one label per image (a list of str: a class number such as "7" or a name; valid
-            UTF-8, 1..64 bytes, no control characters), or one str for every image when images
-            is a list of images or an array (n, H, W).
+            UTF-8, 1..64 bytes, no control characters), or one str for every image (for images
+            given as one buffer, the count comes from the server's input shape: one Status call).
 
         Returns GalleryAddResult: .ids (the ids given to the images, in order; iterating it
         gives them too), .gallery_size after the call and .model_round it is embedded with.
         ResourceExhausted when the gallery would pass its size limit (siam-server
         --gallery-max); with tokens on, the call needs the training token."""
+        data = _image_bytes(images, "images")
         if isinstance(labels, str):
             n = _image_count(images)
-            if n is None:
-                raise ValueError("one label for all: give images as a list of images or an array "
-                                 "(n, H, W), or give a list of labels, one per image")
+            if n is None:  # one flat buffer: as many images as the model's input shape gives
+                size = _shape_bytes(self.status(timeout=timeout).input_shape)
+                if not size or len(data) % size:
+                    raise ValueError("one label for all: give images as a list of images or an "
+                                     "array (n, H, W), or a list of labels, one per image (the "
+                                     "server's input shape does not divide the bytes given)")
+                n = len(data) // size
             labels = [labels] * n
         else:
             labels = list(_as_list(labels, "labels"))
             for i, lab in enumerate(labels):
                 if not isinstance(lab, str):
                     raise TypeError(f"labels[{i}] is {type(lab).__name__}, not a str")
-        request = siam_pb2.GalleryAddRequest(images=_image_bytes(images, "images"),
-                                             labels=labels)
+        request = siam_pb2.GalleryAddRequest(images=data, labels=labels)
         return gallery_add_from(self._call("AddToGallery", self._add, request, timeout))
 
     @property
