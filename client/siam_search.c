@@ -151,12 +151,13 @@ static const char *label_text(const char *label, char *buf, size_t cap) {
     return buf;
 }
 
-/* 1 when the label names the query's known class; -1 when unknown. */
+/* 1 when the label is the query's known class, 0 when it is another class number, -1 when it
+ * cannot be told (a query without a class, or a label that is a name, not a class number). */
 static int label_right(const char *label, int cls) {
     int lc;
-    if (cls < 0)
+    if (cls < 0 || !label_class(label, &lc))
         return -1;
-    return label_class(label, &lc) && lc == cls;
+    return lc == cls;
 }
 
 static void print_text(const search_config *c, const image_set *q, const search_answers *a) {
@@ -259,7 +260,9 @@ static int draw_picture(const search_config *c, const image_set *q, const search
         siam_picture_row *row = &rows[i];
         const Siam__V1__SearchResult *r = a->result[i];
         row->query.pixels = q->px + (size_t)i * bytes;
-        snprintf(row->query.line1, sizeof row->query.line1, "%.60s", q->name[i]);
+        const char *slash = strrchr(q->name[i], '/'); /* a file: its name, not its directory */
+        snprintf(row->query.line1, sizeof row->query.line1, "%.40s",
+                 q->cls[i] < 0 && slash ? slash + 1 : q->name[i]);
         if (q->cls[i] >= 0)
             snprintf(row->query.line2, sizeof row->query.line2, "class %d %s", q->cls[i],
                      siam_cli_class_name(q->cls[i]));
@@ -282,8 +285,8 @@ static int draw_picture(const search_config *c, const image_set *q, const search
     }
     char title[400];
     snprintf(title, sizeof title,
-             "Search: %d of %zu quer%s (left) and their nearest gallery items of %llu, model round "
-             "%llu (green: the query's class, red: another)",
+             "Search: %d of %zu quer%s (left), nearest of %llu gallery items, model round %llu\n"
+             "green: the query's class, red: another class, grey: not known",
              n_rows, q->n, q->n == 1 ? "y" : "ies", (unsigned long long)a->gallery_size,
              (unsigned long long)a->round_min);
     int rc = siam_picture_draw(c->picture, title, rows, n_rows, q->h, q->w, err);

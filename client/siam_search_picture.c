@@ -37,11 +37,15 @@ int siam_picture_have_gnuplot(void) {
     return found;
 }
 
-/* s as a gnuplot double-quoted string's contents (no enhanced-text markup: labels are
- * noenhanced) */
+/* s as a gnuplot double-quoted string (labels are noenhanced, so no markup): quotes and
+ * backslashes escaped, newlines as gnuplot's \n, other control characters as spaces */
 static void gp_string(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
+        if (*s == '\n') {
+            fputs("\\n", f); /* gnuplot's newline in a double-quoted string */
+            continue;
+        }
         if (*s == '"' || *s == '\\')
             fputc('\\', f);
         fputc((unsigned char)*s < 0x20 ? ' ' : *s, f);
@@ -181,9 +185,9 @@ int siam_picture_draw(const char *path, const char *title, const siam_picture_ro
         goto done;
     }
     int width = (int)((cols * cw + query_gap + 8) * PX_PER_UNIT) + 40;
-    int height = (int)((n_rows * ch + h * 0.6 + 4) * PX_PER_UNIT) + 70;
-    if (width < 480)
-        width = 480;
+    int height = (int)((n_rows * ch + h * 0.6 + 4) * PX_PER_UNIT) + 90;
+    if (width < 560)
+        width = 560;
     fprintf(sf,
             "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size %d,%d "
             "font 'sans,10' } else { set terminal png size %d,%d }\n",
