@@ -19,6 +19,7 @@
 #include "siam_remote_set_head.h"
 #include "siam_retry.h"
 #include "siam_rpc.h"
+#include "siam_search.h"
 #include "siam_tensor.h"
 #include "siam_weight_sync.h"
 #include "siam_wire.h"
@@ -388,6 +389,10 @@ int main(int argc, char **argv) {
         return siam_eval_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "predict") == 0)
         return siam_predict_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "search") == 0)
+        return siam_search_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "gallery-add") == 0)
+        return siam_gallery_add_main(argc - 1, argv + 1);
     config c = {.w = {.prog = PROG},
                 .server = "127.0.0.1:50051",
                 .log_level = "info",
@@ -520,7 +525,11 @@ int main(int argc, char **argv) {
         "Subcommands (see their --help):\n"
         "  siam-client evaluate --checkpoint PATH   pair metrics and kNN accuracy of a model\n"
         "  siam-client predict --checkpoint PATH (--test-index I J | --image A.pgm B.pgm)\n"
-        "                                           distance, score and verdict of one pair",
+        "                                           distance, score and verdict of one pair\n"
+        "  siam-client search (--image A.pgm ... | --test-index LIST) [-k N] [--picture PNG]\n"
+        "                                           the nearest items of the server's gallery\n"
+        "  siam-client gallery-add (--image A.pgm ... | --test-index LIST) [--label NAME]\n"
+        "                                           add labelled images to the server's gallery",
         opts, n_opts, argc, argv);
     if (rc >= 0 || (rc = siam_worker_check_options(&c.w)) >= 0)
         return rc;

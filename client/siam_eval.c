@@ -57,10 +57,10 @@ static int ensure_dir(const char *dir, siam_error *err) {
 /* evaluate                                                                                    */
 
 typedef struct {
-    const char *checkpoint, *data, *plots_dir, *log_level;
+    const char *checkpoint, *data, *plots_dir, *log_level, *knn_predictions;
     float margin;
     uint64_t test_limit, train_limit, seed, val_pairs;
-    int json, threads, no_pixel_knn;
+    int json, threads, no_pixel_knn, knn_k;
 } eval_config;
 
 typedef struct {
@@ -298,8 +298,8 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
                r->val.test_pos, r->val.test_neg, r->val.train_pos, r->val.train_neg,
                r->val.train_val, r->val.train_far, r->val.oracle_val,
                (double)r->val.oracle_threshold, r->val.oracle_far, p->stats.pos_mean,
-               p->stats.pos_std, p->stats.neg_mean, p->stats.neg_std, r->test_loss,
-               SIAM_KNN_K_DEFAULT, r->knn);
+               p->stats.pos_std, p->stats.neg_mean, p->stats.neg_std, r->test_loss, c->knn_k,
+               r->knn);
         if (r->pixel_knn < 0)
             printf("null");
         else
@@ -338,11 +338,14 @@ static void print_eval(const eval_config *c, const siam_model *m, const eval_res
     printf("  %-34s %.3f +- %.3f\n", "distance, negative pairs", p->stats.neg_mean,
            p->stats.neg_std);
     printf("  %-34s %.4f\n", "contrastive loss, test pairs", r->test_loss);
-    printf("  %-34s %.4f\n", "kNN accuracy (k=5), embeddings", r->knn);
+    char knn_e[40], knn_p[40];
+    snprintf(knn_e, sizeof knn_e, "kNN accuracy (k=%d), embeddings", c->knn_k);
+    snprintf(knn_p, sizeof knn_p, "kNN accuracy (k=%d), raw pixels", c->knn_k);
+    printf("  %-34s %.4f\n", knn_e, r->knn);
     if (r->pixel_knn < 0)
-        printf("  %-34s %s\n", "kNN accuracy (k=5), raw pixels", "skipped (--no-pixel-knn)");
+        printf("  %-34s %s\n", knn_p, "skipped (--no-pixel-knn)");
     else
-        printf("  %-34s %.4f\n", "kNN accuracy (k=5), raw pixels", r->pixel_knn);
+        printf("  %-34s %.4f\n", knn_p, r->pixel_knn);
     printf("  %-34s %.4f\n", "Recall@1 (test->test), embeddings", r->ret.recall_at_1);
     printf("  %-34s %.4f\n", "MAP@R (test->test), embeddings", r->ret.map_at_r);
     if (r->pixel_ret.n == 0) {
@@ -403,6 +406,55 @@ static int val_at_far(const eval_config *c, const siam_dataset *train, const flo
     return SIAM_OK;
 }
 
+/* kNN classification of the test embeddings against the training embeddings (siam_knn_neighbours
+ * and the majority vote of siam_knn_classify) and its accuracy; with --knn-predictions, every
+ * test image's prediction and nearest training image, for comparing with Search. */
+static int knn_embeddings(const eval_config *c, const siam_dataset *test, const float *test_emb,
+                          const siam_dataset *train, const float *train_emb, int dim,
+                          double *accuracy, siam_error *err) {
+    int k = c->knn_k, rc;
+    uint32_t *idx = malloc((test->n ? test->n : 1) * (size_t)k * sizeof *idx);
+    float *d2 = malloc((test->n ? test->n : 1) * (size_t)k * sizeof *d2);
+    mem_file m = {0};
+    if (!idx || !d2) {
+        rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for %zu x %d neighbours", test->n,
+                            k);
+        goto done;
+    }
+    if ((rc = siam_knn_neighbours(test_emb, test->n, train_emb, train->n, dim, k, idx, d2, err)))
+        goto done;
+    if (c->knn_predictions && (rc = mem_open(&m, err)))
+        goto done;
+    if (m.f)
+        fprintf(m.f,
+                "# test_index\tclass\tpredicted\tnearest_train_index\tnearest_class\t"
+                "nearest_distance (kNN k=%d of %zu test against %zu training embeddings)\n",
+                k, test->n, train->n);
+    size_t right = 0;
+    for (size_t i = 0; i < test->n; i++) {
+        const uint32_t *nb = idx + i * (size_t)k;
+        uint8_t pred = siam_knn_vote(nb, k, train->labels);
+        right += pred == test->labels[i];
+        if (m.f)
+            fprintf(m.f, "%zu\t%d\t%d\t%u\t%d\t%.9g\n", i, test->labels[i], pred, nb[0],
+                    train->labels[nb[0]], sqrt((double)d2[i * (size_t)k]));
+    }
+    *accuracy = test->n ? (double)right / (double)test->n : 0.0;
+    if (m.f) {
+        fclose(m.f);
+        m.f = NULL;
+        rc = siam_atomic_write(c->knn_predictions, m.buf, m.len, err);
+        if (rc == SIAM_OK)
+            LOG_INFO(COMPONENT, "kNN predictions of the %zu test images written to %s", test->n,
+                     c->knn_predictions);
+    }
+done:
+    mem_drop(&m);
+    free(idx);
+    free(d2);
+    return rc;
+}
+
 static int evaluate(const eval_config *c, siam_error *err) {
     siam_model *m = NULL;
     siam_dataset train = {0}, test = {0};
@@ -457,22 +509,21 @@ static int evaluate(const eval_config *c, siam_error *err) {
         goto done;
 
     t = siam_now();
-    if ((rc = siam_knn_accuracy(test_emb, test.labels, test.n, train_emb, train.labels, train.n,
-                                dim, SIAM_KNN_K_DEFAULT, &r.knn, err)))
+    if ((rc = knn_embeddings(c, &test, test_emb, &train, train_emb, dim, &r.knn, err)))
         goto done;
     r.t_knn = siam_now() - t;
-    LOG_INFO(COMPONENT, "kNN (k=%d) in embedding space: accuracy %.4f in %.2f s",
-             SIAM_KNN_K_DEFAULT, r.knn, r.t_knn);
+    LOG_INFO(COMPONENT, "kNN (k=%d) in embedding space: accuracy %.4f in %.2f s", c->knn_k, r.knn,
+             r.t_knn);
     r.pixel_knn = -1.0;
     if (!c->no_pixel_knn) {
         t = siam_now();
         LOG_INFO(COMPONENT, "kNN (k=%d) on raw pixels: %zu x %zu x %d (--no-pixel-knn skips it)",
-                 SIAM_KNN_K_DEFAULT, test.n, train.n, IMG_N);
+                 c->knn_k, test.n, train.n, IMG_N);
         if ((rc = siam_knn_accuracy(test.images, test.labels, test.n, train.images, train.labels,
-                                    train.n, IMG_N, SIAM_KNN_K_DEFAULT, &r.pixel_knn, err)))
+                                    train.n, IMG_N, c->knn_k, &r.pixel_knn, err)))
             goto done;
         r.t_pixel_knn = siam_now() - t;
-        LOG_INFO(COMPONENT, "kNN (k=%d) on raw pixels: accuracy %.4f in %.2f s", SIAM_KNN_K_DEFAULT,
+        LOG_INFO(COMPONENT, "kNN (k=%d) on raw pixels: accuracy %.4f in %.2f s", c->knn_k,
                  r.pixel_knn, r.t_pixel_knn);
     }
     /* retrieval within the test set: every test image queries the other test images */
@@ -513,7 +564,8 @@ int siam_eval_main(int argc, char **argv) {
                      .log_level = "info",
                      .margin = 1.0f,
                      .seed = 42,
-                     .val_pairs = SIAM_VAL_PAIRS_DEFAULT};
+                     .val_pairs = SIAM_VAL_PAIRS_DEFAULT,
+                     .knn_k = SIAM_KNN_K_DEFAULT};
     const char *recipe = siam_recipe_in_argv(argc, argv);
     if (recipe) { /* the margin the recipe trained with */
         const siam_recipe *r;
@@ -546,6 +598,12 @@ int siam_eval_main(int argc, char **argv) {
         {"plots-dir", SIAM_OPT_STRING, &c.plots_dir, 0, 0, NULL, "DIR",
          "also write the data scripts/plot.sh draws (distances, thresholds, example pairs, "
          "the test embeddings' PCA map)"},
+        {"knn-k", SIAM_OPT_INT, &c.knn_k, 1, SIAM_KNN_K_MAX, NULL, "K",
+         "neighbours of the kNN accuracy (majority vote; ties to the nearest's class); k = 1 is "
+         "the top-1 of siam-client search against the training set"},
+        {"knn-predictions", SIAM_OPT_STRING, &c.knn_predictions, 0, 0, NULL, "FILE",
+         "write every test image's kNN prediction, nearest training image and its distance to "
+         "FILE (TSV)"},
         {"no-pixel-knn", SIAM_OPT_FLAG, &c.no_pixel_knn, 0, 0, NULL, NULL,
          "skip the raw-pixel baselines (kNN and retrieval; the slow part)"},
         {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
@@ -559,9 +617,9 @@ int siam_eval_main(int argc, char **argv) {
         "(chosen on the training pairs, reported on the test pairs), ROC AUC, pair distance\n"
         "statistics, VAL at FAR 1e-3 (threshold chosen on sampled pairs of training images,\n"
         "--val-pairs of each kind; VAL and FAR reported on as many pairs of test images),\n"
-        "k-nearest-neighbour (k=5) accuracy of the test images against the training images,\n"
-        "and retrieval within the test set (Recall@1, MAP@R: each test image queries the other\n"
-        "test images), in embedding space and on raw pixels.",
+        "k-nearest-neighbour (--knn-k, 5) accuracy of the test images against the training\n"
+        "images, and retrieval within the test set (Recall@1, MAP@R: each test image queries\n"
+        "the other test images), in embedding space and on raw pixels.",
         opts, (int)(sizeof opts / sizeof *opts), argc, argv);
     if (rc >= 0)
         return rc;

@@ -21,30 +21,42 @@
 #          n = 256 (P x K = 32 x 8), dim 64 and 128, semi-hard at n = 1024 and 4096, the whole
 #          TrainSet request path and TrainSet over loopback (n = 256, dim 64); calls/s, us per
 #          call (p50, p90), images/s, terms/s (pairs, triplets or anchors); medians over rounds.
-#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg|load|set]   (defaults: all cores, 3 rounds, all)
+#   search: identification (issue 14): per round a fresh siam-server (--threads 2) with a model
+#          (SEARCH_CKPT if set, else a fresh SEARCH_MODEL, default cnn2, the cnn recipe's model:
+#          timings do not depend on the weights) and the 60,000 training images as its gallery,
+#          and siam-bench --suite search against it: Search of 1 query (k = 5) p50/p99 and
+#          queries/s from 1 and 4 callers, embedding Similarity of 1 pair p50 from 1 and 4
+#          callers, image Similarity requests/s from 1 and 4 callers, the 4-vs-1 ratios, the
+#          gallery's re-embedding after an averaging round (and the Search latency meanwhile);
+#          medians over rounds.
+#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg|load|set|search]   (defaults: all cores, 3 rounds, all)
 # Environment: BUILD_DIR (default build/normal) is built with scripts/build.sh and benchmarked;
 # SIM_SECONDS (default 10) is the length of each Similarity load window; LOAD_SECONDS (default
-# 60) the length of each load round's timed window.
+# 60) the length of each load round's timed window; SEARCH_SECONDS (default 5) the length of each
+# of the search suite's six windows; SEARCH_MODEL / SEARCH_CKPT its server's model; DATA_DIR the
+# Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 threads="" rounds="" only=all
 while [ $# -gt 0 ]; do
   case "$1" in
-    --only) only=${2:?--only needs local, rpc, avg, load or set}; shift 2 ;;
+    --only) only=${2:?--only needs local, rpc, avg, load, set or search}; shift 2 ;;
     --only=*) only=${1#--only=}; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) if [ -z "$threads" ]; then threads=$1; elif [ -z "$rounds" ]; then rounds=$1
        else echo "bench.sh: unexpected argument '$1' (see --help)" >&2; exit 2; fi; shift ;;
   esac
 done
-case "$only" in all|local|rpc|avg|load|set) ;; *) echo "bench.sh: --only local|rpc|avg|load|set, not '$only'" >&2; exit 2 ;; esac
+case "$only" in all|local|rpc|avg|load|set|search) ;; *) echo "bench.sh: --only local|rpc|avg|load|set|search, not '$only'" >&2; exit 2 ;; esac
 threads=${threads:-$(nproc)}
 rounds=${rounds:-3}
 build=${BUILD_DIR:-build/normal}
 sim_seconds=${SIM_SECONDS:-10}
 load_seconds=${LOAD_SECONDS:-60}
-if [ "$only" = rpc ] || [ "$only" = avg ] || [ "$only" = load ] || [ "$only" = set ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
+search_seconds=${SEARCH_SECONDS:-5}
+data_dir=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
+if [ "$only" = rpc ] || [ "$only" = avg ] || [ "$only" = load ] || [ "$only" = set ] || [ "$only" = search ]; then scripts/install-deps.sh; else scripts/install-deps.sh --bench; fi
 BUILD_DIR=$build scripts/build.sh
 bin=$(cd "$build" && pwd)
 tmp=$(mktemp -d)
@@ -318,11 +330,65 @@ set_part() {
     }' "$tmp/set.txt"
 }
 
+# one fresh server with the training set as its gallery and siam-bench --suite search per round
+search_part() {
+  local model_args=(--model "${SEARCH_MODEL:-cnn2}" --seed 1) what k
+  [ -n "${SEARCH_CKPT:-}" ] && model_args=(--resume "$tmp/search.ckpt")
+  what=${SEARCH_CKPT:+checkpoint $SEARCH_CKPT}
+  echo "== $(date -u +%Y-%m-%dT%H:%MZ) search: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1))," \
+       "siam-server --threads 2 with ${what:-a fresh ${SEARCH_MODEL:-cnn2}} and the 60,000 training images as its gallery," \
+       "siam-bench --suite search (1 and 4 callers, $search_seconds s windows), $rounds round(s)"
+  : >"$tmp/search.txt"
+  for r in $(seq "$rounds"); do
+    # a copy: --resume writes the checkpoint (and the gallery beside it) back at shutdown
+    [ -n "${SEARCH_CKPT:-}" ] && cp "$SEARCH_CKPT" "$tmp/search.ckpt" && rm -f "$tmp/search.ckpt.gallery"
+    start_server --threads 2 "${model_args[@]}" --gallery "$data_dir/train-images-idx3-ubyte.gz" \
+      --gallery-labels "$data_dir/train-labels-idx1-ubyte.gz"
+    OPENBLAS_NUM_THREADS=1 "$bin/siam-bench" --suite search --server "127.0.0.1:$port" --callers 4 \
+      --seconds "$search_seconds" --json >"$tmp/search.out" || echo "round $r: siam-bench exited $? (see above)"
+    grep -v '^{' "$tmp/search.out" | sed "s/^/round $r: /"
+    grep '^{' "$tmp/search.out" >"$tmp/search.json"
+    for k in search_c1_p50_us search_c1_p99_us search_c1_qps search_cN_qps search_cN_p50_us search_cN_p99_us \
+             search_ratio similarity_emb_c1_p50_us similarity_emb_c1_rps similarity_emb_cN_p50_us \
+             similarity_emb_cN_rps similarity_img_c1_p50_us similarity_img_c1_rps similarity_img_cN_rps \
+             similarity_img_ratio reembed_s reembed_search_p50_us reembed_search_p99_us reembed_search_max_us failures; do
+      echo "$k $(json_field "$tmp/search.json" "$k")" >>"$tmp/search.txt"
+    done
+    stop_server
+    # the server's own timings: the first embedding at start, then the re-embedding after the round
+    sed -n 's/.*embedded with the model of round [0-9]* ([0-9]*-d) in \([0-9.]*\) s.*/\1/p' "$tmp/server.log" |
+      awk 'NR == 1 { print "embed_first_s " $1 } NR == 2 { print "reembed_server_s " $1 }' >>"$tmp/search.txt"
+  done
+  echo "== search summary (medians of $rounds round(s); 4 callers vs 1 within each round)"
+  awk "$awk_median"'
+    { vals[$1] = vals[$1] " " $2; sum[$1] += $2 }
+    function mark(ok) { return ok ? "met" : "MISSED" }
+    END {
+      printf "Search, 1 query (k=5) against 60,000: 1 caller p50 %.2f ms, p99 %.2f ms  (targets <= 5 / 20 ms: %s / %s)\n",
+        median("search_c1_p50_us") / 1000, median("search_c1_p99_us") / 1000, mark(median("search_c1_p50_us") <= 5000), mark(median("search_c1_p99_us") <= 20000)
+      printf "  queries/s: 1 caller %.0f, 4 callers %.0f (p50 %.2f ms, p99 %.2f ms); 4 vs 1: %.2fx  (target >= 1.8x: %s)\n",
+        median("search_c1_qps"), median("search_cN_qps"), median("search_cN_p50_us") / 1000, median("search_cN_p99_us") / 1000,
+        median("search_ratio"), mark(median("search_ratio") >= 1.8)
+      printf "Similarity, 1 pair of embeddings (dim 128): p50 %.0f us from 1 caller (target <= 100 us: %s), %.0f us from 4; requests/s %.0f and %.0f\n",
+        median("similarity_emb_c1_p50_us"), mark(median("similarity_emb_c1_p50_us") <= 100), median("similarity_emb_cN_p50_us"),
+        median("similarity_emb_c1_rps"), median("similarity_emb_cN_rps")
+      printf "Similarity, 1 pair of images: p50 %.0f us from 1 caller; requests/s 1 caller %.0f, 4 callers %.0f; 4 vs 1: %.2fx  (target >= 1.8x: %s)\n",
+        median("similarity_img_c1_p50_us"), median("similarity_img_c1_rps"), median("similarity_img_cN_rps"),
+        median("similarity_img_ratio"), mark(median("similarity_img_ratio") >= 1.8)
+      printf "gallery of 60,000: embedded in %.2f s at start and %.2f s after a round (server log); %.2f s from the round to Status reporting it;\n",
+        median("embed_first_s"), median("reembed_server_s"), median("reembed_s")
+      printf "  Search meanwhile (1 caller): p50 %.2f ms, p99 %.2f ms, max %.1f ms\n",
+        median("reembed_search_p50_us") / 1000, median("reembed_search_p99_us") / 1000, median("reembed_search_max_us") / 1000
+      printf "failed calls: %d in all rounds\n", sum["failures"]
+    }' "$tmp/search.txt"
+}
+
 case "$only" in
   local) local_part ;;
   rpc) rpc_part ;;
   avg) avg_part ;;
   load) load_part ;;
   set) set_part ;;
-  all) local_part; rpc_part; avg_part; load_part; set_part ;;
+  search) search_part ;;
+  all) local_part; rpc_part; avg_part; load_part; set_part; search_part ;;
 esac

@@ -6,11 +6,12 @@
 #   2. `npm pack` of a copy laid out like a clean clone (its prepack copies the .proto files into
 #      the package, its postpack removes them): the tarball holds index.js, package.json, README.md
 #      and the two .proto files, nothing else; it installs into a scratch project;
-#   3. clients/node/test/*.test.js (node --test) against five servers: plain (--max-message-mb 1),
-#      with a model (image Similarity), with a bearer token, with TLS and the token, with mutual
-#      TLS (certificates made with openssl here): distances against JavaScript's, every error
-#      class the servers send, the servers' messages, a raw Train stream against the contrastive
-#      loss; once in place and once against the package installed from the tarball.
+#   3. clients/node/test/*.test.js (node --test) against six servers: plain (--max-message-mb 1),
+#      with a model (image Similarity), with a model and an empty gallery (search, addToGallery;
+#      a fresh one for each of the two runs), with a bearer token, with TLS and the token, with
+#      mutual TLS (certificates made with openssl here): distances against JavaScript's, every
+#      error class the servers send, the servers' messages, a raw Train stream against the
+#      contrastive loss; once in place and once against the package installed from the tarball.
 # Exits 77 (skipped, saying why) when node >= 18 or npm is missing, or when npm cannot fetch the
 # packages (no registry and nothing in npm's cache).
 set -uo pipefail
@@ -117,8 +118,12 @@ export SIAM_TEST_SERVER=$plain SIAM_TEST_MODEL_SERVER=$model SIAM_TEST_TOKEN_SER
   SIAM_TEST_TOKEN=$(cat "$tmp/token") SIAM_TEST_TLS_SERVER=$tls SIAM_TEST_TLS_CA=$pki/ca.pem \
   SIAM_TEST_MTLS_SERVER=$mtls SIAM_TEST_TLS_CLIENT_CERT=$pki/client.pem \
   SIAM_TEST_TLS_CLIENT_KEY=$pki/client.key SIAM_TEST_OTHER_CA=$pki/other.pem
+gallery_pids=()
 for where in "in place" "installed from the tarball"; do
   name=${where// /_}
+  start_server "gallery_$name" --model mlp --seed 3 --gallery-max 40 # each run fills its own
+  export SIAM_TEST_GALLERY_SERVER=127.0.0.1:$port
+  gallery_pids+=("$server_pid")
   module=""
   [ "$where" = "in place" ] || module=$installed
   echo "-- clients/node/test, the package $where"
@@ -137,6 +142,11 @@ for name in plain model token tls mtls; do # SIGTERM: exit 0 (LeakSanitizer chec
   kill -TERM "${!pidvar}" 2>/dev/null
   wait "${!pidvar}"
   check "server $name exits 0 on SIGTERM (rc $?)" "[ $? -eq 0 ]"
+done
+for pid in "${gallery_pids[@]}"; do
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  check "gallery server $pid exits 0 on SIGTERM (rc $?)" "[ $? -eq 0 ]"
 done
 check "no sanitizer report in the servers' logs" "no_sanitizer_reports '$tmp'/*.log"
 check "the token is in no server log" "! grep -qF '$(cat "$tmp/token")' '$tmp'/*.log"

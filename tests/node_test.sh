@@ -3,8 +3,11 @@
 # (clients/node, require('siam-client')), against real siam-servers: its demo (Status, health,
 # the distances, scores and verdicts of four pairs), no server (exit 1, "cannot reach"), a server
 # with a token (UNAUTHENTICATED with the server's message without it, the demo with it) and bad
-# usage (exit 2). The library's own tests, and the raw Similarity/Train checks this test ran
-# through the example's former --check mode, are node_client_test (clients/node/test).
+# usage (exit 2); examples/node/few_shot.js against a server with a model and an empty gallery
+# (five Bags and five Ankle boots added under new labels, ten searches, a count per class) and
+# against one without a model (FAILED_PRECONDITION with the server's message). The library's own
+# tests, and the raw Similarity/Train checks this test ran through the example's former --check
+# mode, are node_client_test (clients/node/test).
 # Installs clients/node's node_modules (`npm ci` from its committed package-lock.json) and the
 # example's (`npm ci`: a link to clients/node) when they are missing; fails loudly, never skips,
 # when node, npm or the registry is missing.
@@ -80,19 +83,36 @@ run with_token --server "$token" --auth-token-file "$tmp/token"
 check "with --auth-token-file: exit 0, health SERVING (rc $rc)" \
   "[ $rc -eq 0 ] && grep -q '^health: SERVING$' '$tmp/with_token.out'"
 
+echo "--- few_shot.js"
+start_server few --model mlp --seed 3
+few=127.0.0.1:$port few_pid=$server_pid
+data=${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}
+(cd "$tmp" && timeout 60 node "$example/few_shot.js" --server "$few" --data "$data") >"$tmp/few.out" 2>&1
+rc=$?
+sed 's/^/  /' "$tmp/few.out"
+check "few_shot.js: exit 0, 5 Bags and 5 Ankle boots added (ids 0..4, 5..9), 10 searches, a count per class (rc $rc)" \
+  "[ $rc -eq 0 ] && grep -q '^added 5 images of Bag .* as \"new-Bag\": ids 0..4, gallery of 5 items' '$tmp/few.out' &&
+   grep -q '^added 5 images of Ankle boot .* as \"new-Ankle boot\": ids 5..9, gallery of 10 items' '$tmp/few.out' &&
+   [ \$(grep -c '^  test image' '$tmp/few.out') -eq 10 ] && grep -Eq '^Bag: [0-5] of 5 predicted \"new-Bag\"' '$tmp/few.out' &&
+   grep -Eq '^Ankle boot: [0-5] of 5 predicted \"new-Ankle boot\"' '$tmp/few.out'"
+(cd "$tmp" && timeout 60 node "$example/few_shot.js" --server "$plain" --data "$data") >"$tmp/few_nomodel.out" 2>&1
+rc=$?
+check "few_shot.js against a server without a model: exit 1, FAILED_PRECONDITION with the server's message (rc $rc)" \
+  "[ $rc -eq 1 ] && grep -q '^few_shot.js: FAILED_PRECONDITION: the server has no model' '$tmp/few_nomodel.out'"
+
 echo "--- bad usage"
 run bad_option --server "$plain" --bogus
 check "an unknown option: exit 2 naming it (rc $rc)" "[ $rc -eq 2 ] && grep -q \"Unknown option '--bogus'\" '$tmp/bad_option.out'"
 run bad_dim --server "$plain" --dim 0
 check "--dim 0: exit 2 (rc $rc)" "[ $rc -eq 2 ] && grep -q -- '--dim 0 is out of range 1..4096' '$tmp/bad_dim.out'"
 
-for name in plain token; do # SIGTERM: exit 0 (LeakSanitizer checks at exit)
+for name in plain token few; do # SIGTERM: exit 0 (LeakSanitizer checks at exit)
   pidvar=${name}_pid
   kill -TERM "${!pidvar}" 2>/dev/null
   wait "${!pidvar}"
   check "server $name exits 0 on SIGTERM (rc $?)" "[ $? -eq 0 ]"
 done
-check "no sanitizer report in the servers' logs" "no_sanitizer_reports '$tmp/plain.log' '$tmp/token.log'"
+check "no sanitizer report in the servers' logs" "no_sanitizer_reports '$tmp/plain.log' '$tmp/token.log' '$tmp/few.log'"
 check "the token is in no server log" "! grep -qF '$(cat "$tmp/token")' '$tmp/plain.log' '$tmp/token.log'"
 
 echo "$((checks - fails)) passed, $fails failed"

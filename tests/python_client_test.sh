@@ -6,10 +6,13 @@
 #      (python3 -m venv --system-site-packages; pip install --no-build-isolation --no-index):
 #      the build generates the message classes with protoc; nothing is written into the tree;
 #   2. an sdist of the copy carries the .proto files and installs outside the repository;
-#   3. clients/python/tests (unittest) against four servers: plain (--max-message-mb 1), with a
-#      model (image Similarity), with a bearer token, with TLS and the token (certificates made
-#      with openssl here): distances against Python's, every error class, the server's messages;
-#   4. examples/python/siam_similarity.py, the library's short example, against the plain server.
+#   3. clients/python/tests (unittest) against five servers: plain (--max-message-mb 1), with a
+#      model (image Similarity), with a model and an empty gallery (--gallery-max 40: search and
+#      add_to_gallery, Search's distances against image Similarity's, the vote computed in
+#      Python), with a bearer token, with TLS and the token (certificates made with openssl
+#      here): distances against Python's, every error class, the server's messages;
+#   4. examples/python/siam_similarity.py, the library's short example, against the plain server;
+#      examples/python/siam_few_shot.py against a server with a model and an empty gallery.
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,12 +78,15 @@ start_server plain --max-message-mb 1
 plain=127.0.0.1:$port plain_pid=$server_pid
 start_server model --model mlp --seed 3
 model=127.0.0.1:$port model_pid=$server_pid
+start_server gallery --model mlp --seed 3 --gallery-max 40
+gallery=127.0.0.1:$port gallery_pid=$server_pid
 start_server token --auth-token-file "$tmp/token"
 token=127.0.0.1:$port token_pid=$server_pid
 start_server tls --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" --auth-token-file "$tmp/token"
 tls=127.0.0.1:$port tls_pid=$server_pid
 echo "-- clients/python/tests"
-(cd "$tmp" && SIAM_TEST_SERVER=$plain SIAM_TEST_MODEL_SERVER=$model SIAM_TEST_TOKEN_SERVER=$token \
+(cd "$tmp" && SIAM_TEST_SERVER=$plain SIAM_TEST_MODEL_SERVER=$model SIAM_TEST_GALLERY_SERVER=$gallery \
+  SIAM_TEST_TOKEN_SERVER=$token \
   SIAM_TEST_TOKEN=$(cat "$tmp/token") SIAM_TEST_TLS_SERVER=$tls SIAM_TEST_TLS_CA=$pki/ca.pem \
   SIAM_TEST_STUBS=$tmp/stubs timeout 300 "$vpy" -m unittest discover -s "$root/clients/python/tests" -v) \
   >"$tmp/unittest.out" 2>&1
@@ -105,14 +111,25 @@ check "the example without the token: exit 1, UNAUTHENTICATED with the server's 
 (cd "$tmp" && timeout 60 "$vpy" "$root/examples/python/siam_similarity.py" --server "localhost:${tls##*:}" \
   --tls-ca "$pki/ca.pem" --auth-token-file "$tmp/token") >"$tmp/example_tls.out" 2>&1
 check "the example with TLS and the token: exit 0" "grep -q '^health: SERVING$' '$tmp/example_tls.out'"
-for name in plain model token tls; do # SIGTERM: exit 0 (LeakSanitizer checks at exit)
+start_server few --model mlp --seed 3
+few_pid=$server_pid
+(cd "$tmp" && timeout 60 "$vpy" "$root/examples/python/siam_few_shot.py" --server "127.0.0.1:$port" \
+  --data "${SIAM_DATA_DIR:-/usr/share/datasets/fashion-mnist}") >"$tmp/few.out" 2>&1
+erc=$?
+sed 's/^/  /' "$tmp/few.out"
+check "examples/python/siam_few_shot.py: exit 0, 5 Bags and 5 Ankle boots added (ids 0..4, 5..9), 10 searches, a count per class" \
+  "[ $erc -eq 0 ] && grep -q '^added 5 images of Bag .* as \"new-Bag\": ids 0..4, gallery of 5 items' '$tmp/few.out' &&
+   grep -q '^added 5 images of Ankle boot .* as \"new-Ankle boot\": ids 5..9, gallery of 10 items' '$tmp/few.out' &&
+   [ \$(grep -c '^  test image' '$tmp/few.out') -eq 10 ] && grep -Eq '^Bag: [0-5] of 5 predicted \"new-Bag\"' '$tmp/few.out' &&
+   grep -Eq '^Ankle boot: [0-5] of 5 predicted \"new-Ankle boot\"' '$tmp/few.out'"
+for name in plain model gallery few token tls; do # SIGTERM: exit 0 (LeakSanitizer checks at exit)
   pidvar=${name}_pid
   kill -TERM "${!pidvar}" 2>/dev/null
   wait "${!pidvar}"
   check "server $name exits 0 on SIGTERM (rc $?)" "[ $? -eq 0 ]"
 done
 check "no sanitizer report in the servers' logs" \
-  "no_sanitizer_reports '$tmp/plain.log' '$tmp/model.log' '$tmp/token.log' '$tmp/tls.log'"
+  "no_sanitizer_reports '$tmp/plain.log' '$tmp/model.log' '$tmp/gallery.log' '$tmp/few.log' '$tmp/token.log' '$tmp/tls.log'"
 check "the token is in no server log" "! grep -qF '$(cat "$tmp/token")' '$tmp'/*.log"
 
 echo "python_client_test: $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_start}") s"

@@ -6,6 +6,8 @@
  *     const siam = new Client('127.0.0.1:50051');
  *     console.log((await siam.status()).version, await siam.health());      // 0.1.0 SERVING
  *     console.log((await siam.similarity({ embeddings: [[0, 0], [3, 4]] })).distances); // [5]
+ *     await siam.addToGallery({ images: fiveImages, labels: 'my-class' });  // few-shot
+ *     console.log((await siam.search({ images: query, k: 5 })).results[0].predictedLabel);
  *     siam.close();
  *
  * Every call returns a promise of plain objects (numbers, strings, arrays); a failed call
@@ -25,7 +27,10 @@ const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
-/** Bytes of one image: a 28x28 Fashion-MNIST picture, grey levels 0..255, row-major. */
+/**
+ * Bytes of one image: a 28x28 Fashion-MNIST picture, grey levels 0..255, row-major. Models of
+ * another input shape say theirs in `(await status()).inputShape` ("HxWxC": H*W*C bytes).
+ */
 const IMAGE_BYTES = 28 * 28;
 
 const PROTO_FILES = ['siam/v1/siam.proto', 'grpc/health/v1/health.proto'];
@@ -197,11 +202,17 @@ function embeddingSide(x, what, dim) {
   return [flatten(x, what, []), dim];
 }
 
-/** Raw grey levels: Uint8Array (Buffer) as it is, else numbers 0..255 (nested to any depth). */
+/**
+ * Raw grey levels: Uint8Array (Buffer) as it is, an array of images (each a Buffer, a Uint8Array
+ * or numbers), else numbers 0..255 (nested to any depth).
+ */
 function imageSide(x, what) {
   if (x instanceof Uint8Array || x instanceof Uint8ClampedArray) return Buffer.from(x.buffer, x.byteOffset, x.byteLength);
   if (x instanceof ArrayBuffer) return Buffer.from(x);
   if (!isRow(x)) throw new TypeError(`${what} must be a Buffer, a Uint8Array or an array of grey levels 0..255`);
+  if (Array.isArray(x) && x.some((v) => v instanceof Uint8Array || v instanceof Uint8ClampedArray || v instanceof ArrayBuffer)) {
+    return Buffer.concat(x.map((v, i) => imageSide(v, `${what}[${i}]`)));
+  }
   const flat = flatten(x, what, []);
   flat.forEach((p, i) => {
     if (!Number.isInteger(p) || p < 0 || p > 255) {
@@ -275,6 +286,40 @@ function pair(value, what) {
  * @property {number} checkpointFailedUnixTime
  * @property {string} checkpointError
  * @property {string} loss the TrainSet loss
+ * @property {number} gallerySize items in the gallery Search answers from
+ * @property {number} galleryRound the model round the gallery is embedded with
+ * @property {string} inputShape the model's input shape "HxWxC" ("" before there is a model)
+ * @property {number} galleryEmbedded items of the gallery version Search answers from (less than
+ *   gallerySize while a gallery loaded at start is embedded the first time)
+ */
+
+/**
+ * @typedef {object} SearchMatch
+ * @property {number} id the gallery item's id
+ * @property {string} label its label (a class number such as "7", or a name)
+ * @property {number} distance Euclidean distance between the query's and the item's embeddings
+ * @property {number} score in [0, 1]: 1 at distance 0, 0.5 at the server's threshold
+ */
+
+/**
+ * @typedef {object} SearchResult
+ * @property {SearchMatch[]} matches the nearest gallery items, nearest first
+ * @property {string} predictedLabel the label of the distance-weighted vote of the matches
+ * @property {number} confidence the predicted label's share of the vote, in (0, 1]
+ */
+
+/**
+ * @typedef {object} SearchResults
+ * @property {SearchResult[]} results one per query, in the order sent
+ * @property {number} modelRound the one model round the gallery and the queries were embedded with
+ * @property {number} gallerySize items in the gallery version searched
+ */
+
+/**
+ * @typedef {object} GalleryAddResult
+ * @property {number[]} ids the ids given to the images, in order
+ * @property {number} gallerySize items in the gallery after the call
+ * @property {number} modelRound the model round the gallery is embedded with
  */
 
 /** A connection to one siam-server. `close()` it when done. */
@@ -400,6 +445,91 @@ class Client {
     }
     const res = await this.#call(this.#siam, 'Similarity', request, timeout);
     return { distances: res.distances, scores: res.scores, same: res.same, threshold: res.threshold };
+  }
+
+  /**
+   * Identification: the k nearest items of the server's gallery to each query.
+   *
+   * `images`: query images of the model's input shape (`(await status()).inputShape`, "28x28x1"
+   * for every builder: IMAGE_BYTES each), grey levels 0..255: a Buffer or Uint8Array of
+   * n x H*W*C bytes, an array of images (Buffers, Uint8Arrays or arrays of integers), or
+   * integers nested to any depth. The server embeds them with its global model.
+   *
+   * `embeddings`: query embeddings of the gallery's dimension, one (numbers) or rows (arrays or
+   * typed arrays); with `dim: N`, flat values are sent as they are, N per query.
+   *
+   * `k`: matches per query, 1..64 (default 5; the server refuses more).
+   *
+   * Rejects with FailedPrecondition before the server has a model or while its gallery is
+   * empty, InvalidArgument for images of the wrong size, a wrong dim, NaN or k out of range.
+   * @param {{images?: *, embeddings?: Array, k?: number, dim?: number, timeout?: number}} request
+   * @returns {Promise<SearchResults>}
+   */
+  async search({ images, embeddings, k = 5, dim, timeout } = {}) {
+    if ((images === undefined) === (embeddings === undefined)) {
+      throw new TypeError('give images or embeddings, not both');
+    }
+    if (!Number.isInteger(k)) throw new TypeError(`k must be an integer, got ${String(k)}`);
+    if (k < 1 || k > 0xffffffff) throw new RangeError(`k must be 1 or more (matches per query), got ${k}`);
+    if (dim !== undefined && (!Number.isInteger(dim) || dim < 0 || dim > 0xffffffff)) {
+      throw new RangeError(`dim must be a non-negative integer, got ${String(dim)}`);
+    }
+    let request;
+    if (embeddings !== undefined) {
+      const [flat, d] = embeddingSide(embeddings, 'embeddings', dim);
+      request = { dim: d, embeddings: flat, k };
+    } else {
+      request = { images: imageSide(images, 'images'), k };
+    }
+    const res = await this.#call(this.#siam, 'Search', request, timeout);
+    return {
+      results: res.results.map((r) => ({
+        matches: r.matches.map((m) => ({ id: m.id, label: m.label, distance: m.distance, score: m.score })),
+        predictedLabel: r.predictedLabel,
+        confidence: r.confidence,
+      })),
+      modelRound: res.modelRound,
+      gallerySize: res.gallerySize,
+    };
+  }
+
+  /**
+   * Adds labelled images to the server's gallery (few-shot: a handful of images of a class the
+   * model never saw); they are searchable when the promise resolves.
+   *
+   * `images`: as search()'s. `labels`: one string per image (a class number such as "7" or a
+   * name; valid UTF-8, 1..64 bytes, no control characters), or one string for every image (for
+   * images given as one buffer, the count comes from the server's input shape: one Status call).
+   *
+   * Rejects with ResourceExhausted when the gallery would pass its size limit (siam-server
+   * --gallery-max); with tokens on, the call needs the training token.
+   * @param {{images: *, labels: string|string[], timeout?: number}} request
+   * @returns {Promise<GalleryAddResult>}
+   */
+  async addToGallery({ images, labels, timeout } = {}) {
+    if (images === undefined) throw new TypeError('images are required');
+    const data = imageSide(images, 'images');
+    if (typeof labels === 'string') {
+      let n;
+      if (Array.isArray(images) && images.length > 0 && typeof images[0] !== 'number') {
+        n = images.length;
+      } else { // one flat buffer: as many images as the model's input shape gives
+        const size = (await this.status({ timeout })).inputShape.split('x').reduce((a, b) => a * Number(b), 1);
+        if (!(size > 0) || data.length % size !== 0) {
+          throw new TypeError('one label for all: give images as an array of images, or labels as an array, one per image ' +
+            "(the server's input shape does not divide the bytes given)");
+        }
+        n = data.length / size;
+      }
+      labels = new Array(n).fill(labels);
+    } else if (!Array.isArray(labels)) {
+      throw new TypeError('labels must be a string or an array of strings, one per image');
+    }
+    labels.forEach((l, i) => {
+      if (typeof l !== 'string') throw new TypeError(`labels[${i}] is ${l === null ? 'null' : typeof l}, not a string`);
+    });
+    const res = await this.#call(this.#siam, 'AddToGallery', { images: data, labels }, timeout);
+    return { ids: res.ids, gallerySize: res.gallerySize, modelRound: res.modelRound };
   }
 }
 

@@ -51,7 +51,7 @@ function unary(client, method, request, metadata) {
 
 const SERVICES = ['siam.v1.Siamese', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection',
   'grpc.reflection.v1alpha.ServerReflection'];
-const METHODS = ['Train', 'Similarity', 'SyncWeights', 'Status', 'TrainSet'];
+const METHODS = ['Train', 'Similarity', 'SyncWeights', 'Status', 'TrainSet', 'Search', 'AddToGallery'];
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));

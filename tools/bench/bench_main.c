@@ -10,6 +10,9 @@
  *   similarity  a load generator for siam-server's Similarity: N callers, each with its own
  *               channel, sending one pre-encoded request back to back (embeddings, or with
  *               --images raw image pairs the server embeds with its model);
+ *   search      siam-server's Search against its gallery: p50/p99 and queries/s of one query from
+ *               1 and --callers callers, embedding and image Similarity of one pair from 1 and
+ *               --callers callers, and the time to re-embed the gallery after an averaging round;
  *   load        siam-server under sustained mixed load: concurrent Train streams (one thread
  *               each) and Similarity callers for a timed window after a warm-up; calls, failures
  *               and latency percentiles per RPC, and the server's RSS sampled every second. */
@@ -39,11 +42,13 @@ int main(int argc, char **argv) {
                       .warmup = 5.0f,
                       .channels = "connections"};
     const siam_option opts[] = {
-        {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0, "local|head|set-head|similarity|load", NULL,
+        {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0, "local|head|set-head|similarity|search|load",
+         NULL,
          "local: sgemm + local training; head: the server's loss head on one thread; "
          "set-head: the set loss head (TrainSet) on one thread, every loss at n = 256; "
-         "similarity: Similarity load on a siam-server; load: Train streams + Similarity "
-         "callers at once on a siam-server, with its RSS"},
+         "similarity: Similarity load on a siam-server; search: Search, Similarity and the "
+         "gallery's re-embedding on a siam-server with a gallery; load: Train streams + "
+         "Similarity callers at once on a siam-server, with its RSS"},
         {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "local: Fashion-MNIST directory"},
         {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
          "local: OpenBLAS threads (0 = library default)"},
@@ -60,16 +65,19 @@ int main(int argc, char **argv) {
          "SIAM_SET_LOSS_MAX_N = 4096; below 1024: none)"},
         {"dim", SIAM_OPT_INT, &c.dim, 1, SIAM_SERVICE_MAX_DIM, NULL, "D",
          "head, similarity, load: embedding dimension"},
-        {"server", SIAM_OPT_STRING, &c.server, 0, 0, NULL, "ADDR", "similarity, load: siam-server"},
+        {"server", SIAM_OPT_STRING, &c.server, 0, 0, NULL, "ADDR",
+         "similarity, search, load: siam-server"},
         {"callers", SIAM_OPT_INT, &c.callers, 0, 1024, NULL, "N",
-         "similarity (>= 1), load: concurrent Similarity callers, one thread each"},
+         "similarity, search (>= 1; search: the N of its N-caller runs), load: concurrent "
+         "Similarity callers, one thread each"},
         {"pairs", SIAM_OPT_INT, &c.pairs, 1, 65536, NULL, "P",
          "similarity: pairs per request (load cycles through 1, 10, 100 and 1000)"},
         {"images", SIAM_OPT_FLAG, &c.images, 0, 0, NULL, NULL,
          "similarity: send pairs of random 28x28 images (left_images, right_images) for the "
          "server to embed with its model (siam-server --model or --resume), not embeddings"},
         {"seconds", SIAM_OPT_FLOAT, &c.seconds, 0, 3600, NULL, "S",
-         "similarity, load: length of the timed window (0 = 10 for similarity, 60 for load)"},
+         "similarity, search, load: length of the timed window (0 = 10 for similarity, 5 for "
+         "each of search's six windows, 60 for load)"},
         {"streams", SIAM_OPT_INT, &c.streams, 0, 1024, NULL, "N",
          "load: concurrent Train streams, one thread each"},
         {"warmup", SIAM_OPT_FLOAT, &c.warmup, 0, 600, NULL, "S",
@@ -80,7 +88,7 @@ int main(int argc, char **argv) {
         {"server-pid", SIAM_OPT_INT, &c.server_pid, 0, 2147483647, NULL, "PID",
          "load: sample this process's RSS (/proc/PID/status) every second; 0 = do not"},
         {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL,
-         "head, set-head, similarity, load: also print the figures as one JSON line"},
+         "head, set-head, similarity, search, load: also print the figures as one JSON line"},
     };
     int rc = siam_options_main(
         BENCH_PROG, SIAM_VERSION,
@@ -95,6 +103,11 @@ int main(int argc, char **argv) {
         "and latency percentiles from "
         "concurrent callers (exit 1 if\nany call fails; --images: image pairs, embedded by the "
         "server's model).\n"
+        "search: on a siam-server with a model and a gallery: Search of one random image (k = 5), "
+        "p50/p99 and\nqueries/s from 1 and --callers callers; embedding (dim 128) and image "
+        "Similarity of one pair from\n1 and --callers callers; the gallery's re-embedding after "
+        "an averaging round this suite closes\n(SyncWeights, the weights unchanged), timed until "
+        "Status reports it, with the Search latency\nmeanwhile (exit 1 if any call fails).\n"
         "load: --streams Train streams (batch x dim random finite floats) and --callers "
         "Similarity callers\n(1/10/100/1000 pairs per request, in turn) against --server for "
         "--warmup + --seconds;\nreports calls, failures (each printed), latency p50/p90/p99/max "
@@ -134,6 +147,15 @@ int main(int argc, char **argv) {
         if (c.seconds <= 0)
             c.seconds = 10.0f;
         return bench_suite_similarity(&c);
+    }
+    if (strcmp(c.suite, "search") == 0) {
+        if (c.callers < 1) {
+            fprintf(stderr, BENCH_PROG ": --suite search needs --callers 1 or more\n");
+            return 2;
+        }
+        if (c.seconds <= 0)
+            c.seconds = 5.0f;
+        return bench_suite_search(&c);
     }
     if (strcmp(c.suite, "load") == 0) {
         if (c.seconds <= 0)

@@ -29,6 +29,9 @@ int bench_suite_head(const bench_config *c);
 int bench_suite_set_head(const bench_config *c);
 /* Similarity load from concurrent callers on a siam-server (bench_similarity.c) */
 int bench_suite_similarity(const bench_config *c);
+/* Search, embedding and image Similarity from 1 and N callers, and the gallery's re-embedding,
+ * on a siam-server with a gallery (bench_search.c) */
+int bench_suite_search(const bench_config *c);
 /* Train streams and Similarity callers at once on a siam-server, and its RSS (bench_load.c) */
 int bench_suite_load(const bench_config *c);
 

@@ -88,9 +88,9 @@ uint8_t *bench_similarity_request(int pairs, int dim, size_t *len) {
     return buf;
 }
 
-uint8_t *bench_similarity_image_request(int pairs, size_t *len) {
-    size_t n = (size_t)pairs * BENCH_IMAGE_BYTES;
-    uint8_t *left = malloc(n), *right = malloc(n), *buf = NULL;
+uint8_t *bench_similarity_images_request(int pairs, size_t image_bytes, size_t *len) {
+    size_t n = (size_t)pairs * image_bytes;
+    uint8_t *left = malloc(n ? n : 1), *right = malloc(n ? n : 1), *buf = NULL;
     if (left && right) {
         siam_rng r;
         siam_rng_seed(&r, 1);
@@ -105,6 +105,43 @@ uint8_t *bench_similarity_image_request(int pairs, size_t *len) {
     }
     free(left), free(right);
     return buf;
+}
+
+uint8_t *bench_similarity_image_request(int pairs, size_t *len) {
+    return bench_similarity_images_request(pairs, BENCH_IMAGE_BYTES, len);
+}
+
+uint8_t *bench_search_request(int n, size_t image_bytes, int k, uint64_t seed, size_t *len) {
+    size_t bytes = (size_t)n * image_bytes;
+    uint8_t *px = malloc(bytes ? bytes : 1), *buf = NULL;
+    if (px) {
+        siam_rng r;
+        siam_rng_seed(&r, seed);
+        for (size_t i = 0; i < bytes; i++)
+            px[i] = (uint8_t)siam_rng_u64(&r);
+        Siam__V1__SearchRequest q = SIAM__V1__SEARCH_REQUEST__INIT;
+        q.images.len = bytes;
+        q.images.data = px;
+        q.k = (uint32_t)k;
+        buf = pack_message(&q.base, len);
+    }
+    free(px);
+    return buf;
+}
+
+int bench_check_search(const siam_rpc_buf *resp, int n, int k, siam_rpc_status *st) {
+    Siam__V1__SearchResponse *r = siam__v1__search_response__unpack(NULL, resp->len, resp->data);
+    int ok = r && r->n_results == (size_t)n;
+    for (size_t i = 0; ok && i < r->n_results; i++)
+        ok = r->results[i]->n_matches >= 1 && r->results[i]->n_matches <= (size_t)k;
+    if (r)
+        siam__v1__search_response__free_unpacked(r, NULL);
+    if (ok)
+        return siam_rpc_status_set(st, SIAM_RPC_OK, "%s", "");
+    return siam_rpc_status_set(st, SIAM_RPC_INTERNAL,
+                               "the answer is not a SearchResponse of %d results of 1..%d "
+                               "matches",
+                               n, k);
 }
 
 int bench_check_batch_result(const siam_rpc_buf *resp, int B, int dim, siam_rpc_status *st) {

@@ -38,6 +38,18 @@ uint8_t *bench_similarity_request(int pairs, int dim, size_t *len);
  * SimilarityRequest with left_images and right_images; NULL when out of memory. */
 uint8_t *bench_similarity_image_request(int pairs, size_t *len);
 
+/* pairs pairs of random images of image_bytes bytes each (from the generator seeded with 1), as
+ * bench_similarity_image_request does for 28x28; NULL when out of memory. */
+uint8_t *bench_similarity_images_request(int pairs, size_t image_bytes, size_t *len);
+
+/* n random images of image_bytes bytes each (seeded with seed) as a packed SearchRequest with k;
+ * NULL when out of memory. */
+uint8_t *bench_search_request(int n, size_t image_bytes, int k, uint64_t seed, size_t *len);
+
+/* OK when resp is a SearchResponse with n results of 1..k matches each; else INTERNAL with what
+ * is wrong in st. */
+int bench_check_search(const siam_rpc_buf *resp, int n, int k, siam_rpc_status *st);
+
 /* OK when resp is a BatchResult for B pairs of dim floats, with a finite loss; else INTERNAL
  * with what is wrong in st. */
 int bench_check_batch_result(const siam_rpc_buf *resp, int B, int dim, siam_rpc_status *st);

@@ -61,6 +61,13 @@ test('bad arguments are refused before any call', async () => {
     await assert.rejects(c.similarity({ images: [[[300, ...new Array(783).fill(0)]], [new Array(784).fill(0)]] }),
       /left: pixel 0 is 300; images are grey levels 0..255/);
     await assert.rejects(c.similarity({ images: [[0.5], [0]] }), RangeError);
+    await assert.rejects(c.search(), TypeError);
+    await assert.rejects(c.search({ images: Buffer.alloc(784), embeddings: [1] }), TypeError);
+    await assert.rejects(c.search({ images: Buffer.alloc(784), k: 0 }), RangeError); // 0 would mean the server's default
+    await assert.rejects(c.search({ images: Buffer.alloc(784), k: 2.5 }), TypeError);
+    await assert.rejects(c.search({ images: [[256]] }), /images: pixel 0 is 256/);
+    await assert.rejects(c.addToGallery({ images: [Buffer.alloc(784)], labels: [7] }), /labels\[0\] is number, not a string/);
+    await assert.rejects(c.addToGallery({ labels: ['x'] }), TypeError);
     await assert.rejects(c.health(7), TypeError);
     await assert.rejects(c.status({ timeout: -1 }), RangeError);
   } finally {

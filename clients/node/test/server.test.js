@@ -151,6 +151,21 @@ describe('a plain server (SIAM_TEST_SERVER, --max-message-mb 1)', { skip: skipUn
     assert.match(e.message, /the server has no model to embed images yet/);
   });
 
+  it('search before the server has a model, of an empty gallery, add without a model: FailedPrecondition', async () => {
+    let e = await failure(c.search({ images: Buffer.alloc(784) }));
+    assert.ok(e instanceof siam.FailedPrecondition, `${e.name}: ${e.message}`);
+    assert.match(e.message, /no model/);
+    assert.equal(e.method, 'Search');
+    e = await failure(c.search({ embeddings: [0.5, 0.5] }));
+    assert.ok(e instanceof siam.FailedPrecondition, `${e.name}: ${e.message}`);
+    assert.match(e.message, /gallery is empty/);
+    e = await failure(c.addToGallery({ images: [Buffer.alloc(784)], labels: ['x'] }));
+    assert.ok(e instanceof siam.FailedPrecondition, `${e.name}: ${e.message}`);
+    assert.equal(e.method, 'AddToGallery');
+    const st = await c.status();
+    assert.deepEqual([st.gallerySize, st.galleryEmbedded, st.inputShape], [0, 0, '']);
+  });
+
   it('a message over the server\'s --max-message-mb: ResourceExhausted', async () => {
     const big = new Float32Array(200 * 1024).fill(0.5); // 800 KiB of floats each side, over 1 MiB
     const e = await failure(c.similarity({ embeddings: [big, big], dim: 1024 }));
@@ -204,6 +219,98 @@ describe('a server with a model (SIAM_TEST_MODEL_SERVER)', { skip: skipUnless('S
       const e = await failure(c.similarity({ images: [Buffer.alloc(100), Buffer.alloc(100)] }));
       assert.ok(e instanceof siam.InvalidArgument, `${e.name}: ${e.message}`);
       assert.match(e.message, /784/);
+    } finally {
+      c.close();
+    }
+  });
+});
+
+/** The distance-weighted vote (weight 1 / (D + 1e-6)), ties to the nearest, and its share. */
+function weightedVote(matches) {
+  const weight = new Map();
+  for (const m of matches) weight.set(m.label, (weight.get(m.label) || 0) + 1 / (m.distance + 1e-6));
+  const best = Math.max(...weight.values());
+  const label = [...weight.keys()].find((l) => weight.get(l) >= best * (1 - 1e-12));
+  const total = [...weight.values()].reduce((a, b) => a + b, 0);
+  return [label, weight.get(label) / total];
+}
+
+describe('a server with a model and an empty gallery (SIAM_TEST_GALLERY_SERVER, --gallery-max 40)', { skip: skipUnless('SIAM_TEST_GALLERY_SERVER') }, () => {
+  it('few-shot: addToGallery, then search; distances against image Similarity, the vote against JavaScript\'s', async () => {
+    const rng = makeRng(11);
+    const image = () => Buffer.from(Array.from({ length: 784 }, () => rng.int(256)));
+    const shoes = Array.from({ length: 5 }, image);
+    const others = Array.from({ length: 3 }, image);
+    const c = new Client(env('SIAM_TEST_GALLERY_SERVER'));
+    try {
+      let st = await c.status();
+      assert.deepEqual([st.inputShape, st.gallerySize], ['28x28x1', 0]);
+      let e = await failure(c.search({ images: shoes[0] }));
+      assert.ok(e instanceof siam.FailedPrecondition, `${e.name}: ${e.message}`);
+      assert.match(e.message, /gallery is empty/);
+
+      const added = await c.addToGallery({ images: shoes, labels: 'shoe' });
+      assert.deepEqual(added, { ids: [0, 1, 2, 3, 4], gallerySize: 5, modelRound: st.round });
+      const more = await c.addToGallery({ images: Buffer.concat(others), labels: ['x', 'y', 'zé'] });
+      assert.deepEqual([more.ids, more.gallerySize], [[5, 6, 7], 8]);
+      const gallery = [...shoes, ...others];
+      const labels = ['shoe', 'shoe', 'shoe', 'shoe', 'shoe', 'x', 'y', 'zé'];
+
+      const r = await c.search({ images: [shoes[2], others[1]], k: 8 });
+      assert.deepEqual(Object.keys(r).sort(), ['gallerySize', 'modelRound', 'results']);
+      assert.deepEqual([r.results.length, r.gallerySize, r.modelRound], [2, 8, (await c.status()).round]);
+      const { threshold } = await c.similarity({ embeddings: [[0], [0]] });
+      for (const [q, query] of [shoes[2], others[1]].entries()) {
+        const res = r.results[q];
+        assert.deepEqual(Object.keys(res).sort(), ['confidence', 'matches', 'predictedLabel']);
+        assert.deepEqual(res.matches.map((m) => m.id).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7]);
+        const sim = await c.similarity({ images: [Buffer.concat(gallery.map(() => query)), Buffer.concat(gallery)] });
+        for (const m of res.matches) {
+          assert.deepEqual(Object.keys(m).sort(), ['distance', 'id', 'label', 'score']);
+          assert.equal(m.label, labels[m.id]);
+          assert.ok(close(m.distance, sim.distances[m.id]), `query ${q}, item ${m.id}: Search ${m.distance}, Similarity ${sim.distances[m.id]}`);
+          assert.ok(Math.abs(m.score - 1 / (1 + (m.distance / threshold) ** 2)) <= 1e-6);
+        }
+        const d = res.matches.map((m) => m.distance);
+        assert.deepEqual(d, [...d].sort((a, b) => a - b));
+        const [label, share] = weightedVote(res.matches);
+        assert.equal(res.predictedLabel, label);
+        assert.ok(Math.abs(res.confidence - share) <= 1e-5, `confidence ${res.confidence}, computed ${share}`);
+      }
+      assert.deepEqual([r.results[0].matches[0].id, r.results[0].matches[0].label, r.results[0].matches[0].score], [2, 'shoe', 1]);
+      assert.ok(r.results[0].matches[0].distance <= 1e-6);
+      assert.deepEqual([r.results[1].matches[0].id, r.results[1].matches[0].label], [6, 'y']);
+      assert.equal(r.results[0].predictedLabel, 'shoe');
+      assert.equal((await c.search({ images: shoes[0] })).results[0].matches.length, 5); // k = 5 by default
+      const nested = [Array.from({ length: 28 }, (_, i) => [...shoes[4].subarray(i * 28, (i + 1) * 28)])];
+      assert.equal((await c.search({ images: nested, k: 1 })).results[0].matches[0].id, 4);
+
+      const dim = Number((await c.status()).modelSpec.split('dense').pop().split(' ')[0]);
+      const q = Array.from({ length: dim }, () => rng.gauss());
+      const er = await c.search({ embeddings: [q, q.map((x) => -x)], k: 4 });
+      assert.deepEqual(er.results.map((x) => x.matches.length), [4, 4]);
+      e = await failure(c.search({ embeddings: [1, 2, 3] }));
+      assert.ok(e instanceof siam.InvalidArgument, `${e.name}: ${e.message}`);
+      assert.match(e.message, /dim/);
+
+      e = await failure(c.search({ images: shoes[0], k: 65 }));
+      assert.ok(e instanceof siam.InvalidArgument, `${e.name}: ${e.message}`);
+      e = await failure(c.search({ images: Buffer.alloc(100) }));
+      assert.ok(e instanceof siam.InvalidArgument, `${e.name}: ${e.message}`);
+      assert.match(e.message, /784/);
+      e = await failure(c.addToGallery({ images: [shoes[0]], labels: ['x'.repeat(65)] }));
+      assert.ok(e instanceof siam.InvalidArgument, `${e.name}: ${e.message}`);
+      assert.match(e.message, /labels\[0\]/);
+
+      const two = await c.addToGallery({ images: Buffer.concat([image(), image()]), labels: 'pair' }); // count from the input shape
+      assert.equal(two.ids.length, 2);
+      await assert.rejects(c.addToGallery({ images: Buffer.alloc(784 + 5), labels: 'not a whole number' }), TypeError);
+      assert.equal((await c.addToGallery({ images: Array.from({ length: 30 }, image), labels: 'fill' })).gallerySize, 40);
+      e = await failure(c.addToGallery({ images: [shoes[0]], labels: ['one too many'] }));
+      assert.ok(e instanceof siam.ResourceExhausted, `${e.name}: ${e.message}`);
+      assert.match(e.message, /--gallery-max/);
+      st = await c.status();
+      assert.equal(st.gallerySize, 40);
     } finally {
       c.close();
     }

@@ -4,6 +4,7 @@
 //
 //   SIAM_TEST_SERVER        plain, --max-message-mb 1, no model
 //   SIAM_TEST_MODEL_SERVER  --model mlp (image Similarity works)
+//   SIAM_TEST_GALLERY_SERVER  --model mlp --gallery-max 40, its gallery empty at the start
 //   SIAM_TEST_TOKEN_SERVER  --auth-token-file; the token in SIAM_TEST_TOKEN
 //   SIAM_TEST_TLS_SERVER    TLS (+ the same token); CA in SIAM_TEST_TLS_CA, certificate for
 //                           "localhost" and 127.0.0.1

@@ -3,6 +3,7 @@ installs the package first). Servers, from the environment:
 
     SIAM_TEST_SERVER        plain, --max-message-mb 1, no model
     SIAM_TEST_MODEL_SERVER  plain, --model mlp (image Similarity works)
+    SIAM_TEST_GALLERY_SERVER  --model mlp --gallery-max 40, its gallery empty at the start
     SIAM_TEST_TOKEN_SERVER  --auth-token-file; the token in SIAM_TEST_TOKEN
     SIAM_TEST_TLS_SERVER    TLS (+ the same token); CA in SIAM_TEST_TLS_CA, certificate for
                             "localhost"
@@ -31,6 +32,7 @@ TOKEN_SERVER = os.environ.get("SIAM_TEST_TOKEN_SERVER")
 TOKEN = os.environ.get("SIAM_TEST_TOKEN")
 TLS_SERVER = os.environ.get("SIAM_TEST_TLS_SERVER")
 TLS_CA = os.environ.get("SIAM_TEST_TLS_CA")
+GALLERY_SERVER = os.environ.get("SIAM_TEST_GALLERY_SERVER")
 STUBS = os.environ.get("SIAM_TEST_STUBS")
 
 try:
@@ -109,6 +111,16 @@ class Offline(unittest.TestCase):
                 c.similarity(embeddings=([1.0, "x"], [1.0, 2.0]))
             with self.assertRaises(ValueError):
                 c.similarity(images=([[300] * 784], [[0] * 784]))
+            with self.assertRaises(ValueError):
+                c.search()
+            with self.assertRaises(ValueError):
+                c.search(images=bytes(784), embeddings=[1.0])
+            with self.assertRaises(ValueError):
+                c.search(images=bytes(784), k=0)  # 0 would mean the server's default
+            with self.assertRaises(TypeError):
+                c.search(images=bytes(784), k=True)
+            with self.assertRaises(TypeError):
+                c.add_to_gallery([bytes(784)], [7])
 
     def test_unreachable_server_is_unavailable(self):
         with Client("127.0.0.1:1", timeout=5) as c:
@@ -214,6 +226,20 @@ class Plain(unittest.TestCase):
             {"dim": 2, "left": [0.0, math.nan], "right": [0.0, 0.0]}, siam_client.InvalidArgument)
         self.assertIn("nan", e.message)
 
+    def test_search_before_a_model_and_an_empty_gallery(self):
+        with self.assertRaises(siam_client.FailedPrecondition) as cm:
+            self.c.search(images=bytes(784))
+        self.assertIn("no model", cm.exception.message)
+        self.assertEqual(cm.exception.method, "Search")
+        with self.assertRaises(siam_client.FailedPrecondition) as cm:
+            self.c.search(embeddings=[0.5, 0.5])
+        self.assertIn("gallery is empty", cm.exception.message)
+        with self.assertRaises(siam_client.FailedPrecondition) as cm:
+            self.c.add_to_gallery([bytes(784)], ["x"])
+        self.assertEqual(cm.exception.method, "AddToGallery")
+        st = self.c.status()
+        self.assertEqual((st.gallery_size, st.gallery_embedded, st.input_shape), (0, 0, ""))
+
     def test_images_before_a_model_are_failed_precondition(self):
         with self.assertRaises(siam_client.FailedPrecondition) as cm:
             self.c.similarity(images=(bytes(784), bytes(784)))
@@ -262,6 +288,124 @@ class Images(unittest.TestCase):
             self.assertIn("784", cm.exception.message)
 
 
+def weighted_vote(matches):
+    """The label of the distance-weighted vote (weight 1 / (D + 1e-6)), ties to the nearest, and
+    its share of the weight: what the server's predicted_label and confidence must be."""
+    weight, order = {}, []
+    for m in matches:
+        if m.label not in weight:
+            order.append(m.label)
+        weight[m.label] = weight.get(m.label, 0.0) + 1.0 / (m.distance + 1e-6)
+    best = max(weight.values())
+    label = next(lab for lab in order if weight[lab] >= best * (1 - 1e-12))
+    return label, weight[label] / sum(weight.values())
+
+
+@unittest.skipUnless(GALLERY_SERVER, "SIAM_TEST_GALLERY_SERVER not set")
+class Gallery(unittest.TestCase):
+    """One server whose gallery starts empty: the steps run in order in one test."""
+
+    def test_few_shot_search_and_add(self):
+        rng = random.Random(11)
+        image = lambda: bytes(rng.randrange(256) for _ in range(784))  # noqa: E731
+        shoes = [image() for _ in range(5)]
+        others = [image() for _ in range(3)]
+        with Client(GALLERY_SERVER) as c:
+            st = c.status()
+            self.assertEqual(st.input_shape, "28x28x1")
+            self.assertEqual(st.gallery_size, 0)
+            with self.assertRaises(siam_client.FailedPrecondition) as cm:
+                c.search(images=shoes[0])
+            self.assertIn("gallery is empty", cm.exception.message)
+
+            # few-shot: five images of a new class under one label, then three more, one each
+            added = c.add_to_gallery(shoes, "shoe")
+            self.assertIsInstance(added, siam_client.GalleryAddResult)
+            self.assertEqual((added.ids, added.gallery_size), ([0, 1, 2, 3, 4], 5))
+            self.assertEqual(list(added), added.ids)
+            more = c.add_to_gallery(b"".join(others), ["x", "y", "zé"])
+            self.assertEqual((more.ids, more.gallery_size), ([5, 6, 7], 8))
+            self.assertEqual(more.model_round, c.status().round)
+            gallery = shoes + others
+            labels = ["shoe"] * 5 + ["x", "y", "zé"]
+
+            # every item comes back with k = 8: distances against image Similarity's
+            r = c.search(images=[shoes[2], others[1]], k=8)
+            self.assertIsInstance(r, siam_client.SearchResults)
+            self.assertEqual((len(r), r.gallery_size, r.model_round), (2, 8, c.status().round))
+            threshold = c.similarity(embeddings=([0.0], [0.0])).threshold
+            for q, query in enumerate((shoes[2], others[1])):
+                res = r[q]
+                self.assertIsInstance(res, siam_client.SearchResult)
+                self.assertEqual(len(res.matches), 8)
+                self.assertEqual(sorted(m.id for m in res.matches), list(range(8)))
+                sim = c.similarity(images=(query * 8, b"".join(gallery)))
+                for m in res.matches:
+                    self.assertIsInstance(m, siam_client.SearchMatch)
+                    self.assertEqual(m.label, labels[m.id])
+                    want = sim.distances[m.id]
+                    self.assertTrue(math.isclose(m.distance, want, rel_tol=1e-5, abs_tol=1e-6),
+                                    f"query {q}, item {m.id}: Search {m.distance}, Similarity {want}")
+                    self.assertAlmostEqual(m.score, 1.0 / (1.0 + (m.distance / threshold) ** 2),
+                                           places=5)
+                d = [m.distance for m in res.matches]
+                self.assertEqual(d, sorted(d))
+                label, share = weighted_vote(res.matches)
+                self.assertEqual(res.predicted_label, label)
+                self.assertAlmostEqual(res.confidence, share, places=5)
+            self.assertEqual(r[0].matches[0][:2], (2, "shoe"))  # a query finds itself
+            self.assertLessEqual(r[0].matches[0].distance, 1e-6)
+            self.assertEqual(r[0].matches[0].score, 1.0)
+            self.assertEqual(r[1].matches[0][:2], (6, "y"))
+            self.assertEqual(r[0].predicted_label, "shoe")  # five "shoe" items among the eight
+            self.assertEqual(len(c.search(images=shoes[0], k=3)[0].matches), 3)
+            self.assertEqual(len(c.search(images=shoes[0])[0].matches), 5)  # k = 5 by default
+            nested = [[list(shoes[4][i * 28:(i + 1) * 28]) for i in range(28)]]  # one 28x28 image
+            self.assertEqual(c.search(images=nested, k=1)[0].matches[0].id, 4)
+            if numpy:
+                arr = numpy.frombuffer(shoes[1] + others[2], dtype=numpy.uint8).reshape(2, 28, 28)
+                self.assertEqual([x.matches[0].id for x in c.search(images=arr, k=1)], [1, 7])
+
+            # embeddings: of the gallery's dimension; the order of distances holds
+            dim = int(c.status().model_spec.split("dense")[-1].split()[0])
+            q = [rng.gauss(0, 1) for _ in range(dim)]
+            e = c.search(embeddings=[q, [-x for x in q]], k=4)
+            self.assertEqual([len(x.matches) for x in e], [4, 4])
+            for x in e:
+                d = [m.distance for m in x.matches]
+                self.assertEqual(d, sorted(d))
+            with self.assertRaises(siam_client.InvalidArgument) as cm:
+                c.search(embeddings=[1.0, 2.0, 3.0])
+            self.assertIn("dim", cm.exception.message)
+
+            # what the server refuses, with its message
+            with self.assertRaises(siam_client.InvalidArgument) as cm:
+                c.search(images=shoes[0], k=65)
+            self.assertIn("k", cm.exception.message)
+            with self.assertRaises(siam_client.InvalidArgument) as cm:
+                c.search(images=bytes(100))
+            self.assertIn("784", cm.exception.message)
+            with self.assertRaises(siam_client.InvalidArgument) as cm:
+                c.add_to_gallery([shoes[0]], ["x" * 65])
+            self.assertIn("labels[0]", cm.exception.message)
+            with self.assertRaises(siam_client.InvalidArgument) as cm:
+                c.add_to_gallery(shoes[0] + shoes[1], ["only one"])
+            self.assertEqual(cm.exception.method, "AddToGallery")
+
+            # one label for a flat buffer of two images: the count from the input shape
+            two = c.add_to_gallery(image() + image(), "pair")
+            self.assertEqual(len(two), 2)
+            with self.assertRaises(ValueError):
+                c.add_to_gallery(bytes(784 + 5), "not a whole number of images")
+
+            # up to --gallery-max 40, then ResourceExhausted naming the limit
+            self.assertEqual(c.add_to_gallery([image() for _ in range(30)], "fill").gallery_size, 40)
+            with self.assertRaises(siam_client.ResourceExhausted) as cm:
+                c.add_to_gallery([shoes[0]], ["one too many"])
+            self.assertIn("--gallery-max", cm.exception.message)
+            self.assertEqual(c.status().gallery_size, 40)
+
+
 @unittest.skipUnless(TOKEN_SERVER and TOKEN, "SIAM_TEST_TOKEN_SERVER not set")
 class Token(unittest.TestCase):
     def test_token(self):
@@ -274,6 +418,8 @@ class Token(unittest.TestCase):
                     c.status()
                 self.assertEqual(cm.exception.code, grpc.StatusCode.UNAUTHENTICATED)
                 self.assertNotIn(TOKEN, str(cm.exception))
+                with self.assertRaises(siam_client.Unauthenticated):
+                    c.add_to_gallery([bytes(784)], ["needs the token"])
         self.assertNotIn(TOKEN, repr(Client(TOKEN_SERVER, token=TOKEN)))
 
 

@@ -1,4 +1,5 @@
-"""Client: siam-server's Similarity, Status and health check as Python calls."""
+"""Client: siam-server's Similarity, Search, AddToGallery, Status and health check as Python
+calls."""
 
 import math
 import numbers
@@ -7,7 +8,7 @@ import os
 import grpc
 
 from ._errors import from_rpc_error
-from ._types import similarity_from, status_from
+from ._types import gallery_add_from, search_from, similarity_from, status_from
 
 try:
     from ._generated.grpc.health.v1 import health_pb2
@@ -18,6 +19,7 @@ except ImportError as e:  # pragma: no cover - a source tree that was never buil
                       f"them with protoc; importing it from the source tree does not ({e})") from e
 
 IMAGE_BYTES = 28 * 28  # one Fashion-MNIST image, grey levels 0..255, row-major
+# Images of other models: Status().input_shape "HxWxC" says how many bytes one image has.
 
 
 def _method_paths(file_descriptor, service):
@@ -88,18 +90,43 @@ def _embeddings(x, what, dim):
 
 
 def _image_bytes(x, what):
-    """Raw grey levels: bytes as they are, a uint8 array through tobytes(), or numbers 0..255
-    (nested lists of any shape: images are 784 values each, row-major)."""
+    """Raw grey levels: bytes as they are, a uint8 array through tobytes(), a list of images
+    (each bytes or an array), or numbers 0..255 (nested lists of any shape: images are H*W*C
+    values each, row-major, 784 for 28x28x1)."""
     if isinstance(x, (bytes, bytearray, memoryview)):
         return bytes(x)
     if str(getattr(x, "dtype", "")) == "uint8" and hasattr(x, "tobytes"):
         return x.tobytes()
+    if isinstance(x, (list, tuple)) and any(
+            isinstance(i, (bytes, bytearray, memoryview)) or hasattr(i, "tobytes") for i in x):
+        # a list of images, each bytes or an array (of any dtype: its levels are checked)
+        return b"".join(_image_bytes(item, f"{what}[{i}]") for i, item in enumerate(x))
     flat = _flatten(_as_list(x, what), what, [])
     for i, p in enumerate(flat):
         if isinstance(p, bool) or not isinstance(p, numbers.Integral) or not 0 <= p <= 255:
             raise ValueError(f"{what}: pixel {i} is {p!r}; images are grey levels 0..255 "
                              "(integers)")
     return bytes(flat)
+
+
+def _shape_bytes(shape):
+    """H*W*C of an input shape "HxWxC"; 0 when there is none."""
+    try:
+        h, w, c = (int(v) for v in shape.split("x"))
+        return h * w * c
+    except ValueError:
+        return 0
+
+
+def _image_count(x):
+    """How many images x holds when that is clear without the image size: a list or tuple of
+    images, or an array of 3 or more dimensions; None otherwise (one flat buffer)."""
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) >= 3:
+        return int(shape[0])
+    if isinstance(x, (list, tuple)) and x and not isinstance(x[0], numbers.Real):
+        return len(x)
+    return None
 
 
 class Client:
@@ -158,6 +185,10 @@ class Client:
                                    siam_pb2.StatusResponse)
         self._health = self._unary(HEALTH_METHODS["Check"], health_pb2.HealthCheckRequest,
                                    health_pb2.HealthCheckResponse)
+        self._search = self._unary(SIAM_METHODS["Search"], siam_pb2.SearchRequest,
+                                   siam_pb2.SearchResponse)
+        self._add = self._unary(SIAM_METHODS["AddToGallery"], siam_pb2.GalleryAddRequest,
+                                siam_pb2.GalleryAddResponse)
 
     def _unary(self, path, request_cls, response_cls):
         return self._channel.unary_unary(path, request_serializer=request_cls.SerializeToString,
@@ -220,6 +251,68 @@ class Client:
             request = siam_pb2.SimilarityRequest(left_images=_image_bytes(pair[0], "left"),
                                                  right_images=_image_bytes(pair[1], "right"))
         return similarity_from(self._call("Similarity", self._similarity, request, timeout))
+
+    def search(self, *, images=None, embeddings=None, k=5, dim=None, timeout=None):
+        """Identification: the k nearest items of the server's gallery to each query.
+
+        images=...: query images of the server's model's input shape (Status().input_shape,
+            "28x28x1" for every builder: 784 bytes each), grey levels 0..255: bytes of
+            n x H*W*C, a uint8 array (n, H, W), a list of images (each bytes or nested lists of
+            integers). The server embeds them with its global model.
+        embeddings=...: query embeddings, one (1-D) or rows (n x dim), of the gallery's
+            dimension; dim=N sends flat values as they are, N per query.
+        k: matches per query, 1..64 (the server refuses more).
+
+        Returns SearchResults: per query (in order) a SearchResult with .matches, a list of
+        SearchMatch(id, label, distance, score) nearest first, .predicted_label (the
+        distance-weighted vote of the matches) and .confidence (its share of the vote); and
+        .model_round, the one model round the whole answer was computed with.
+        FailedPrecondition before the server has a model or while its gallery is empty;
+        InvalidArgument for images of the wrong size, a wrong dim, NaN, or k out of range."""
+        if (images is None) == (embeddings is None):
+            raise ValueError("give images=... or embeddings=..., not both")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"k must be an integer, got {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"k must be 1 or more (matches per query), got {k}")
+        if embeddings is not None:
+            flat, d = _embeddings(embeddings, "embeddings", dim)
+            request = siam_pb2.SearchRequest(dim=d, embeddings=flat, k=int(k))
+        else:
+            request = siam_pb2.SearchRequest(images=_image_bytes(images, "images"), k=int(k))
+        return search_from(self._call("Search", self._search, request, timeout))
+
+    def add_to_gallery(self, images, labels, *, timeout=None):
+        """Adds labelled images to the server's gallery (the few-shot case: a handful of images
+        of a class the model never saw); they are searchable when this returns.
+
+        images: as search()'s images (of the model's input shape).
+        labels: one label per image (a list of str: a class number such as "7" or a name; valid
+            UTF-8, 1..64 bytes, no control characters), or one str for every image (for images
+            given as one buffer, the count comes from the server's input shape: one Status call).
+
+        Returns GalleryAddResult: .ids (the ids given to the images, in order; iterating it
+        gives them too), .gallery_size after the call and .model_round it is embedded with.
+        ResourceExhausted when the gallery would pass its size limit (siam-server
+        --gallery-max); with tokens on, the call needs the training token."""
+        data = _image_bytes(images, "images")
+        if isinstance(labels, str):
+            n = _image_count(images)
+            if n is None:  # one flat buffer: as many images as the model's input shape gives
+                size = _shape_bytes(self.status(timeout=timeout).input_shape)
+                if not size or len(data) % size:
+                    raise ValueError("one label for all: give images as a list of images or an "
+                                     "array (n, H, W), or a list of labels, one per image (the "
+                                     "server's input shape does not divide the bytes given)")
+                n = len(data) // size
+            labels = [labels] * n
+        else:
+            labels = list(_as_list(labels, "labels"))
+            for i, lab in enumerate(labels):
+                if not isinstance(lab, str):
+                    raise TypeError(f"labels[{i}] is {type(lab).__name__}, not a str")
+        request = siam_pb2.GalleryAddRequest(images=data, labels=labels)
+        return gallery_add_from(self._call("AddToGallery", self._add, request, timeout))
 
     @property
     def channel(self):

@@ -1,7 +1,7 @@
 """Plain results: dataclasses of Python numbers, strings and lists (no protobuf objects)."""
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, NamedTuple
 
 
 @dataclass
@@ -50,6 +50,69 @@ class Status:
     checkpoint_failed_unix_time: float = 0.0
     checkpoint_error: str = ""
     loss: str = ""
+    gallery_size: int = 0
+    gallery_round: int = 0
+    input_shape: str = ""
+    gallery_embedded: int = 0
+
+
+class SearchMatch(NamedTuple):
+    """One gallery item near a query: its id, label, Euclidean distance and score (1 at distance
+    0, 0.5 at the server's threshold)."""
+
+    id: int
+    label: str
+    distance: float
+    score: float
+
+
+@dataclass
+class SearchResult:
+    """One query's answer: its nearest gallery items, nearest first, and the label of their
+    distance-weighted vote with that label's share of the vote (confidence, in (0, 1])."""
+
+    matches: List[SearchMatch]
+    predicted_label: str
+    confidence: float
+
+
+@dataclass
+class SearchResults:
+    """Search's answer: one SearchResult per query in the order sent, the model round the gallery
+    and the queries were embedded with (one version for the whole answer) and the gallery's size.
+    Iterating, len() and [i] go over the results."""
+
+    results: List[SearchResult]
+    model_round: int
+    gallery_size: int
+
+    def __len__(self):
+        return len(self.results)
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __getitem__(self, i):
+        return self.results[i]
+
+
+@dataclass
+class GalleryAddResult:
+    """AddToGallery's answer: the ids given to the images, in order, the gallery's size after
+    the call and the model round it is embedded with. Iterating, len() and [i] go over the ids."""
+
+    ids: List[int]
+    gallery_size: int
+    model_round: int
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __iter__(self):
+        return iter(self.ids)
+
+    def __getitem__(self, i):
+        return self.ids[i]
 
 
 def _plain(message, cls):
@@ -66,3 +129,17 @@ def status_from(response):
 def similarity_from(response):
     return SimilarityResult(distances=list(response.distances), scores=list(response.scores),
                             same=list(response.same), threshold=response.threshold)
+
+
+def search_from(response):
+    return SearchResults(
+        results=[SearchResult(matches=[SearchMatch(m.id, m.label, m.distance, m.score)
+                                       for m in r.matches],
+                              predicted_label=r.predicted_label, confidence=r.confidence)
+                 for r in response.results],
+        model_round=response.model_round, gallery_size=response.gallery_size)
+
+
+def gallery_add_from(response):
+    return GalleryAddResult(ids=list(response.ids), gallery_size=response.gallery_size,
+                            model_round=response.model_round)
