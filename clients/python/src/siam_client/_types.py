@@ -54,6 +54,7 @@ class Status:
     gallery_round: int = 0
     input_shape: str = ""
     gallery_embedded: int = 0
+    wire_encodings: List[str] = field(default_factory=list)
 
 
 class SearchMatch(NamedTuple):
@@ -123,6 +124,7 @@ def _plain(message, cls):
 def status_from(response):
     s = _plain(response, Status)
     s.workers = [_plain(w, WorkerStatus) for w in response.workers]
+    s.wire_encodings = list(response.wire_encodings)
     return s
 
 
