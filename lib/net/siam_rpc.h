@@ -77,7 +77,7 @@ void siam_rpc_buf_free(siam_rpc_buf *b);
 #define SIAM_RPC_TRAFFIC_MAX   16 /* methods per server or channel; the last row is "(other)" */
 #define SIAM_RPC_TRAFFIC_OTHER "(other)"
 typedef struct {
-    char method[128]; /* "/siam.v1.Siamese/Train" */
+    char method[128]; /* the full path, "/pkg.Service/Method" */
     uint64_t calls;   /* unary calls and streams started (also those refused) */
     uint64_t messages_sent, messages_received;
     uint64_t bytes_sent, bytes_received;
