@@ -25,12 +25,14 @@
 #   sync    --model mlp --batch-size 128 --sync-every 2, 2 epochs: the median SyncWeights round
 #           (the worker's "waited" of each report: its parameters up, the mean, the model back)
 # Epochs are short, a second or more where the link is fast and a few seconds where it is slow
-# (STEPS below: e.g. mlp857 40 steps on loopback, 10g and 1g, 12 on 100m, 5 on 20m). Per run: the rate; payload bytes per pair (or image) up and down
-# from the worker's report (serialized messages, siam_rpc.h "traffic"); link bytes per pair from
-# the veth's counters (everything on the wire: TCP/IP and Ethernet headers, gRPC and HTTP/2
-# framing, the Status call, pings); and whether the server's counts (its shutdown lines) equal the
-# worker's. The summary gives each rate with its ratio to the loopback figure of the same run of
-# this script, and the load average when the profile started (the machine may be shared).
+# (STEPS below: e.g. mlp857 40 steps on loopback, 10g and 1g, 12 on 100m, 5 on 20m). Per run: the
+# rate; payload bytes per pair (or image) up and down from the worker's report (serialized
+# messages, siam_rpc.h "traffic"); link bytes per pair from the veth's counters (everything on
+# the wire: TCP/IP and Ethernet headers, gRPC and HTTP/2 framing, the Status call, pings; on 100m
+# and 20m only, see shape below); the server's CPU time per pair; and whether the server's counts
+# (its shutdown lines) equal the worker's. The summary gives each rate with its ratio to the
+# loopback figure of the same run of this script, and the load average when the profile started
+# (the machine may be shared).
 #
 #   scripts/bench_net.sh [--profiles LIST] [--workloads LIST] [--worker-args 'ARGS']
 #                        [--server-args 'ARGS'] [--unverified] [--keep DIR]
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
     --server-args=*) server_args=${1#*=}; shift ;;
     --unverified) unverified=1; shift ;;
     --keep) keep=${2:?--keep needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_net.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -163,13 +165,15 @@ hz=$(getconf CLK_TCK)
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
-# shape RATE_MBIT: tbf on both ends. Burst: about 1 ms of the rate, at least two frames, and
-# below 64 KiB up to 1 Gbit/s, so that tbf cuts TCP's 64 KiB GSO packets into frames and the
-# veth's counters see every frame's headers as a wire would; at 10 Gbit/s that costs too much
-# CPU to reach the rate, so 10g keeps 1 ms (and its link bytes are not reported)
+# shape RATE_MBIT: tbf on both ends, with a burst of about 1 ms of the rate (at least two frames).
+# Link bytes: the veth counts a GSO packet (up to 64 KiB of TCP segments) with one set of
+# headers, and tbf cuts into frames only the packets larger than its burst; so the counters see
+# every frame's headers, as a wire would, only where the burst is small: up to 100 Mbit/s (12.5
+# KB). Turning GSO off (gso_max_size 1500) costs a 1 Gbit/s link a third of its rate here, so
+# link bytes are reported for 100m and 20m only
 shape() {
   local r=$1 burst
-  burst=$(awk -v r="$r" 'BEGIN { b = r * 1e6 / 8 / 1000; if (b < 3100) b = 3100; if (r <= 1000 && b > 60000) b = 60000; printf "%d", b }')
+  burst=$(awk -v r="$r" 'BEGIN { b = r * 1e6 / 8 / 1000; if (b < 3100) b = 3100; printf "%d", b }')
   ip netns exec "$ns_srv" tc qdisc replace dev v-srv root tbf rate "${r}mbit" burst "$burst" latency 50ms
   ip netns exec "$ns_wrk" tc qdisc replace dev v-wrk root tbf rate "${r}mbit" burst "$burst" latency 50ms
 }
@@ -312,7 +316,7 @@ run() {
   read -r tx1 rx1 <<<"$after"
   # link bytes: the veth's counters over the trained pairs (or images); none on loopback
   lup="" ldown=""
-  if [ "$p" != loopback ] && [ "${RATE[$p]}" -le 1000 ] && [ "$w" != sync ] && [ "${pairs:-0}" -gt 0 ]; then
+  if [ "$p" != loopback ] && [ "${RATE[$p]}" -le 100 ] && [ "$w" != sync ] && [ "${pairs:-0}" -gt 0 ]; then
     lup=$(calc %.1f "($tx1 - $tx0) / $pairs")
     ldown=$(calc %.1f "($rx1 - $rx0) / $pairs")
   fi
@@ -412,7 +416,7 @@ echo "== net summary (median of epochs 2-4 per run; x = ratio to loopback in thi
       hdr = hdr (w == "set" ? " set head images/s |" : w == "sync" ? " SyncWeights round ms |" : " " w " pairs/s |")
       sep = sep " --- |"
     }
-    hdr = hdr " link bytes/pair up/down (mlp857) |"; sep = sep " --- |"
+    hdr = hdr " link bytes/pair up/down (mlp857; payload 1025/1028) |"; sep = sep " --- |"
     print hdr; print sep
     for (j = 1; j <= np; j++) {
       p = order[j]; line = "| " p (verdict[p] == "verified" || verdict[p] == "unshaped" ? "" : " **" verdict[p] "**") " | " link[p] " | " load[p] " |"
