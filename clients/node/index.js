@@ -275,6 +275,20 @@ function pair(value, what) {
  * @property {number} checkpointFailedUnixTime
  * @property {string} checkpointError
  * @property {string} loss the TrainSet loss
+ * @property {RpcTraffic[]} traffic what the server moved per RPC since it started
+ * @property {number} trafficSeconds seconds since it started counting
+ */
+
+/**
+ * One RPC's traffic seen from the server: calls, and the messages and their bytes as serialized
+ * protobuf (not gRPC's, HTTP/2's or TCP's own bytes).
+ * @typedef {object} RpcTraffic
+ * @property {string} method the full path, e.g. "/siam.v1.Siamese/Train"
+ * @property {number} calls
+ * @property {number} messagesReceived
+ * @property {number} bytesReceived
+ * @property {number} messagesSent
+ * @property {number} bytesSent
  */
 
 /** A connection to one siam-server. `close()` it when done. */

@@ -28,12 +28,13 @@ from ._errors import (
     Unknown,
     error_for,
 )
-from ._types import SimilarityResult, Status, WorkerStatus
+from ._types import RpcTraffic, SimilarityResult, Status, WorkerStatus
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "IMAGE_BYTES", "SimilarityResult", "Status", "WorkerStatus", "SiamError",
+    "Client", "IMAGE_BYTES", "RpcTraffic", "SimilarityResult", "Status", "WorkerStatus",
+    "SiamError",
     "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded", "FailedPrecondition",
     "Internal", "InvalidArgument", "NotFound", "OutOfRange", "PermissionDenied",
     "ResourceExhausted", "Unauthenticated", "Unavailable", "Unimplemented", "Unknown",
