@@ -104,6 +104,25 @@ static int timed_receive(void *ctx, int B, int dim, float *loss, float *dist, fl
     return rc;
 }
 
+/* The worker's report and metrics read the channel's counts. */
+static int channel_traffic(void *ctx, siam_rpc_traffic *rows, int max) {
+    return siam_rpc_channel_traffic(ctx, rows, max);
+}
+
+/* One line per RPC at the end: what this worker moved (serialized messages; siam_rpc.h). */
+static void log_traffic(siam_rpc_channel *ch) {
+    siam_rpc_traffic rows[SIAM_RPC_TRAFFIC_MAX];
+    int n = siam_rpc_channel_traffic(ch, rows, SIAM_RPC_TRAFFIC_MAX);
+    for (int i = 0; i < n; i++)
+        LOG_INFO(COMPONENT,
+                 "traffic %s: calls=%llu messages_sent=%llu bytes_sent=%llu "
+                 "messages_received=%llu bytes_received=%llu",
+                 rows[i].method, (unsigned long long)rows[i].calls,
+                 (unsigned long long)rows[i].messages_sent, (unsigned long long)rows[i].bytes_sent,
+                 (unsigned long long)rows[i].messages_received,
+                 (unsigned long long)rows[i].bytes_received);
+}
+
 static void print_unreachable(const char *server, const siam_rpc_status *st, const char *why) {
     fprintf(stderr,
             PROG ": cannot reach siam-server at %s (%s: %s%s). Is it running? Start it with: "
@@ -346,6 +365,8 @@ static int session(const config *c) {
     wc.set_head = timed_set_head_fn; /* used with --head set: the stream is then TrainSet */
     wc.set_head_ctx = &timed;
     wc.set_progress = &progress;
+    wc.traffic = channel_traffic;
+    wc.traffic_ctx = ch;
     double t0 = siam_now();
     if (siam_worker_run(&wc, timed_head_fn, &timed, &err) != SIAM_OK) {
         fprintf(stderr, PROG ": error: %s\n", err.msg);
@@ -375,6 +396,7 @@ static int session(const config *c) {
              (unsigned long long)sync.late, sync.wait_seconds, run_s, siam_peak_rss_mb(),
              (unsigned long long)retry.reconnects, retry.outage_seconds,
              (unsigned long long)remote.resent);
+    log_traffic(ch);
     rc = 0;
 
 done:

@@ -138,7 +138,7 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
     } else {
         s->syncs++;
         LOG_INFO(COMPONENT,
-                 "step %llu: round %llu adopted (%u worker(s), %llu samples, waited %.2f s) "
+                 "step %llu: round %llu adopted (%u worker(s), %llu samples, waited %.4f s) "
                  "params_crc32=%08x",
                  (unsigned long long)step, (unsigned long long)g->round, g->workers,
                  (unsigned long long)g->samples, waited, crc);

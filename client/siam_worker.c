@@ -16,6 +16,7 @@
 #include "siam_pairs.h"
 #include "siam_pk.h"
 #include "siam_schedule.h"
+#include "siam_wire.h"
 
 #define COMPONENT           "train"
 #define DROP_FACTOR_DEFAULT 0.1f
@@ -103,15 +104,50 @@ static void on_step(void *ctx, uint64_t s, uint64_t steps, uint64_t pairs, doubl
     run_state *r = ctx;
     siam_progress_update(&r->progress, s, pairs, loss);
     if (r->csv && (s == 1 || s % 50 == 0 || s == steps))
-        fprintf(r->csv, "step,%d,%llu,%.6f,,,,\n", r->epoch, (unsigned long long)(r->step0 + s),
+        fprintf(r->csv, "step,%d,%llu,%.6f,,,,,,\n", r->epoch, (unsigned long long)(r->step0 + s),
                 loss);
+}
+
+/* The traffic so far: every RPC's bytes summed, and the training RPC's row (Train, or TrainSet
+ * for the set head). 0 without a wire. */
+typedef struct {
+    int n;
+    siam_rpc_traffic rows[SIAM_RPC_TRAFFIC_MAX];
+    uint64_t sent, received;
+    const siam_rpc_traffic *train; /* NULL when it has not been called */
+} traffic_now;
+
+static int read_traffic(const siam_worker_config *c, int set, traffic_now *t) {
+    memset(t, 0, sizeof *t);
+    if (!c->traffic)
+        return 0;
+    t->n = c->traffic(c->traffic_ctx, t->rows, SIAM_RPC_TRAFFIC_MAX);
+    const char *train = set ? SIAM_METHOD_TRAIN_SET : SIAM_METHOD_TRAIN;
+    for (int i = 0; i < t->n; i++) {
+        t->sent += t->rows[i].bytes_sent;
+        t->received += t->rows[i].bytes_received;
+        if (strcmp(t->rows[i].method, train) == 0)
+            t->train = &t->rows[i];
+    }
+    return 1;
+}
+
+/* "Train" of "/siam.v1.Siamese/Train": the report's key */
+static const char *method_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
 }
 
 static void print_report(const siam_worker_config *c, const siam_model *m, size_t n_train_pairs,
                          const siam_pair_report *r, double test_acc_at_train_best, float train_best,
-                         double pairs_per_s) {
+                         double pairs_per_s, uint64_t trained) {
     /* set training counts images, not pairs */
     int set = c->head && strcmp(c->head, "set") == 0;
+    traffic_now t;
+    int wire = read_traffic(c, set, &t);
+    double per_up = wire && t.train && trained ? (double)t.train->bytes_sent / (double)trained : 0;
+    double per_down =
+        wire && t.train && trained ? (double)t.train->bytes_received / (double)trained : 0;
     if (c->json) {
         printf("{\"model\": \"%s\", \"spec\": \"%s\", \"epochs\": %d, \"batch_size\": %d, "
                "\"train_pairs\": %zu, \"test_pairs\": %zu, \"threshold\": %.6g, "
@@ -130,6 +166,24 @@ static void print_report(const siam_worker_config *c, const siam_model *m, size_
                    c->classes_per_batch, c->images_per_class);
         if (c->workers > 1)
             printf(", \"worker_index\": %d, \"workers\": %d", c->worker_index, c->workers);
+        if (wire) {
+            /* serialized message bytes (siam_rpc.h): the training RPC's per pair or image, and
+             * every RPC's */
+            printf(", \"bytes_sent_total\": %llu, \"bytes_received_total\": %llu, "
+                   "\"bytes_per_%s_up\": %.1f, \"bytes_per_%s_down\": %.1f, \"traffic\": {",
+                   (unsigned long long)t.sent, (unsigned long long)t.received,
+                   set ? "image" : "pair", per_up, set ? "image" : "pair", per_down);
+            for (int i = 0; i < t.n; i++)
+                printf("%s\"%s\": {\"calls\": %llu, \"messages_sent\": %llu, \"bytes_sent\": "
+                       "%llu, \"messages_received\": %llu, \"bytes_received\": %llu}",
+                       i ? ", " : "", method_name(t.rows[i].method),
+                       (unsigned long long)t.rows[i].calls,
+                       (unsigned long long)t.rows[i].messages_sent,
+                       (unsigned long long)t.rows[i].bytes_sent,
+                       (unsigned long long)t.rows[i].messages_received,
+                       (unsigned long long)t.rows[i].bytes_received);
+            printf("}");
+        }
         printf("}\n");
         return;
     }
@@ -150,6 +204,12 @@ static void print_report(const siam_worker_config *c, const siam_model *m, size_
     printf("  %-34s %.3f +- %.3f\n", "distance, negative pairs", r->stats.neg_mean,
            r->stats.neg_std);
     printf("  %-34s %.0f\n", set ? "training images/s" : "training pairs/s", pairs_per_s);
+    if (wire) {
+        printf("  %-34s %llu sent, %llu received (all RPCs)\n", "message bytes",
+               (unsigned long long)t.sent, (unsigned long long)t.received);
+        printf("  %-34s %.0f up, %.0f down (%s)\n", set ? "bytes per image" : "bytes per pair",
+               per_up, per_down, set ? "TrainSet" : "Train");
+    }
 }
 
 int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *head_ctx,
@@ -283,7 +343,8 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
             rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for the metrics file");
             goto done;
         }
-        fprintf(rs.csv, "kind,epoch,step,loss,val_loss,accuracy,roc_auc,pairs_per_s\n");
+        fprintf(rs.csv, "kind,epoch,step,loss,val_loss,accuracy,roc_auc,pairs_per_s,bytes_sent,"
+                        "bytes_received\n");
     }
 
     double train_time = 0.0;
@@ -352,13 +413,20 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         else
             LOG_INFO(COMPONENT, "epoch %d/%d%s loss=%.4f lr=%.3g %s pairs/s=%.0f", e, c->epochs,
                      who, loss, (double)tr.opt.lr, test_part, (double)mine.n / te);
+        /* bytes: every RPC's so far, the epoch's sync included; empty without a wire */
+        char bytes[64] = ",";
+        traffic_now tn;
+        if (rs.csv && read_traffic(c, set, &tn))
+            snprintf(bytes, sizeof bytes, "%llu,%llu", (unsigned long long)tn.sent,
+                     (unsigned long long)tn.received);
         if (rs.csv && evaluated)
-            fprintf(rs.csv, "epoch,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.1f\n", e,
+            fprintf(rs.csv, "epoch,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.1f,%s\n", e,
                     (unsigned long long)(set ? st.step : tr.step), loss, val_loss, acc, auc,
-                    (double)trained_now / te);
+                    (double)trained_now / te, bytes);
         else if (rs.csv) /* not evaluated (--eval-every): the test-pair columns stay empty */
-            fprintf(rs.csv, "epoch,%d,%llu,%.6f,,,,%.1f\n", e,
-                    (unsigned long long)(set ? st.step : tr.step), loss, (double)trained_now / te);
+            fprintf(rs.csv, "epoch,%d,%llu,%.6f,,,,%.1f,%s\n", e,
+                    (unsigned long long)(set ? st.step : tr.step), loss, (double)trained_now / te,
+                    bytes);
     }
 
     /* the reported best threshold is chosen on training pairs, then applied to the test pairs */
@@ -403,7 +471,7 @@ int siam_worker_run(const siam_worker_config *c, siam_loss_head_fn head, void *h
         LOG_INFO(COMPONENT, "metrics written to %s", c->metrics);
     }
     print_report(c, m, mine.n, &rep, test_at_best, train_best,
-                 train_time > 0 ? (double)trained_pairs / train_time : 0.0);
+                 train_time > 0 ? (double)trained_pairs / train_time : 0.0, trained_pairs);
 
 done:
     if (rs.csv)

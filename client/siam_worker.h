@@ -11,6 +11,7 @@
 #include "siam_loss.h"
 #include "siam_options.h"
 #include "siam_recipe.h"
+#include "siam_rpc.h"
 #include "siam_set_trainer.h"
 #include "siam_trainer.h"
 
@@ -57,6 +58,11 @@ typedef struct {
      * batch at a time */
     int in_flight;
     siam_split_head split;
+    /* siam-client: its channel's traffic so far (siam_rpc_channel_traffic on ctx), for the final
+     * report (bytes per RPC, bytes per pair or image of the training RPC) and the metrics'
+     * bytes_sent and bytes_received; NULL (siam-train, no wire): neither */
+    int (*traffic)(void *ctx, siam_rpc_traffic *rows, int max);
+    void *traffic_ctx;
 } siam_worker_config;
 
 /* The command-line options every training program shares, bound to c's fields and to

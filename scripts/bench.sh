@@ -29,7 +29,11 @@
 #          callers, image Similarity requests/s from 1 and 4 callers, the 4-vs-1 ratios, the
 #          gallery's re-embedding after an averaging round (and the Search latency meanwhile);
 #          medians over rounds.
-#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg|load|set|search]   (defaults: all cores, 3 rounds, all)
+#   net:   split training over emulated links (issue 15): scripts/bench_net.sh, which says how
+#          (network namespaces, tbf, siam-delayline; needs root). Not part of "all": run it with
+#          --only net; --profiles, --workloads, --worker-args, --server-args and --unverified are
+#          passed to it (THREADS and ROUNDS do not apply).
+#   scripts/bench.sh [THREADS] [ROUNDS] [--only local|rpc|avg|load|set|search|net]   (defaults: all cores, 3 rounds, all)
 # Environment: BUILD_DIR (default build/normal) is built with scripts/build.sh and benchmarked;
 # SIM_SECONDS (default 10) is the length of each Similarity load window; LOAD_SECONDS (default
 # 60) the length of each load round's timed window; SEARCH_SECONDS (default 5) the length of each
@@ -38,17 +42,26 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-threads="" rounds="" only=all
+threads="" rounds="" only=all net_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --only) only=${2:?--only needs local, rpc, avg, load, set or search}; shift 2 ;;
+    --only) only=${2:?--only needs local, rpc, avg, load, set, search or net}; shift 2 ;;
     --only=*) only=${1#--only=}; shift ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --profiles|--workloads|--worker-args|--server-args) net_args+=("$1" "${2?$1 needs a value}"); shift 2 ;;
+    --profiles=*|--workloads=*|--worker-args=*|--server-args=*|--unverified) net_args+=("$1"); shift ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) if [ -z "$threads" ]; then threads=$1; elif [ -z "$rounds" ]; then rounds=$1
        else echo "bench.sh: unexpected argument '$1' (see --help)" >&2; exit 2; fi; shift ;;
   esac
 done
-case "$only" in all|local|rpc|avg|load|set|search) ;; *) echo "bench.sh: --only local|rpc|avg|load|set|search, not '$only'" >&2; exit 2 ;; esac
+case "$only" in all|local|rpc|avg|load|set|search|net) ;; *) echo "bench.sh: --only local|rpc|avg|load|set|search|net, not '$only'" >&2; exit 2 ;; esac
+if [ ${#net_args[@]} -gt 0 ] && [ "$only" != net ]; then
+  echo "bench.sh: ${net_args[0]} is for --only net" >&2; exit 2
+fi
+if [ "$only" = net ]; then
+  scripts/install-deps.sh
+  exec scripts/bench_net.sh "${net_args[@]}"
+fi
 threads=${threads:-$(nproc)}
 rounds=${rounds:-3}
 build=${BUILD_DIR:-build/normal}

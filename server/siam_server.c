@@ -445,6 +445,25 @@ static int health(void *ctx, const siam_rpc_call_info *call, const uint8_t *req,
     return siam_service_health(ctx, req, len, resp, st);
 }
 
+/* Status reports the rpc layer's counts per RPC. */
+static int server_traffic(void *ctx, siam_rpc_traffic *rows, int max) {
+    return siam_rpc_server_traffic(ctx, rows, max);
+}
+
+/* One line per RPC at shutdown: what the server moved (serialized messages; siam_rpc.h). */
+static void log_traffic(siam_rpc_server *srv) {
+    siam_rpc_traffic rows[SIAM_RPC_TRAFFIC_MAX];
+    int n = siam_rpc_server_traffic(srv, rows, SIAM_RPC_TRAFFIC_MAX);
+    for (int i = 0; i < n; i++)
+        LOG_INFO(COMPONENT,
+                 "traffic %s: calls=%llu messages_received=%llu bytes_received=%llu "
+                 "messages_sent=%llu bytes_sent=%llu",
+                 rows[i].method, (unsigned long long)rows[i].calls,
+                 (unsigned long long)rows[i].messages_received,
+                 (unsigned long long)rows[i].bytes_received,
+                 (unsigned long long)rows[i].messages_sent, (unsigned long long)rows[i].bytes_sent);
+}
+
 /* Every connection holds a file descriptor, and the soft limit (often 1024) is what a flood of
  * connections exhausts first: raise it to the hard limit, which needs no privilege. */
 static void raise_open_file_limit(void) {
@@ -555,6 +574,8 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     int port = 0;
     if ((rc = siam_rpc_server_create(&srv, &sc, err)) != SIAM_OK)
         *usage = 1; /* the TLS files or the token */
+    else
+        siam_service_set_traffic(svc, server_traffic, srv);
     if (rc || (rc = siam_rpc_server_add_stream(srv, SIAM_METHOD_TRAIN, &train, svc, err)) ||
         (rc = siam_rpc_server_add_stream(srv, SIAM_METHOD_TRAIN_SET, &train_set, svc, err)) ||
         (rc = siam_rpc_server_add_unary(srv, SIAM_METHOD_SIMILARITY, similarity, svc, err)) ||
@@ -569,6 +590,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
         (rc = siam_rpc_server_start(srv, &port, err))) {
         if (rc == SIAM_ERR_FORMAT) /* gRPC refused the TLS certificate and key */
             *usage = 1;
+        siam_service_set_traffic(svc, NULL, NULL);
         siam_rpc_server_free(srv);
         siam_rpc_shutdown();
         siam_service_free(svc);
@@ -604,6 +626,8 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
     siam_averaging_shutdown(
         siam_service_averaging(svc)); /* answers waiting SyncWeights calls UNAVAILABLE */
     int cancelled = siam_rpc_server_stop(srv, c->grace);
+    siam_service_set_traffic(svc, NULL, NULL); /* no Status call runs any more */
+    log_traffic(srv);
     siam_rpc_server_free(srv);
     siam_rpc_shutdown();
     siam_error ck_err = {0}, gal_err = {0};

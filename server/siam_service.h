@@ -215,7 +215,17 @@ void siam_service_checkpoint_written(siam_service *svc, const char *path, uint64
 void siam_service_checkpoint_failed(siam_service *svc, uint64_t round, double unix_time,
                                     const char *why);
 
-/* StatusRequest -> StatusResponse: settings, the averaging, the workers, the checkpoints. */
+/* Where Status finds the server's traffic per RPC (siam-server: siam_rpc_server_traffic of its
+ * rpc server, which counts from its creation): traffic fills up to max rows and returns how many,
+ * thread-safe. Status reports the rows and the seconds since this call. NULL (the default)
+ * reports none. Set it before serving; clear it (NULL) before the source is freed, once no Status
+ * call can run. */
+void siam_service_set_traffic(siam_service *svc,
+                              int (*traffic)(void *ctx, siam_rpc_traffic *rows, int max),
+                              void *ctx);
+
+/* StatusRequest -> StatusResponse: settings, the averaging, the workers, the checkpoints, the
+ * traffic per RPC (siam_service_set_traffic). */
 int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                         siam_rpc_status *st);
 

@@ -64,6 +64,12 @@ struct siam_service {
     uint64_t ckpt_failed_round;
     double ckpt_failed_time;
     char ckpt_error[SIAM_ERROR_MSG_MAX]; /* the newest failure's message; "" before */
+
+    /* the server's traffic per RPC for Status (siam_service_set_traffic), guarded by lock; the
+     * function itself is called outside it */
+    int (*traffic)(void *ctx, siam_rpc_traffic *rows, int max);
+    void *traffic_ctx;
+    double traffic_since; /* siam_now() when it was set */
 };
 
 /* ---- siam_service_codec.c: decoding, encoding and the validation Train, SyncWeights and

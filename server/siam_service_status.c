@@ -38,6 +38,18 @@ void siam_service_checkpoint_failed(siam_service *svc, uint64_t round, double un
     pthread_mutex_unlock(&svc->lock);
 }
 
+void siam_service_set_traffic(siam_service *svc,
+                              int (*traffic)(void *ctx, siam_rpc_traffic *rows, int max),
+                              void *ctx) {
+    if (!svc)
+        return;
+    pthread_mutex_lock(&svc->lock);
+    svc->traffic = traffic;
+    svc->traffic_ctx = traffic ? ctx : NULL;
+    svc->traffic_since = siam_now();
+    pthread_mutex_unlock(&svc->lock);
+}
+
 int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_rpc_buf *resp,
                         siam_rpc_status *st) {
     int rc = svc_begin(svc, resp, st);
@@ -61,6 +73,9 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     uint64_t ckpt_round = svc->ckpt_round, ckpt_failures = svc->ckpt_failures,
              ckpt_failed_round = svc->ckpt_failed_round;
     double ckpt_time = svc->ckpt_time, ckpt_failed_time = svc->ckpt_failed_time;
+    int (*traffic)(void *, siam_rpc_traffic *, int) = svc->traffic;
+    void *traffic_ctx = svc->traffic_ctx;
+    double traffic_since = svc->traffic_since;
     int nw = svc->n_workers;
     if (nw > 0) {
         snap = malloc((size_t)nw * sizeof *snap);
@@ -78,6 +93,21 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
                                    "out of memory for the status of %d workers", nw);
     }
     double now = siam_now();
+    /* small enough for the stack: 16 rows of 168 bytes */
+    siam_rpc_traffic rows[SIAM_RPC_TRAFFIC_MAX];
+    Siam__V1__RpcTraffic tr[SIAM_RPC_TRAFFIC_MAX], *trp[SIAM_RPC_TRAFFIC_MAX];
+    int n_rows = traffic ? traffic(traffic_ctx, rows, SIAM_RPC_TRAFFIC_MAX) : 0;
+    for (int i = 0; i < n_rows; i++) {
+        Siam__V1__RpcTraffic t = SIAM__V1__RPC_TRAFFIC__INIT;
+        t.method = rows[i].method;
+        t.calls = rows[i].calls;
+        t.messages_received = rows[i].messages_received;
+        t.bytes_received = rows[i].bytes_received;
+        t.messages_sent = rows[i].messages_sent;
+        t.bytes_sent = rows[i].bytes_sent;
+        tr[i] = t;
+        trp[i] = &tr[i];
+    }
     siam_averaging_info info;
     memset(&info, 0, sizeof info);
     info.min_workers = 1;
@@ -133,6 +163,9 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
     r.n_wire_encodings = SIAM_ENC_COUNT, r.wire_encodings = (char **)encodings;
     r.n_workers = (size_t)nw;
     r.workers = wp;
+    r.n_traffic = (size_t)n_rows;
+    r.traffic = n_rows ? trp : NULL;
+    r.traffic_seconds = traffic ? now - traffic_since : 0.0;
     rc = svc_encode(&r.base, "StatusResponse", resp, st);
     free(snap);
     free(ws);

@@ -37,6 +37,7 @@ declare -A allowed=(
   [server]="server lib/wire lib/net lib/train lib/eval lib/data lib/nn lib/base"
   [client]="client lib/wire lib/train lib/eval lib/data lib/nn lib/net lib/base"
   [tools/bench]="tools/bench server lib/wire lib/train lib/eval lib/data lib/nn lib/net lib/base"
+  [tools/link]="tools/link lib/base"
 )
 checked=0
 for dir in "${!allowed[@]}"; do
@@ -45,7 +46,7 @@ for dir in "${!allowed[@]}"; do
     rel=${f#"$root"/}
     while IFS= read -r hdr; do
       found=""
-      for d in lib/base lib/nn lib/data lib/eval lib/train lib/net lib/wire server client tools/bench; do
+      for d in lib/base lib/nn lib/data lib/eval lib/train lib/net lib/wire server client tools/bench tools/link; do
         [ -f "$root/$d/$hdr" ] && found=$d
       done
       [ -n "$found" ] || continue # generated or system header

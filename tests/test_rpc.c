@@ -4,7 +4,8 @@
  * streams, stopping with streams open, a bearer token (missing, wrong, a prefix, longer, right)
  * on unary calls, streams and unknown methods, which statuses are permanent, and TLS (a call
  * and a stream over TLS; an unknown CA, a name mismatch and a plaintext client explained as
- * permanent UNAUTHENTICATED for calls and for a stream's start). */
+ * permanent UNAUTHENTICATED for calls and for a stream's start), and the traffic counts of a
+ * channel and a server (exact bytes both sides; a stream freed after its channel). */
 #include "test_util.h"
 
 #include <pthread.h>
@@ -72,6 +73,15 @@ static void s_close(void *ctx, void *stream, const siam_rpc_status *final) {
 }
 
 static char target[64];
+
+/* The row of method in rows[0..n), or an all-zero row. */
+static siam_rpc_traffic row_of(const siam_rpc_traffic *rows, int n, const char *method) {
+    siam_rpc_traffic none = {0};
+    for (int i = 0; i < n; i++)
+        if (strcmp(rows[i].method, method) == 0)
+            return rows[i];
+    return none;
+}
 
 static int exchange_str(siam_rpc_stream *s, const char *msg, char *out, size_t n,
                         siam_rpc_status *st) {
@@ -261,6 +271,63 @@ int main(void) {
     /* a stream to an unknown method fails at open */
     CHECK(siam_rpc_stream_open(ch, "/t.Svc/Nope", 5, &s, &st) == SIAM_RPC_UNIMPLEMENTED,
           "unknown stream method: %d %s", st.code, st.msg);
+
+    /* traffic: a fresh channel counts exactly what it sent and received, the server's counts grow
+     * by the same, and a stream freed after its channel does not touch freed memory */
+    {
+        siam_rpc_traffic before[SIAM_RPC_TRAFFIC_MAX], after[SIAM_RPC_TRAFFIC_MAX],
+            mine[SIAM_RPC_TRAFFIC_MAX];
+        int nb = siam_rpc_server_traffic(srv, before, SIAM_RPC_TRAFFIC_MAX);
+        siam_rpc_channel *mc = NULL;
+        CHECK(siam_rpc_channel_create(&mc, target, 0, &err) == 0, "%s", err.msg);
+        CHECK(siam_rpc_channel_traffic(mc, mine, SIAM_RPC_TRAFFIC_MAX) == 0, "a new channel: none");
+        /* unary: 4 bytes answered with 4, 3 refused (no answer), 0 answered with 0 */
+        CHECK(siam_rpc_call(mc, "/t.Svc/Echo", (const uint8_t *)"abcd", 4, 5, &r, &st) == 0, "%s",
+              st.msg);
+        siam_rpc_buf_free(&r);
+        CHECK(siam_rpc_call(mc, "/t.Svc/Echo", (const uint8_t *)"bad", 3, 5, &r, &st) ==
+                  SIAM_RPC_INVALID_ARGUMENT,
+              "%s", st.msg);
+        CHECK(siam_rpc_call(mc, "/t.Svc/Echo", NULL, 0, 5, &r, &st) == 0, "%s", st.msg);
+        siam_rpc_buf_free(&r);
+        /* a stream: 5 and 2 bytes, answered with as many */
+        siam_rpc_stream *ms = NULL;
+        CHECK(siam_rpc_stream_open(mc, "/t.Svc/Stream", 5, &ms, &st) == 0, "%s", st.msg);
+        CHECK(exchange_str(ms, "hello", got, sizeof got, &st) == 0, "%s", st.msg);
+        CHECK(exchange_str(ms, "xy", got, sizeof got, &st) == 0, "%s", st.msg);
+        int nm = siam_rpc_channel_traffic(mc, mine, SIAM_RPC_TRAFFIC_MAX);
+        siam_rpc_traffic e = row_of(mine, nm, "/t.Svc/Echo"), t = row_of(mine, nm, "/t.Svc/Stream");
+        CHECK(nm == 2 && strcmp(mine[0].method, "/t.Svc/Echo") == 0, "2 rows, in order: %d", nm);
+        CHECK(e.calls == 3 && e.messages_sent == 3 && e.bytes_sent == 7 &&
+                  e.messages_received == 2 && e.bytes_received == 4,
+              "channel Echo: %llu calls, %llu/%llu sent, %llu/%llu received",
+              (unsigned long long)e.calls, (unsigned long long)e.messages_sent,
+              (unsigned long long)e.bytes_sent, (unsigned long long)e.messages_received,
+              (unsigned long long)e.bytes_received);
+        CHECK(t.calls == 1 && t.messages_sent == 2 && t.bytes_sent == 7 &&
+                  t.messages_received == 2 && t.bytes_received == 7,
+              "channel Stream: %llu calls, %llu/%llu sent, %llu/%llu received",
+              (unsigned long long)t.calls, (unsigned long long)t.messages_sent,
+              (unsigned long long)t.bytes_sent, (unsigned long long)t.messages_received,
+              (unsigned long long)t.bytes_received);
+        int na = siam_rpc_server_traffic(srv, after, SIAM_RPC_TRAFFIC_MAX);
+        siam_rpc_traffic e0 = row_of(before, nb, "/t.Svc/Echo"),
+                         e1 = row_of(after, na, "/t.Svc/Echo");
+        siam_rpc_traffic t0r = row_of(before, nb, "/t.Svc/Stream"),
+                         t1r = row_of(after, na, "/t.Svc/Stream");
+        CHECK(e1.calls - e0.calls == 3 && e1.messages_received - e0.messages_received == 3 &&
+                  e1.bytes_received - e0.bytes_received == 7 &&
+                  e1.messages_sent - e0.messages_sent == 2 && e1.bytes_sent - e0.bytes_sent == 4,
+              "the server's Echo row grew by what the channel counted");
+        CHECK(t1r.calls - t0r.calls == 1 && t1r.messages_received - t0r.messages_received == 2 &&
+                  t1r.bytes_received - t0r.bytes_received == 7 &&
+                  t1r.messages_sent - t0r.messages_sent == 2 &&
+                  t1r.bytes_sent - t0r.bytes_sent == 7,
+              "the server's Stream row grew by what the channel counted");
+        CHECK(row_of(after, na, "/t.Svc/Nope").calls == 0, "unknown methods are not counted");
+        siam_rpc_channel_free(mc); /* before its stream: the stream keeps the counts alive */
+        siam_rpc_stream_free(ms);
+    }
 
     /* 8 concurrent streams of 50 messages each */
     pthread_t th[8];

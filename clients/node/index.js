@@ -291,6 +291,22 @@ function pair(value, what) {
  * @property {string} inputShape the model's input shape "HxWxC" ("" before there is a model)
  * @property {number} galleryEmbedded items of the gallery version Search answers from (less than
  *   gallerySize while a gallery loaded at start is embedded the first time)
+ * @property {string[]} wireEncodings the wire encodings Train and TrainSet accept ("fp32", "fp16",
+ *   "bf16", "int8")
+ * @property {RpcTraffic[]} traffic what the server moved per RPC since it started
+ * @property {number} trafficSeconds seconds since it started counting
+ */
+
+/**
+ * One RPC's traffic seen from the server: calls, and the messages and their bytes as serialized
+ * protobuf (not gRPC's, HTTP/2's or TCP's own bytes).
+ * @typedef {object} RpcTraffic
+ * @property {string} method the full path, e.g. "/siam.v1.Siamese/Train"
+ * @property {number} calls
+ * @property {number} messagesReceived
+ * @property {number} bytesReceived
+ * @property {number} messagesSent
+ * @property {number} bytesSent
  */
 
 /**

@@ -68,6 +68,21 @@ void siam_rpc_buf_free(siam_rpc_buf *b);
  * of floats each way) with room to spare. */
 #define SIAM_RPC_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
 
+/* What a server or a channel has moved, per method: calls, and the messages and their bytes as
+ * the handlers and callers see them (the serialized protobuf messages). Not counted: gRPC's
+ * 5-byte prefix of every message, HTTP/2 frames, headers and pings, TLS records, TCP/IP headers
+ * (about 3-5 % more on a link for large messages; docs/BENCHMARKS.md "Links" measures it), and
+ * calls to methods that are not served. "Sent" counts messages handed to gRPC to send (a call
+ * that breaks afterwards may not have delivered them); "received" those read whole. */
+#define SIAM_RPC_TRAFFIC_MAX   16 /* methods per server or channel; the last row is "(other)" */
+#define SIAM_RPC_TRAFFIC_OTHER "(other)"
+typedef struct {
+    char method[128]; /* the full path, "/pkg.Service/Method" */
+    uint64_t calls;   /* unary calls and streams started (also those refused) */
+    uint64_t messages_sent, messages_received;
+    uint64_t bytes_sent, bytes_received;
+} siam_rpc_traffic;
+
 /* Starts gRPC (grpc_init). Returns SIAM_OK. */
 int siam_rpc_init(void);
 /* Stops gRPC (grpc_shutdown); after every server, channel and stream is freed. */
@@ -183,6 +198,11 @@ int siam_rpc_server_start(siam_rpc_server *s, int *port, siam_error *err);
 int siam_rpc_server_stop(siam_rpc_server *s, double grace_s);
 /* Stops (grace 0) if still running, then frees. NULL is fine. */
 void siam_rpc_server_free(siam_rpc_server *s);
+/* The server's traffic since it was created: one row per registered method that has seen a call,
+ * in the order the methods were added, at most max rows; returns the number filled. A server
+ * counts a call when it arrives (also one refused for its token), a message received when it
+ * has been read, an answer when it is handed to gRPC. Thread-safe, also after stop. */
+int siam_rpc_server_traffic(siam_rpc_server *s, siam_rpc_traffic *rows, int max);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Client                                                                                       */
@@ -227,6 +247,12 @@ int siam_rpc_channel_create_ex(siam_rpc_channel **out, const siam_rpc_channel_co
 int siam_rpc_channel_create(siam_rpc_channel **out, const char *target, size_t max_message_bytes,
                             siam_error *err);
 void siam_rpc_channel_free(siam_rpc_channel *ch);
+/* The channel's traffic since it was created, by its calls and streams (also streams still open
+ * or freed after the channel): one row per method called, in the order first called, at most max
+ * rows; returns the number filled. A unary call counts its request when it is started and its
+ * answer when it arrives; a stream counts at open, at every send and every answer received.
+ * Thread-safe. */
+int siam_rpc_channel_traffic(siam_rpc_channel *ch, siam_rpc_traffic *rows, int max);
 const char *siam_rpc_channel_target(const siam_rpc_channel *ch);
 /* Connects now, if not connected, and waits up to timeout_s for the connection; 1 when the
  * channel is connected, 0 when not (yet). Use it before retrying a server that went away: after

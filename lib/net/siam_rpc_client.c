@@ -27,6 +27,7 @@ struct siam_rpc_channel {
     /* bearer token: "authorization: Bearer <token>" */
     int has_token, secret_slot;
     grpc_metadata auth_md;
+    siam_rpc_meter *meter; /* traffic per method; streams hold a reference */
 };
 
 static grpc_byte_buffer *copy_payload(const uint8_t *data, size_t len) {
@@ -56,6 +57,12 @@ int siam_rpc_channel_create_ex(siam_rpc_channel **out, const siam_rpc_channel_co
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
     }
     ch->secret_slot = -1;
+    ch->meter = siam_rpc_meter_new();
+    if (!ch->meter) {
+        free(ch->target);
+        free(ch);
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    }
     if (cfg->auth_token) {
         size_t len = strlen(cfg->auth_token);
         if (len == 0 || len > SIAM_AUTH_TOKEN_MAX) {
@@ -132,6 +139,7 @@ void siam_rpc_channel_free(siam_rpc_channel *ch) {
         grpc_slice_unref(ch->auth_md.value);
     }
     siam_rpc_secret_remove(ch->secret_slot);
+    siam_rpc_meter_unref(ch->meter);
     free(ch->target);
     siam_rpc_client_tls_free(&ch->tls);
     free(ch);
@@ -139,6 +147,10 @@ void siam_rpc_channel_free(siam_rpc_channel *ch) {
 
 const char *siam_rpc_channel_target(const siam_rpc_channel *ch) {
     return ch->target;
+}
+
+int siam_rpc_channel_traffic(siam_rpc_channel *ch, siam_rpc_traffic *rows, int max) {
+    return ch ? siam_rpc_meter_get(ch->meter, rows, max) : 0;
 }
 
 int siam_rpc_channel_connect(siam_rpc_channel *ch, double timeout_s) {
@@ -177,6 +189,7 @@ int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, 
     grpc_metadata_array_init(&md_in);
     grpc_metadata_array_init(&trailing);
     grpc_byte_buffer *send = copy_payload(req, len), *recv = NULL;
+    int slot = siam_rpc_meter_slot(ch->meter, method);
     grpc_status_code code = GRPC_STATUS_UNKNOWN;
     grpc_slice details = grpc_empty_slice();
     grpc_op ops[6];
@@ -202,8 +215,11 @@ int siam_rpc_call(siam_rpc_channel *ch, const char *method, const uint8_t *req, 
     if (e != GRPC_CALL_OK) {
         siam_rpc_status_set(st, SIAM_RPC_INTERNAL, "%s: %s", method, grpc_call_error_to_string(e));
     } else {
+        siam_rpc_meter_count(ch->meter, slot, 1, len, 0, 1, 0);
         /* the call's own deadline ends it; this wait only has to outlast it */
         grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (recv)
+            siam_rpc_meter_count(ch->meter, slot, 0, 0, grpc_byte_buffer_length(recv), 0, 1);
         if (code != GRPC_STATUS_OK) {
             status_from_call(st, code, details);
             siam_rpc_explain_tls_failure(ch->target, &ch->tls, method, st, timeout_s);
@@ -251,6 +267,8 @@ struct siam_rpc_stream {
     int start_failed; /* an op could not be started; the call was cancelled */
     int op_failed;    /* an op came back unsuccessful: the call is over */
     siam_rpc_status failure;
+    siam_rpc_meter *meter; /* the channel's (a reference) */
+    int slot;              /* this method's row in it */
 };
 
 static int start_op(siam_rpc_stream *s, grpc_op *op, size_t n, int bit) {
@@ -369,6 +387,9 @@ int siam_rpc_stream_open(siam_rpc_channel *ch, const char *method, double op_tim
     }
     s->op_timeout = op_timeout_s;
     s->details = grpc_empty_slice();
+    s->meter = siam_rpc_meter_ref(ch->meter);
+    s->slot = siam_rpc_meter_slot(s->meter, method);
+    siam_rpc_meter_count(s->meter, s->slot, 1, 0, 0, 0, 0);
     grpc_metadata_array_init(&s->md_in);
     grpc_metadata_array_init(&s->trailing);
     s->cq = grpc_completion_queue_create_for_next(NULL);
@@ -425,6 +446,7 @@ int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status 
                                    s->awaiting);
     }
     /* take what has come back meanwhile (a finished send frees its turn), without waiting */
+    siam_rpc_meter_count(s->meter, s->slot, 0, req->len, 0, 1, 0);
     int ok;
     while (s->pending && next_event(s, gpr_time_0(GPR_CLOCK_MONOTONIC), &ok))
         ;
@@ -471,6 +493,7 @@ int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_sta
         rc = stream_fail(s, st);
     }
     if (s->recv) {
+        siam_rpc_meter_count(s->meter, s->slot, 0, 0, grpc_byte_buffer_length(s->recv), 0, 1);
         if (!rc && siam_rpc_flatten(s->recv, resp))
             rc = siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
                                      "%s: out of memory for an answer of %zu bytes", s->method,
@@ -539,6 +562,7 @@ void siam_rpc_stream_free(siam_rpc_stream *s) {
     grpc_slice_unref(s->details);
     grpc_metadata_array_destroy(&s->md_in);
     grpc_metadata_array_destroy(&s->trailing);
+    siam_rpc_meter_unref(s->meter);
     free(s->method);
     free(s);
 }

@@ -24,6 +24,21 @@ gpr_timespec siam_rpc_deadline(double seconds);
 /* Shuts cq down, drains what is left in it and destroys it. */
 void siam_rpc_cq_destroy(grpc_completion_queue *cq);
 
+/* ---- traffic counters (siam_rpc_meter) ----
+ * One per server or channel; the channel's streams hold a reference each. new: NULL when out of
+ * memory (then every call below does nothing and counts nothing). slot: the row of a method (found
+ * or added; the last row takes every method beyond the table), -1 for a NULL meter. count adds to
+ * a row. get copies the rows that saw a call or a message (siam_rpc_server_traffic). All
+ * thread-safe. */
+typedef struct siam_rpc_meter siam_rpc_meter;
+siam_rpc_meter *siam_rpc_meter_new(void);
+siam_rpc_meter *siam_rpc_meter_ref(siam_rpc_meter *m);
+void siam_rpc_meter_unref(siam_rpc_meter *m);
+int siam_rpc_meter_slot(siam_rpc_meter *m, const char *method);
+void siam_rpc_meter_count(siam_rpc_meter *m, int slot, int calls, size_t sent, size_t received,
+                          int messages_sent, int messages_received);
+int siam_rpc_meter_get(siam_rpc_meter *m, siam_rpc_traffic *rows, int max);
+
 /* ---- gRPC's own log (siam_rpc_log) ----
  * Installs the capture of gRPC's log (siam_rpc_init, before grpc_init). core_version is the core
  * that runs (grpc_version_string()); when it is not the one siam was built against, gRPC's lines

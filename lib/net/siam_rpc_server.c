@@ -67,6 +67,11 @@ int siam_rpc_server_create(siam_rpc_server **out, const siam_rpc_server_config *
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
     s->shutdown_tag = (struct tag){T_SHUTDOWN, s};
+    s->meter = siam_rpc_meter_new();
+    if (!s->meter) {
+        siam_rpc_server_free(s);
+        return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory");
+    }
 
     int rc = siam_rpc_server_security_load(&s->sec, cfg, err);
     if (rc) {
@@ -131,6 +136,7 @@ static int add_method(siam_rpc_server *s, const char *path, int stream, siam_rpc
     m->deferred = deferred;
     m->handler = h;
     m->ctx = ctx;
+    m->slot = siam_rpc_meter_slot(s->meter, m->path);
     m->handle = grpc_server_register_method(
         s->server, m->path, NULL,
         stream ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
@@ -330,9 +336,14 @@ void siam_rpc_server_free(siam_rpc_server *s) {
     if (s->tls_role)
         siam_rpc_tls_server_role(0, NULL);
     siam_rpc_server_security_free(&s->sec);
+    siam_rpc_meter_unref(s->meter);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);
+}
+
+int siam_rpc_server_traffic(siam_rpc_server *s, siam_rpc_traffic *rows, int max) {
+    return s ? siam_rpc_meter_get(s->meter, rows, max) : 0;
 }
 
 clockid_t siam_rpc_server_wait_clock(const siam_rpc_server *s) {

@@ -191,6 +191,7 @@ static void unary_answer(unary_call *c, siam_rpc_buf *resp, const siam_rpc_statu
     int n = 0;
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (st->code == SIAM_RPC_OK) {
+        siam_rpc_meter_count(c->srv->meter, c->m->slot, 0, resp->len, 0, 1, 0);
         c->resp = siam_rpc_take_payload(resp);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->resp;
@@ -227,6 +228,9 @@ static void unary_new(unary_call *c, int success) {
     char *peer = grpc_call_get_peer(c->call);
     siam_rpc_call_info info = {c->m->path, peer};
     siam_rpc_buf req = {0};
+    siam_rpc_meter_count(s->meter, c->m->slot, 1, 0,
+                         c->payload ? grpc_byte_buffer_length(c->payload) : 0, 0,
+                         c->payload != NULL);
     if (check_auth(s, &c->md, c->m->path, c->call, &st) != SIAM_RPC_OK)
         ; /* answered below with st */
     else if (!c->payload)
@@ -406,6 +410,7 @@ static void stream_event(stream_call *c, enum tag_kind kind, int success) {
             return;
         }
         arm_stream(s, c->m);
+        siam_rpc_meter_count(s->meter, c->m->slot, 1, 0, 0, 0, 0);
         siam_rpc_status st = {SIAM_RPC_OK, ""};
         if (check_auth(s, &c->md, c->m->path, c->call, &st) != SIAM_RPC_OK) {
             reject_call(s, c->call, &st); /* takes the call (and its live-call count) */
@@ -446,6 +451,8 @@ static void stream_event(stream_call *c, enum tag_kind kind, int success) {
             siam_rpc_status st = {SIAM_RPC_OK, ""};
             siam_rpc_buf resp = {0};
             siam_rpc_buf req = {0};
+            siam_rpc_meter_count(s->meter, c->m->slot, 0, 0, grpc_byte_buffer_length(c->recv), 0,
+                                 1);
             if (message_too_big(s, c->m->path, c->recv, &st))
                 ; /* ends the stream with st */
             else if (siam_rpc_flatten(c->recv, &req))
@@ -461,6 +468,7 @@ static void stream_event(stream_call *c, enum tag_kind kind, int success) {
                 siam_rpc_buf_free(&resp);
                 stream_send_status(c, &st);
             } else if (!c->dead) {
+                siam_rpc_meter_count(s->meter, c->m->slot, 0, resp.len, 0, 1, 0);
                 c->send = siam_rpc_take_payload(&resp);
                 grpc_op op;
                 memset(&op, 0, sizeof op);

@@ -10,6 +10,7 @@
 #include <grpc/grpc.h>
 
 #include "siam_rpc.h"
+#include "siam_rpc_internal.h"
 #include "siam_rpc_tls.h"
 
 #define MAX_METHODS 16
@@ -42,6 +43,7 @@ typedef struct {
     const siam_rpc_stream_handler *handler;
     void *ctx;
     void *handle; /* grpc_server_register_method */
+    int slot;     /* its row in the server's meter */
 } method;
 
 struct siam_rpc_server {
@@ -68,6 +70,7 @@ struct siam_rpc_server {
     int fail_thread; /* tests: creating cq thread fail_thread (1-based) fails */
     struct tag shutdown_tag;
 
+    siam_rpc_meter *meter;        /* traffic per method */
     siam_rpc_server_security sec; /* TLS files and bearer token */
     int tls_role;                 /* siam_rpc_tls_server_role is on */
 };

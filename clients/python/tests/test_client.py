@@ -89,7 +89,8 @@ class Offline(unittest.TestCase):
     def test_status_has_every_field_of_the_proto(self):
         from siam_client._client import siam_pb2
         for cls, message in ((siam_client.Status, siam_pb2.StatusResponse),
-                             (siam_client.WorkerStatus, siam_pb2.WorkerStatus)):
+                             (siam_client.WorkerStatus, siam_pb2.WorkerStatus),
+                             (siam_client.RpcTraffic, siam_pb2.RpcTraffic)):
             self.assertEqual({f.name for f in dataclasses.fields(cls)},
                              set(message.DESCRIPTOR.fields_by_name), cls.__name__)
 
@@ -146,6 +147,13 @@ class Plain(unittest.TestCase):
         self.assertEqual(st.label_convention, "similar")
         self.assertIsInstance(st.workers, list)
         self.assertEqual(st.model_spec, "")
+        # the server counts this call as it arrives: its Status row holds it (empty request)
+        rows = {t.method: t for t in st.traffic}
+        self.assertIn("/siam.v1.Siamese/Status", rows)
+        self.assertIsInstance(rows["/siam.v1.Siamese/Status"], siam_client.RpcTraffic)
+        self.assertGreaterEqual(rows["/siam.v1.Siamese/Status"].calls, 1)
+        self.assertEqual(rows["/siam.v1.Siamese/Status"].bytes_received, 0)
+        self.assertGreater(st.traffic_seconds, 0.0)
 
     def test_health(self):
         self.assertEqual(self.c.health(), "SERVING")

@@ -32,6 +32,7 @@ from ._errors import (
 )
 from ._types import (
     GalleryAddResult,
+    RpcTraffic,
     SearchMatch,
     SearchResult,
     SearchResults,
@@ -43,8 +44,8 @@ from ._types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "IMAGE_BYTES", "SimilarityResult", "Status", "WorkerStatus", "SearchMatch",
-    "SearchResult", "SearchResults", "GalleryAddResult", "SiamError",
+    "Client", "IMAGE_BYTES", "RpcTraffic", "SimilarityResult", "Status", "WorkerStatus",
+    "SearchMatch", "SearchResult", "SearchResults", "GalleryAddResult", "SiamError",
     "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded", "FailedPrecondition",
     "Internal", "InvalidArgument", "NotFound", "OutOfRange", "PermissionDenied",
     "ResourceExhausted", "Unauthenticated", "Unavailable", "Unimplemented", "Unknown",

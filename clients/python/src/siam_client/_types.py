@@ -28,6 +28,19 @@ class WorkerStatus:
 
 
 @dataclass
+class RpcTraffic:
+    """What the server moved on one RPC since it started: calls, and the messages and their
+    bytes as serialized protobuf (not gRPC's, HTTP/2's or TCP's own bytes)."""
+
+    method: str
+    calls: int
+    messages_received: int
+    bytes_received: int
+    messages_sent: int
+    bytes_sent: int
+
+
+@dataclass
 class Status:
     """The server's StatusResponse (siam.proto documents every field)."""
 
@@ -55,6 +68,8 @@ class Status:
     input_shape: str = ""
     gallery_embedded: int = 0
     wire_encodings: List[str] = field(default_factory=list)
+    traffic: List[RpcTraffic] = field(default_factory=list)
+    traffic_seconds: float = 0.0
 
 
 class SearchMatch(NamedTuple):
@@ -116,15 +131,19 @@ class GalleryAddResult:
         return self.ids[i]
 
 
+_LISTS = ("workers", "traffic", "wire_encodings")
+
+
 def _plain(message, cls):
-    """cls built from the protobuf message's fields of the same names."""
-    return cls(**{f: getattr(message, f) for f in cls.__dataclass_fields__ if f != "workers"})
+    """cls built from the protobuf message's fields of the same names (lists apart)."""
+    return cls(**{f: getattr(message, f) for f in cls.__dataclass_fields__ if f not in _LISTS})
 
 
 def status_from(response):
     s = _plain(response, Status)
     s.workers = [_plain(w, WorkerStatus) for w in response.workers]
     s.wire_encodings = list(response.wire_encodings)
+    s.traffic = [_plain(t, RpcTraffic) for t in response.traffic]
     return s
 
 
