@@ -256,8 +256,8 @@ int siam_remote_head_send(void *ctx, const float *left, const float *right, cons
     Siam__V1__EmbeddingBatch req;
     uint8_t *packed;
     float *scales;
-    int rc = build_batch(h, left, right, labels, B, dim, h->step + (uint64_t)h->n_unanswered,
-                         &req, &packed, &scales, err);
+    int rc = build_batch(h, left, right, labels, B, dim, h->step + (uint64_t)h->n_unanswered, &req,
+                         &packed, &scales, err);
     if (rc)
         return rc;
     size_t len = siam__v1__embedding_batch__get_packed_size(&req);
@@ -338,7 +338,8 @@ int siam_remote_head_receive(void *ctx, int B, int dim, float *loss, float *dist
     if (rc)
         return rc;
     siam_rpc_buf_free(&h->unanswered[0]);
-    memmove(h->unanswered, h->unanswered + 1, (size_t)(h->n_unanswered - 1) * sizeof *h->unanswered);
+    memmove(h->unanswered, h->unanswered + 1,
+            (size_t)(h->n_unanswered - 1) * sizeof *h->unanswered);
     h->n_unanswered--;
     return SIAM_OK;
 }

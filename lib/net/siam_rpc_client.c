@@ -442,8 +442,8 @@ int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status 
     if (s->awaiting >= SIAM_RPC_STREAM_WINDOW) {
         siam_rpc_buf_free(req);
         return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
-                                   "%s: %d messages are already waiting for their answers", s->method,
-                                   s->awaiting);
+                                   "%s: %d messages are already waiting for their answers",
+                                   s->method, s->awaiting);
     }
     /* take what has come back meanwhile (a finished send frees its turn), without waiting */
     siam_rpc_meter_count(s->meter, s->slot, 0, req->len, 0, 1, 0);

@@ -63,7 +63,7 @@ struct siam_model {
     float *params; /* (n_params) */
     float *grads;  /* (n_trainable) */
     int cap;       /* batch capacity of the buffers below */
-    int n_passes; /* passes in use (siam_model_set_passes) */
+    int n_passes;  /* passes in use (siam_model_set_passes) */
     pass_state pass[SIAM_MODEL_MAX_PASSES];
     float *dbuf[2]; /* backward ping-pong gradients (cap, max_act) */
     float *dcol;    /* conv backward workspace (max col) */

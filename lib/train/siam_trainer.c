@@ -213,8 +213,8 @@ static int epoch_in_flight(siam_trainer *t, const siam_dataset *ds, const siam_p
         }
         int k = (int)(done % (uint64_t)K), B = t->slot_B[k];
         float loss;
-        int rc = t->split.receive(t->split.ctx, B, dim, &loss, t->dist, t->grad_left,
-                                  t->grad_right, err);
+        int rc = t->split.receive(t->split.ctx, B, dim, &loss, t->dist, t->grad_left, t->grad_right,
+                                  err);
         if (rc)
             return rc;
         siam_model_zero_grads(m);
