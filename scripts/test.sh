@@ -2,7 +2,7 @@
 # The test command: installs what is missing, checks formatting, then builds and runs the whole
 # suite twice, in the normal build (gcc) and in the AddressSanitizer + UBSan build (clang), which
 # also has the libFuzzer targets of tests/fuzz: each fuzzes for SIAM_FUZZ_SECONDS (default 30)
-# as a test of its own (fuzz_train, fuzz_similarity, fuzz_sync, fuzz_status, fuzz_health, fuzz_x509).
+# as a test of its own (every target in tests/fuzz; docs/DEVELOPING.md lists them).
 #   scripts/test.sh            both builds
 #   scripts/test.sh --quick    normal build only
 set -euo pipefail
