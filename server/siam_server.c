@@ -29,153 +29,11 @@
 #include "siam_tensor.h"
 #include "siam_wire.h"
 
+#include "siam_server_internal.h"
+
 #define COMPONENT "server"
 /* --hard-after: the FaceNet seed's first 40 % semi-hard (siam_set_loss_default's) */
 #define HARD_AFTER_DEFAULT 0.4f
-
-typedef struct {
-    const char *listen, *labels, *log_level, *loss, *distance, *recipe;
-    const char *checkpoint, *resume, *model;
-    const char *gallery, *gallery_labels;
-    uint64_t gallery_max;
-    const char *tls_cert, *tls_key, *tls_client_ca, *auth_token_file;
-    const char *auth_token; /* read from auth_token_file */
-    float margin, threshold, grace, sync_timeout, handshake_timeout, hard_after;
-    int threads, max_message_mb, min_workers, checkpoint_every;
-    uint64_t seed;
-} config;
-
-/* ---- the global model's checkpoints ---- */
-
-typedef struct {
-    const config *c;
-    siam_service *svc;
-    pthread_mutex_t lock; /* one writer at a time (they share the temp file name) */
-    uint64_t saved_round; /* newest round written */
-    int saved_any;
-    uint64_t failures; /* checkpoints not written */
-} checkpointer;
-
-/* Wall-clock seconds since 1970, for Status's checkpoint times. */
-static double wall_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Writes the checkpoint of a's round (unless that round or a newer one is written already; always
- * at shutdown) and reports the outcome to the service for Status. SIAM_OK when it was written or
- * there was nothing to write; otherwise the error, logged here. */
-static int save_checkpoint(checkpointer *k, const siam_averaging_answer *a, const char *why,
-                           siam_error *err) {
-    if (!k->c->checkpoint)
-        return SIAM_OK;
-    int rc = SIAM_OK, shutdown = strcmp(why, "shutdown") == 0;
-    pthread_mutex_lock(&k->lock);
-    if (!k->saved_any || a->round > k->saved_round || shutdown) {
-        uint64_t step = siam_service_global_step(k->svc);
-        rc = siam_checkpoint_save(k->c->checkpoint, a->spec, step, a->round, a->params, a->n_params,
-                                  NULL, 0, err);
-        if (rc) {
-            k->failures++;
-            siam_service_checkpoint_failed(k->svc, a->round, wall_now(), err->msg);
-            if (shutdown) /* the caller's last line says what is lost and how to fix it */
-                LOG_ERROR(COMPONENT, "checkpoint of round %llu (shutdown) not written: %s",
-                          (unsigned long long)a->round, err->msg);
-            else { /* every round may fail alike (a full disk): a few lines, then a count */
-                char newest[64] = "none of this run";
-                if (k->saved_any)
-                    snprintf(newest, sizeof newest, "round %llu",
-                             (unsigned long long)k->saved_round);
-                siam_log_limited(SIAM_LOG_ERROR, COMPONENT, "periodic checkpoint failed",
-                                 "checkpoint of round %llu (periodic) not written: %s; training "
-                                 "goes on, the newest checkpoint written is %s (Status: "
-                                 "checkpoint_failures)",
-                                 (unsigned long long)a->round, err->msg, newest);
-            }
-        } else {
-            k->saved_round = a->round;
-            k->saved_any = 1;
-            siam_service_checkpoint_written(k->svc, k->c->checkpoint, a->round, wall_now());
-            LOG_INFO(COMPONENT, "checkpoint of round %llu (%s) written to %s",
-                     (unsigned long long)a->round, why, k->c->checkpoint);
-        }
-    }
-    pthread_mutex_unlock(&k->lock);
-    return rc;
-}
-
-static void on_round(void *ctx, const siam_averaging_answer *a) {
-    checkpointer *k = ctx;
-    siam_error err = {0};
-    /* a failure is logged and reported in Status; the round itself stands */
-    if (k->c->checkpoint_every > 0 && a->round % (uint64_t)k->c->checkpoint_every == 0)
-        save_checkpoint(k, a, "periodic", &err);
-}
-
-/* The global model at shutdown, written when the server has one. SIAM_OK when it was written or
- * there is nothing to write; otherwise the error, with *round the round that is lost. */
-static int final_checkpoint(checkpointer *k, uint64_t *round, siam_error *err) {
-    siam_averaging_info info;
-    siam_averaging_get_info(siam_service_averaging(k->svc), &info);
-    *round = info.round;
-    if (!info.has_model)
-        return SIAM_OK;
-    if (!k->c->checkpoint) {
-        LOG_WARN(COMPONENT, "the global model (round %llu) is not saved: no --checkpoint PATH",
-                 (unsigned long long)info.round);
-        return SIAM_OK;
-    }
-    float *p = malloc(info.n_params * sizeof *p);
-    int rc =
-        p ? siam_averaging_copy(siam_service_averaging(k->svc), p, info.n_params, round, NULL, err)
-          : siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a copy of the %zu parameters",
-                           info.n_params);
-    if (rc) {
-        LOG_ERROR(COMPONENT, "checkpoint at shutdown not written: %s", err->msg);
-        pthread_mutex_lock(&k->lock);
-        k->failures++;
-        pthread_mutex_unlock(&k->lock);
-        siam_service_checkpoint_failed(k->svc, *round, wall_now(), err->msg);
-        free(p);
-        return rc;
-    }
-    siam_averaging_answer a;
-    memset(&a, 0, sizeof a);
-    a.round = *round;
-    a.spec = info.spec;
-    a.params = p;
-    a.n_params = info.n_params;
-    rc = save_checkpoint(k, &a, "shutdown", err);
-    free(p);
-    return rc;
-}
-
-/* The last log line of a server whose shutdown checkpoint failed: what is lost, what is on disk,
- * and the fix; the error returned makes siam-server exit 1 instead of 0. */
-static int model_lost(const checkpointer *k, uint64_t round, const siam_error *why,
-                      siam_error *err) {
-    const char *path = k->c->checkpoint;
-    char on_disk[4200];
-    if (k->saved_any && access(path, R_OK) == 0)
-        snprintf(on_disk, sizeof on_disk,
-                 "the file still holds round %llu, the newest written: restart with --resume %s",
-                 (unsigned long long)k->saved_round, path);
-    else if (k->saved_any)
-        snprintf(on_disk, sizeof on_disk,
-                 "round %llu was the newest written, but %s cannot be read any more",
-                 (unsigned long long)k->saved_round, path);
-    else
-        snprintf(on_disk, sizeof on_disk, "this run wrote no checkpoint");
-    /* why names the path */
-    siam_error_set(err, SIAM_ERR_IO,
-                   "exiting with status 1: the global model of round %llu is lost, its checkpoint "
-                   "not written: %s. Fix: free space on that file system, make it writable or "
-                   "restore the directory (or choose another --checkpoint); %s",
-                   (unsigned long long)round, why->msg, on_disk);
-    LOG_ERROR(COMPONENT, "%s", err->msg);
-    return SIAM_ERR_IO;
-}
 
 /* --resume PATH or --model SPEC: the global model before any worker joins. */
 static int initial_model(const config *c, siam_service *svc, siam_error *err) {
@@ -532,8 +390,8 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
         siam_service_free(svc);
         return rc;
     }
-    if ((rc = siam_service_start_averaging(svc, c->min_workers, c->sync_timeout, on_round, &ck,
-                                           sync_reply, err)) ||
+    if ((rc = siam_service_start_averaging(svc, c->min_workers, c->sync_timeout, server_on_round,
+                                           &ck, sync_reply, err)) ||
         (rc = initial_model(c, svc, err))) {
         siam_service_free(svc);
         return rc;
@@ -639,7 +497,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
                   "1: the items added since its last save are lost",
                   gal_err.msg);
     uint64_t last_round = 0;
-    int ck_rc = final_checkpoint(&ck, &last_round, &ck_err);
+    int ck_rc = server_final_checkpoint(&ck, &last_round, &ck_err);
     if (!ck_rc && ck.failures)
         LOG_WARN(COMPONENT,
                  "%llu checkpoint(s) could not be written during the run; the one at shutdown "
@@ -652,7 +510,7 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
              siam_now() - t0, cancelled, (unsigned long long)siam_service_global_step(svc),
              siam_peak_rss_mb());
     if (ck_rc) {
-        rc = model_lost(&ck, last_round, &ck_err, err);
+        rc = server_model_lost(&ck, last_round, &ck_err, err);
         *reported = 1;
     } else if (gal_rc) {
         rc = siam_error_set(err, gal_rc, "%s", gal_err.msg);
