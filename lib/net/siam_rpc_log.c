@@ -319,9 +319,10 @@ static void tls_server_line(const char *msg, const char *client_ca) {
 }
 
 /* gRPC's own log lines (e.g. the bind error behind "cannot listen on ...") go to siam's log at
- * debug level: the caller reports the failure in its own words. TLS lines are also kept for the
- * rpc layer to explain failures, and a TLS server turns handshake errors into warnings. Every
- * line is scrubbed of the registered secrets first. */
+ * debug level: the caller reports the failure in its own words; a failed assertion of gRPC's,
+ * after which it aborts the process, at error level, so that the log says why. TLS lines are also
+ * kept for the rpc layer to explain failures, and a TLS server turns handshake errors into
+ * warnings. Every line is scrubbed of the registered secrets first. */
 static void grpc_log_to_siam(gpr_log_func_args *a) {
     char msg[2048];
     int server = 0;
@@ -340,7 +341,9 @@ static void grpc_log_to_siam(gpr_log_func_args *a) {
         memcpy(client_ca, tls_client_ca, sizeof client_ca);
     }
     pthread_mutex_unlock(&log_lock);
-    if (print_lines)
+    if (strncmp(msg, "assertion failed", 16) == 0) /* gRPC aborts the process next */
+        LOG_ERROR("grpc", "%s:%d: %s", a->file, a->line, msg);
+    else if (print_lines)
         LOG_DEBUG("grpc", "%s:%d: %s", a->file, a->line, msg);
     if (server)
         tls_server_line(msg, client_ca);
