@@ -522,6 +522,9 @@ static int serve(const config *c, siam_error *err, int *usage, int *reported) {
 }
 
 int main(int argc, char **argv) {
+    /* glibc writes what it aborts for (heap corruption) to /dev/tty unless this is set: a server
+     * runs without one, and its log is where the reason must be */
+    setenv("LIBC_FATAL_STDERR_", "1", 0);
     config c = {.listen = "127.0.0.1:50051",
                 .labels = "similar",
                 .loss = "semi-hard",
