@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "siam_atomic.h"
+#include "siam_bytes.h"
 #include "siam_dataset.h"
 #include "siam_log.h"
 
@@ -27,40 +28,6 @@
 #define RETRY_SECONDS 5.0 /* after a failed write */
 
 static const char magic[8] = {'S', 'I', 'A', 'M', 'G', 'L', 'R', 'Y'};
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-static uLong crc_update(uLong crc, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, k);
-        p += k;
-        n -= k;
-    }
-    return crc;
-}
 
 /* ---- IDX ---- */
 
@@ -140,7 +107,7 @@ typedef struct {
 static void w_bytes(writer *w, const void *p, size_t n) {
     if (w->err || n == 0)
         return;
-    w->crc = crc_update(w->crc, p, n);
+    w->crc = siam_crc32_update(w->crc, p, n);
     errno = 0;
     if (fwrite(p, 1, n, w->f) != n)
         w->err = errno ? errno : EIO;
@@ -164,13 +131,13 @@ int siam_gallery_save_file(siam_gallery *g, const char *path, siam_error *err) {
     writer w = {af.f, crc32(0L, Z_NULL, 0), 0};
     uint8_t head[HEAD_BYTES];
     memcpy(head, magic, 8);
-    put_u32(head + 8, FILE_VERSION);
-    put_u32(head + 12, (uint32_t)h);
-    put_u32(head + 16, (uint32_t)wd);
-    put_u32(head + 20, (uint32_t)c);
-    put_u64(head + 24, n);
-    put_u64(head + 32, next_id);
-    put_u32(head + 40, n_labels);
+    siam_put_u32(head + 8, FILE_VERSION);
+    siam_put_u32(head + 12, (uint32_t)h);
+    siam_put_u32(head + 16, (uint32_t)wd);
+    siam_put_u32(head + 20, (uint32_t)c);
+    siam_put_u64(head + 24, n);
+    siam_put_u64(head + 32, next_id);
+    siam_put_u32(head + 40, n_labels);
     w_bytes(&w, head, sizeof head);
     for (uint32_t i = 0; i < n_labels; i++) {
         const char *s = g->names[i / NAME_CHUNK][i % NAME_CHUNK];
@@ -184,8 +151,8 @@ int siam_gallery_save_file(siam_gallery *g, const char *path, siam_error *err) {
         for (; k < 256 && i < n; k++, i++) {
             size_t o;
             item_chunk *ch = gal_chunk(g, i, &o);
-            put_u64(rec + 12 * k, ch->ids[o]);
-            put_u32(rec + 12 * k + 8, ch->labels[o]);
+            siam_put_u64(rec + 12 * k, ch->ids[o]);
+            siam_put_u32(rec + 12 * k + 8, ch->labels[o]);
         }
         w_bytes(&w, rec, 12 * k);
     }
@@ -197,7 +164,7 @@ int siam_gallery_save_file(siam_gallery *g, const char *path, siam_error *err) {
         i += k;
     }
     uint8_t crc[4];
-    put_u32(crc, (uint32_t)w.crc);
+    siam_put_u32(crc, (uint32_t)w.crc);
     w_bytes(&w, crc, 4);
     if (w.err) {
         siam_atomic_abort(&af);
@@ -229,7 +196,7 @@ static int r_bytes(reader *r, void *p, size_t n, siam_error *err) {
         return siam_error_set(err, SIAM_ERR_IO, "%s: read failed: %s", r->path,
                               strerror(errno ? errno : EIO));
     }
-    r->crc = crc_update(r->crc, p, n);
+    r->crc = siam_crc32_update(r->crc, p, n);
     return SIAM_OK;
 }
 
@@ -259,8 +226,8 @@ static int load_items(siam_gallery *g, reader *r, size_t n, uint64_t next_id, ch
         if ((rc = r_bytes(r, rec, 12 * k, err)))
             break;
         for (size_t j = 0; j < k && !rc; j++) {
-            ids[i + j] = get_u64(rec + 12 * j);
-            lid[i + j] = get_u32(rec + 12 * j + 8);
+            ids[i + j] = siam_get_u64(rec + 12 * j);
+            lid[i + j] = siam_get_u32(rec + 12 * j + 8);
             if (lid[i + j] >= n_labels)
                 rc = siam_error_set(err, SIAM_ERR_FORMAT,
                                     "%s: item %zu has label index %u, the file has %u labels",
@@ -304,15 +271,15 @@ static int load_file(siam_gallery *g, FILE *f, const char *path, uint64_t file_s
         return siam_error_set(err, SIAM_ERR_FORMAT,
                               "%s: truncated: %llu bytes, the header alone needs %d", path,
                               (unsigned long long)file_size, HEAD_BYTES + 4);
-    uint32_t version = get_u32(head + 8);
+    uint32_t version = siam_get_u32(head + 8);
     if (version != FILE_VERSION)
         return siam_error_set(err, SIAM_ERR_FORMAT,
                               "%s: gallery file version %lu, this build "
                               "reads version %d",
                               path, (unsigned long)version, FILE_VERSION);
-    uint32_t h = get_u32(head + 12), wd = get_u32(head + 16), c = get_u32(head + 20);
-    uint64_t n = get_u64(head + 24), next_id = get_u64(head + 32);
-    uint32_t n_labels = get_u32(head + 40);
+    uint32_t h = siam_get_u32(head + 12), wd = siam_get_u32(head + 16), c = siam_get_u32(head + 20);
+    uint64_t n = siam_get_u64(head + 24), next_id = siam_get_u64(head + 32);
+    uint32_t n_labels = siam_get_u32(head + 40);
     if (n > g->max_items)
         return siam_error_set(err, SIAM_ERR_LIMIT,
                               "%s holds %llu items, more than the gallery's limit of %zu "
@@ -364,11 +331,11 @@ static int load_file(siam_gallery *g, FILE *f, const char *path, uint64_t file_s
     if (!rc) {
         uLong crc = r.crc;
         uint8_t stored[4];
-        if (!(rc = r_bytes(&r, stored, 4, err)) && get_u32(stored) != (uint32_t)crc)
+        if (!(rc = r_bytes(&r, stored, 4, err)) && siam_get_u32(stored) != (uint32_t)crc)
             rc = siam_error_set(err, SIAM_ERR_FORMAT,
                                 "%s: CRC mismatch (stored %08lx, computed %08lx): the file is "
                                 "corrupt",
-                                path, (unsigned long)get_u32(stored), (unsigned long)crc);
+                                path, (unsigned long)siam_get_u32(stored), (unsigned long)crc);
     }
     for (uint32_t i = 0; i < n_labels; i++)
         free(labels[i]);

@@ -2,6 +2,7 @@
 #include "siam_checkpoint.h"
 
 #include "siam_atomic.h"
+#include "siam_bytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,43 +20,6 @@ static const char ckpt_magic[8] = {'S', 'I', 'A', 'M', 'C', 'K', 'P', 'T'};
 #define HEAD_COUNTS 32
 #define CRC_BYTES   4
 
-/* ---- explicit little-endian encoding, whatever the host's byte order ---- */
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-/* zlib's crc32 takes a 32-bit length; feed larger buffers in pieces. */
-static uLong crc_update(uLong crc, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, k);
-        p += k;
-        n -= k;
-    }
-    return crc;
-}
-
 /* ---- save ---- */
 
 /* A stream that keeps the running CRC of what it wrote and the errno of its first failure. */
@@ -68,7 +32,7 @@ typedef struct {
 static void w_bytes(ck_writer *w, const void *p, size_t n) {
     if (w->err || n == 0)
         return;
-    w->crc = crc_update(w->crc, p, n);
+    w->crc = siam_crc32_update(w->crc, p, n);
     errno = 0;
     if (fwrite(p, 1, n, w->f) != n)
         w->err = errno ? errno : EIO;
@@ -82,7 +46,7 @@ static void w_floats(ck_writer *w, const float *v, size_t n) {
         for (size_t i = 0; i < k; i++) {
             uint32_t bits;
             memcpy(&bits, &v[i], 4);
-            put_u32(buf + 4 * i, bits);
+            siam_put_u32(buf + 4 * i, bits);
         }
         w_bytes(w, buf, 4 * k);
         v += k;
@@ -109,18 +73,18 @@ int siam_checkpoint_save(const char *path, const char *spec, uint64_t step, uint
     ck_writer w = {af.f, crc32(0L, Z_NULL, 0), 0};
     uint8_t head[HEAD_FIXED], counts[HEAD_COUNTS], crc_bytes[CRC_BYTES];
     memcpy(head, ckpt_magic, 8);
-    put_u32(head + 8, SIAM_CHECKPOINT_VERSION);
-    put_u32(head + 12, (uint32_t)spec_len);
-    put_u64(counts, step);
-    put_u64(counts + 8, round);
-    put_u64(counts + 16, (uint64_t)n_params);
-    put_u64(counts + 24, (uint64_t)n_opt);
+    siam_put_u32(head + 8, SIAM_CHECKPOINT_VERSION);
+    siam_put_u32(head + 12, (uint32_t)spec_len);
+    siam_put_u64(counts, step);
+    siam_put_u64(counts + 8, round);
+    siam_put_u64(counts + 16, (uint64_t)n_params);
+    siam_put_u64(counts + 24, (uint64_t)n_opt);
     w_bytes(&w, head, sizeof head);
     w_bytes(&w, spec, spec_len);
     w_bytes(&w, counts, sizeof counts);
     w_floats(&w, params, n_params);
     w_floats(&w, opt, n_opt);
-    put_u32(crc_bytes, (uint32_t)w.crc);
+    siam_put_u32(crc_bytes, (uint32_t)w.crc);
     w_bytes(&w, crc_bytes, sizeof crc_bytes);
 
     if (w.err) {
@@ -150,7 +114,7 @@ static int read_exact(FILE *f, void *p, size_t n, const char *path, siam_error *
 /* floats (n) in place: their bytes were read little-endian into v */
 static void decode_floats(float *v, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        uint32_t bits = get_u32((const uint8_t *)&v[i]);
+        uint32_t bits = siam_get_u32((const uint8_t *)&v[i]);
         memcpy(&v[i], &bits, 4);
     }
 }
@@ -188,13 +152,13 @@ int siam_checkpoint_load(siam_checkpoint *ck, const char *path, siam_error *err)
                             (unsigned long long)file_size, HEAD_FIXED + HEAD_COUNTS + CRC_BYTES);
         goto fail;
     }
-    uint32_t version = get_u32(head + 8);
+    uint32_t version = siam_get_u32(head + 8);
     if (version != SIAM_CHECKPOINT_VERSION) {
         rc = siam_error_set(err, SIAM_ERR_FORMAT, "%s: version %lu, this build reads %d", path,
                             (unsigned long)version, SIAM_CHECKPOINT_VERSION);
         goto fail;
     }
-    uint32_t spec_len = get_u32(head + 12);
+    uint32_t spec_len = siam_get_u32(head + 12);
     if (spec_len > SIAM_SPEC_MAX - 1) {
         rc = siam_error_set(err, SIAM_ERR_FORMAT,
                             "%s: model spec length %lu exceeds the limit of %d", path,
@@ -212,7 +176,7 @@ int siam_checkpoint_load(siam_checkpoint *ck, const char *path, siam_error *err)
         goto fail;
 
     const uint8_t *counts = head + HEAD_FIXED + spec_len;
-    uint64_t n_params = get_u64(counts + 16), n_opt = get_u64(counts + 24);
+    uint64_t n_params = siam_get_u64(counts + 16), n_opt = siam_get_u64(counts + 24);
     /* The counts fix the file's size exactly, which bounds every allocation below by the size
      * of the file itself; counts no file could match are corruption. */
     const uint64_t max_floats = (UINT64_MAX - head_len - CRC_BYTES) / 4;
@@ -257,10 +221,10 @@ int siam_checkpoint_load(siam_checkpoint *ck, const char *path, siam_error *err)
     }
 
     uLong crc = crc32(0L, Z_NULL, 0);
-    crc = crc_update(crc, head, head_len);
-    crc = crc_update(crc, (const uint8_t *)ck->params, ck->n_params * 4);
-    crc = crc_update(crc, (const uint8_t *)ck->opt, ck->n_opt * 4);
-    uint32_t stored = get_u32(crc_bytes);
+    crc = siam_crc32_update(crc, head, head_len);
+    crc = siam_crc32_update(crc, (const uint8_t *)ck->params, ck->n_params * 4);
+    crc = siam_crc32_update(crc, (const uint8_t *)ck->opt, ck->n_opt * 4);
+    uint32_t stored = siam_get_u32(crc_bytes);
     if ((uint32_t)crc != stored) {
         rc = siam_error_set(err, SIAM_ERR_FORMAT,
                             "%s: CRC mismatch: file is corrupt (stored %08lx, computed %08lx)",
@@ -279,8 +243,8 @@ int siam_checkpoint_load(siam_checkpoint *ck, const char *path, siam_error *err)
     fclose(f);
     memcpy(ck->spec, head + HEAD_FIXED, spec_len);
     ck->spec[spec_len] = '\0';
-    ck->step = get_u64(counts);
-    ck->round = get_u64(counts + 8);
+    ck->step = siam_get_u64(counts);
+    ck->round = siam_get_u64(counts + 8);
     decode_floats(ck->params, ck->n_params);
     decode_floats(ck->opt, ck->n_opt);
     return SIAM_OK;

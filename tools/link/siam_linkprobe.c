@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "siam_bytes.h"
 #include "siam_error.h"
 #include "siam_log.h"
 #include "siam_options.h"
@@ -110,18 +111,6 @@ static int read_all(int fd, uint8_t *p, size_t n) {
     return 0;
 }
 
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int split_hostport(const char *hostport, char *host, size_t cap, const char **port) {
     const char *colon = strrchr(hostport, ':');
     if (!colon || colon == hostport || !colon[1] || (size_t)(colon - hostport) >= cap)
@@ -188,7 +177,7 @@ static void *serve_conn(void *arg) {
     uint8_t *buf = malloc(IO_MAX);
     uint8_t hdr[9];
     while (buf && read_all(fd, hdr, sizeof hdr) == 0) {
-        uint64_t n = get_u64(hdr + 1), off = 0, good = 0;
+        uint64_t n = siam_get_u64(hdr + 1), off = 0, good = 0;
         int bad = 0;
         if (hdr[0] == 'P') {
             memset(buf, 'p', n && n < IO_MAX ? n : 1);
@@ -206,7 +195,7 @@ static void *serve_conn(void *arg) {
                 off += (uint64_t)r;
             }
             uint8_t ans[8];
-            put_u64(ans, good);
+            siam_put_u64(ans, good);
             bad = bad || write_all(fd, ans, sizeof ans);
         } else if (hdr[0] == 'D') {
             while (off < n && !bad) {
@@ -308,7 +297,7 @@ static int measure_main(int argc, char **argv) {
         return 1;
     }
     uint8_t hdr[9] = {'P'}, one;
-    put_u64(hdr + 1, 1);
+    siam_put_u64(hdr + 1, 1);
     for (int i = -WARM_PINGS; i < pings; i++) {
         double t0 = now_s();
         if (write_all(fd, hdr, sizeof hdr) || read_all(fd, &one, 1)) {
@@ -327,7 +316,7 @@ static int measure_main(int argc, char **argv) {
     uint64_t up_good = 0, down_good = 0;
     if (bytes > 0) {
         hdr[0] = 'U';
-        put_u64(hdr + 1, bytes);
+        siam_put_u64(hdr + 1, bytes);
         double t0 = now_s();
         int bad = write_all(fd, hdr, sizeof hdr);
         for (uint64_t off = 0; off < bytes && !bad;) {
@@ -344,7 +333,7 @@ static int measure_main(int argc, char **argv) {
                     strerror(errno));
             return 1;
         }
-        up_good = get_u64(ans);
+        up_good = siam_get_u64(ans);
 
         hdr[0] = 'D';
         t0 = now_s();
