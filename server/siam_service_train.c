@@ -32,6 +32,10 @@ static int validate_batch(const Siam__V1__EmbeddingBatch *b, const siam_train_st
         return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
                                    "labels has %zu values, expected at most %zu at dim %u",
                                    b->n_labels, max_batch, b->dim);
+    for (size_t i = 0; i < b->n_labels; i++)
+        if (b->labels[i] > 1)
+            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                       "labels[%zu] is %u, expected 0 or 1", i, b->labels[i]);
     if ((rc = svc_check_encoding((int)b->encoding, st)) != SIAM_RPC_OK)
         return rc;
     if ((int)b->encoding != SIAM_ENC_FP32) /* the packed fields are decoded and checked later */
@@ -50,10 +54,6 @@ static int validate_batch(const Siam__V1__EmbeddingBatch *b, const siam_train_st
                                        "%s has %zu floats, expected batch*dim = %zu*%u = %zu "
                                        "(batch = number of labels)",
                                        names[s], have[s], b->n_labels, b->dim, want);
-    for (size_t i = 0; i < b->n_labels; i++)
-        if (b->labels[i] > 1)
-            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
-                                       "labels[%zu] is %u, expected 0 or 1", i, b->labels[i]);
     if (svc_check_finite("left", b->left, want, b->dim, st) ||
         svc_check_finite("right", b->right, want, b->dim, st))
         return SIAM_RPC_INVALID_ARGUMENT;

@@ -639,12 +639,15 @@ def check(siam, seed):
                   left_scales=[1.0, 1.0], right_scales=[1.0, 1.0])),
             ("int8 without scales", ["left_packed", "0 scales", "expected 2"],
              dict(encoding=3, left_packed=lp2, right_packed=lp2)),
+            ("an int8 batch with a label of 2", ["labels[1]", "2", "0 or 1"],
+             dict(encoding=3, left_packed=lp2, right_packed=lp2, left_scales=ls2,
+                  right_scales=ls2, labels=[1, 2])),
             ("fp32 with packed bytes", ["left_packed", "fp32"],
              dict(left=[0.0] * 4, right=[1.0] * 4, left_packed=b"\0" * 16)),
             ("bf16 with fp32 floats too", ["left", "bf16", "left_packed"],
              dict(encoding=2, left=[0.0] * 4, left_packed=b"\0" * 8, right_packed=b"\0" * 8))):
         c.run(f"Train refuses {name} (INVALID_ARGUMENT)",
-              bad_train(words, dim=2, labels=[1, 0], **fields))
+              bad_train(words, **{"dim": 2, "labels": [1, 0], **fields}))
 
     def set_encoded():
         n, dim = 8, 4
