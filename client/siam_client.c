@@ -32,7 +32,8 @@
 typedef struct {
     siam_worker_config w; /* the options shared with siam-train */
     const char *server, *worker_id, *log_level;
-    const char *wire; /* --wire: the encoding of embeddings up and gradients down */
+    const char *wire;      /* --wire: the encoding of embeddings up and gradients down */
+    const char *sync_wire; /* --sync-wire: the encoding of the parameters both ways */
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name, *auth_token_file;
     const char *auth_token; /* read from auth_token_file */
     int threads, max_message_mb, sync_every, in_flight;
@@ -136,6 +137,25 @@ static void print_refused(const char *server, const siam_rpc_status *st) {
             siam_rpc_code_name(st->code), st->msg[0] ? st->msg : "no message");
 }
 
+/* Whether the server's list (a Status field) has the encoding --flag asks for; says why not. A
+ * server older than the field lists nothing and takes fp32 only. */
+static int server_accepts(const char *server, const char *flag, const char *want, char *const *list,
+                          size_t n) {
+    int accepted = strcmp(want, "fp32") == 0; /* every server takes fp32 */
+    for (size_t i = 0; i < n; i++)
+        accepted |= strcmp(list[i], want) == 0;
+    if (accepted)
+        return 1;
+    char names[128] = "fp32";
+    for (size_t i = 0, o = 0; i < n && o < sizeof names; i++)
+        o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "", list[i]);
+    fprintf(stderr,
+            PROG ": error: siam-server at %s does not accept --%s %s: it accepts %s; choose one "
+                 "of those or upgrade the server\n",
+            server, flag, want, names);
+    return 0;
+}
+
 /* Status: the server's margin and label convention (the evaluation threshold is margin/2). Returns
  * 0, or 1 after printing why not (one line). */
 static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry,
@@ -235,20 +255,10 @@ static int query_status(siam_rpc_channel *ch, const config *c, siam_retry *retry
                 r->name, r->loss ? r->loss : "contrastive", (double)r->margin,
                 strcmp(c->w.head, "set") == 0 ? out->loss : "contrastive", (double)s->margin,
                 r->name);
-        int accepted = strcmp(c->wire, "fp32") == 0; /* every server takes fp32 */
-        for (size_t i = 0; i < s->n_wire_encodings; i++)
-            accepted |= strcmp(s->wire_encodings[i], c->wire) == 0;
-        if (!accepted) {
-            char list[128] = "fp32"; /* what an older server without the field accepts */
-            for (size_t i = 0, o = 0; i < s->n_wire_encodings && o < sizeof list; i++)
-                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "",
-                                      s->wire_encodings[i]);
-            fprintf(stderr,
-                    PROG ": error: siam-server at %s does not accept --wire %s: it accepts %s; "
-                         "choose one of those or upgrade the server\n",
-                    c->server, c->wire, list);
+        if (!server_accepts(c->server, "wire", c->wire, s->wire_encodings, s->n_wire_encodings) ||
+            (c->sync_every > 0 && !server_accepts(c->server, "sync-wire", c->sync_wire,
+                                                  s->sync_encodings, s->n_sync_encodings)))
             rc = 1;
-        }
         const char *mine = siam_model_spec_for(c->w.model);
         if (s->model_spec[0] && mine && strcmp(s->model_spec, mine) != 0)
             LOG_WARN(COMPONENT, "the server's global model is %s; this worker trains %s",
@@ -355,6 +365,9 @@ static int session(const config *c) {
                              .timeout = (double)c->timeout > srv.sync_timeout + 30.0
                                             ? (double)c->timeout
                                             : srv.sync_timeout + 30.0};
+    siam_encoding sync_wire = SIAM_ENC_FP32;
+    siam_encoding_parse(c->sync_wire, &sync_wire, NULL); /* a choice option, as --wire */
+    sync.encoding = (int)sync_wire;
     if (c->sync_every > 0) {
         wc.sync = siam_weight_sync_fn;
         wc.sync_ctx = &sync;
@@ -419,12 +432,13 @@ int main(int argc, char **argv) {
                 .server = "127.0.0.1:50051",
                 .log_level = "info",
                 .wire = "fp32",
+                .sync_wire = "fp32",
                 .max_message_mb = 16,
                 .sync_every = 50,
                 .in_flight = 1,
                 .timeout = 60.0f,
                 .retry_for = 60.0f};
-    siam_option opts[SIAM_WORKER_N_OPTIONS + 14];
+    siam_option opts[SIAM_WORKER_N_OPTIONS + 15];
     int n_opts = 0;
     opts[n_opts++] = (siam_option){"server",  SIAM_OPT_STRING,
                                    &c.server, 0,
@@ -469,6 +483,16 @@ int main(int argc, char **argv) {
                                    "encoding of the embeddings sent and the gradients received: "
                                    "fp16 and bf16 halve the bytes, int8 quarters them (rounded; "
                                    "accuracy in docs/BENCHMARKS.md)"};
+    opts[n_opts++] = (siam_option){"sync-wire",
+                                   SIAM_OPT_CHOICE,
+                                   &c.sync_wire,
+                                   0,
+                                   0,
+                                   "fp32|fp16|bf16|int8",
+                                   NULL,
+                                   "encoding of the weights sent to averaging and of the global "
+                                   "weights received: fp16 and bf16 halve the bytes of a round, "
+                                   "each round rounds the weights once (docs/DISTRIBUTED.md)"};
     opts[n_opts++] = (siam_option){"in-flight",
                                    SIAM_OPT_INT,
                                    &c.in_flight,

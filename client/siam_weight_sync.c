@@ -7,6 +7,7 @@
 
 #include "siam/v1/siam.pb-c.h"
 #include "siam_checkpoint.h"
+#include "siam_encoding.h"
 #include "siam_log.h"
 #include "siam_wire.h"
 
@@ -47,11 +48,33 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
     u.samples = samples;
     u.step = step;
     u.round = s->round;
+    int enc = s->encoding;
+    float *scales = NULL;
+    if (enc != SIAM_ENC_FP32) {
+        size_t blocks = siam_encoding_blocks(n);
+        u.encoding = (Siam__V1__WireEncoding)enc;
+        u.n_params = 0, u.params = NULL;
+        u.params_packed.len = n * siam_encoding_size(enc);
+        u.params_packed.data = malloc(u.params_packed.len ? u.params_packed.len : 1);
+        if (siam_encoding_scaled(enc)) {
+            scales = malloc((blocks ? blocks : 1) * sizeof *scales);
+            u.params_scales = scales, u.n_params_scales = blocks;
+        }
+        if (!u.params_packed.data || (siam_encoding_scaled(enc) && !scales)) {
+            free(u.params_packed.data);
+            free(scales);
+            return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory encoding %zu parameters", n);
+        }
+        siam_encode_blocks((siam_encoding)enc, params, n, u.params_packed.data, scales);
+    }
     size_t len = siam__v1__weights_update__get_packed_size(&u);
     uint8_t *buf = malloc(len ? len : 1);
+    if (buf)
+        siam__v1__weights_update__pack(&u, buf);
+    free(u.params_packed.data);
+    free(scales);
     if (!buf)
         return siam_error_set(err, SIAM_ERR_NOMEM, "out of memory for a %zu-byte update", len);
-    siam__v1__weights_update__pack(&u, buf);
 
     double t0 = siam_now();
     siam_rpc_buf resp = {0};
@@ -106,7 +129,14 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
         rc = siam_error_set(err, SIAM_ERR_FORMAT,
                             "siam-server at %s: the SyncWeights answer is not GlobalWeights",
                             server);
-    else if (g->n_params != n)
+    else if ((int)g->encoding != enc)
+        rc = siam_error_set(
+            err, SIAM_ERR_FORMAT, "siam-server at %s: the global weights came in %s, asked for %s",
+            server,
+            siam_encoding_name((int)g->encoding) ? siam_encoding_name((int)g->encoding)
+                                                 : "an unknown encoding",
+            siam_encoding_name(enc));
+    else if (enc == SIAM_ENC_FP32 && g->n_params != n)
         rc = siam_error_set(err, SIAM_ERR_FORMAT,
                             "siam-server at %s: the global model has %zu parameters, this "
                             "worker's %zu",
@@ -121,7 +151,29 @@ int siam_weight_sync_fn(void *ctx, siam_model *m, uint64_t samples, uint64_t ste
             siam__v1__global_weights__free_unpacked(g, NULL);
         return rc;
     }
-    memcpy(params, g->params, n * sizeof *params);
+    if (enc == SIAM_ENC_FP32) {
+        memcpy(params, g->params, n * sizeof *params);
+    } else {
+        /* decoded aside: a bad answer leaves the model as it was */
+        float *dec = malloc((n ? n : 1) * sizeof *dec);
+        siam_error derr = {0};
+        if (!dec)
+            rc = siam_error_set(err, SIAM_ERR_NOMEM, "out of memory decoding %zu parameters", n);
+        else if (siam_decode_blocks((siam_encoding)enc, g->params_packed.data, g->params_packed.len,
+                                    g->params_scales, g->n_params_scales, n, "params_packed", dec,
+                                    &derr))
+            rc = siam_error_set(err, SIAM_ERR_FORMAT,
+                                "siam-server at %s: the global weights do not fit this worker's "
+                                "%zu parameters: %s",
+                                server, n, derr.msg);
+        else
+            memcpy(params, dec, n * sizeof *params);
+        free(dec);
+        if (rc) {
+            siam__v1__global_weights__free_unpacked(g, NULL);
+            return rc;
+        }
+    }
     s->round = g->round;
     uint32_t crc = siam_params_crc32(params, n);
     if (samples == 0)

@@ -4,22 +4,24 @@
 # stops the server (which writes the global model), evaluates that model, draws the pictures and
 # says where everything is.
 #   scripts/demo.sh [--recipe pairs|mlp|cnn] [--epochs N] [--workers N] [--model M] [--sync-every K]
-#                   [--wire fp32|fp16|bf16|int8] [--in-flight K] [--out DIR]
+#                   [--wire fp32|fp16|bf16|int8] [--sync-wire fp32|fp16|bf16|int8] [--in-flight K]
+#                   [--out DIR]
 # Defaults: the mlp recipe (semi-hard triplets, about a minute of training on 2 cores), 2 workers,
-# out/; --epochs, --model and --sync-every override the recipe's; --wire and --in-flight go to the
-# workers (siam-client). SIAM_DATA (default /usr/share/datasets/fashion-mnist) is the data.
+# out/; --epochs, --model and --sync-every override the recipe's; --wire, --sync-wire and
+# --in-flight go to the workers (siam-client). SIAM_DATA (default /usr/share/datasets/fashion-mnist) is the data.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-recipe=mlp epochs='' workers=2 model='' sync='' wire='' inflight='' out=${SIAM_OUT:-out}
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+recipe=mlp epochs='' workers=2 model='' sync='' wire='' syncwire='' inflight='' out=${SIAM_OUT:-out}
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --recipe|--epochs|--workers|--model|--sync-every|--wire|--in-flight|--out)
+    --recipe|--epochs|--workers|--model|--sync-every|--wire|--sync-wire|--in-flight|--out)
       [ $# -ge 2 ] || { echo "demo.sh: $1 needs a value (see --help)" >&2; exit 2; }
       case "$1" in
         --recipe) recipe=$2 ;; --epochs) epochs=$2 ;; --workers) workers=$2 ;; --model) model=$2 ;;
-        --sync-every) sync=$2 ;; --wire) wire=$2 ;; --in-flight) inflight=$2 ;; --out) out=$2 ;;
+        --sync-every) sync=$2 ;; --wire) wire=$2 ;; --sync-wire) syncwire=$2 ;;
+        --in-flight) inflight=$2 ;; --out) out=$2 ;;
       esac
       shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -33,6 +35,7 @@ done
 [ "$workers" -ge 1 ] && [ "${epochs:-1}" -ge 1 ] || { echo "demo.sh: --workers and --epochs must be at least 1" >&2; exit 2; }
 case "$recipe" in pairs|mlp|cnn) ;; *) echo "demo.sh: --recipe pairs|mlp|cnn, not '$recipe'" >&2; exit 2 ;; esac
 case "$wire" in ''|fp32|fp16|bf16|int8) ;; *) echo "demo.sh: --wire fp32|fp16|bf16|int8, not '$wire'" >&2; exit 2 ;; esac
+case "$syncwire" in ''|fp32|fp16|bf16|int8) ;; *) echo "demo.sh: --sync-wire fp32|fp16|bf16|int8, not '$syncwire'" >&2; exit 2 ;; esac
 [[ -z "$inflight" || "$inflight" =~ ^[1-8]$ ]] || { echo "demo.sh: --in-flight must be 1..8, got '$inflight'" >&2; exit 2; }
 # what the user set overrides the recipe (siam-client takes the recipe's values as defaults)
 overrides=()
@@ -40,6 +43,7 @@ overrides=()
 [ -n "$model" ] && overrides+=(--model "$model")
 [ -n "$sync" ] && overrides+=(--sync-every "$sync")
 [ -n "$wire" ] && overrides+=(--wire "$wire")
+[ -n "$syncwire" ] && overrides+=(--sync-wire "$syncwire")
 [ -n "$inflight" ] && overrides+=(--in-flight "$inflight")
 data=${SIAM_DATA:-/usr/share/datasets/fashion-mnist}
 

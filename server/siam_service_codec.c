@@ -165,11 +165,12 @@ void svc_copy_name(char *dst, size_t cap, const char *src) {
 
 int svc_check_encoding(int encoding, siam_rpc_status *st) {
     if (!siam_encoding_name(encoding))
-        return siam_rpc_status_set(st, SIAM_RPC_FAILED_PRECONDITION,
-                                   "encoding is %d, which this server does not accept: it accepts "
-                                   "%s (StatusResponse.wire_encodings); siam-client --wire picks "
-                                   "one",
-                                   encoding, SIAM_ENC_NAMES);
+        return siam_rpc_status_set(
+            st, SIAM_RPC_FAILED_PRECONDITION,
+            "encoding is %d, which this server does not accept: it accepts "
+            "%s (StatusResponse.wire_encodings); siam-client --wire (batches) "
+            "and --sync-wire (weights) pick one",
+            encoding, SIAM_ENC_NAMES);
     return SIAM_RPC_OK;
 }
 

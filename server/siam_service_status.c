@@ -157,10 +157,12 @@ int siam_service_status(siam_service *svc, const uint8_t *req, size_t len, siam_
         siam_weights_shape_text(wt, shape, sizeof shape);
     siam_weights_release(wt);
     r.input_shape = shape;
-    /* every encoding of siam_encoding, in its order: Train and TrainSet decode them all */
+    /* every encoding of siam_encoding, in its order: Train, TrainSet and SyncWeights decode them
+     * all */
     static char *const encodings[] = {"fp32", "fp16", "bf16", "int8"};
     _Static_assert(sizeof encodings / sizeof *encodings == SIAM_ENC_COUNT, "one name each");
     r.n_wire_encodings = SIAM_ENC_COUNT, r.wire_encodings = (char **)encodings;
+    r.n_sync_encodings = SIAM_ENC_COUNT, r.sync_encodings = (char **)encodings;
     r.n_workers = (size_t)nw;
     r.workers = wp;
     r.n_traffic = (size_t)n_rows;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siam_encoding.h"
 #include "siam_log.h"
 
 #include "siam/v1/siam.pb-c.h"
@@ -15,7 +16,86 @@
 typedef struct {
     siam_service *svc;
     void *waiter;
+    int encoding; /* the update's, for the answer */
 } sync_call;
+
+/* The answer's parameters in an encoding other than fp32: g->params_packed and *scales are
+ * allocated (the caller frees both), g->params is cleared. */
+static int svc_encode_blocks(int enc, const float *params, size_t n, Siam__V1__GlobalWeights *g,
+                             float **scales, siam_rpc_status *st) {
+    size_t blocks = siam_encoding_blocks(n);
+    int scaled = siam_encoding_scaled(enc);
+    g->encoding = (Siam__V1__WireEncoding)enc;
+    g->n_params = 0, g->params = NULL;
+    g->params_packed.len = n * siam_encoding_size(enc);
+    g->params_packed.data = malloc(g->params_packed.len ? g->params_packed.len : 1);
+    *scales = scaled ? malloc((blocks ? blocks : 1) * sizeof **scales) : NULL;
+    if (!g->params_packed.data || (scaled && !*scales)) {
+        g->params_packed.len = 0;
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory encoding %zu parameters as %s", n,
+                                   siam_encoding_name(enc));
+    }
+    siam_encode_blocks((siam_encoding)enc, params, n, g->params_packed.data, *scales);
+    g->params_scales = *scales, g->n_params_scales = scaled ? blocks : 0;
+    return SIAM_RPC_OK;
+}
+
+/* The update's parameters as floats: u->params for fp32, else decoded from params_packed into
+ * *decoded (allocated; the caller frees it). The count is checked against the spec, when it
+ * parses, before anything is allocated. On failure st says which field is wrong. */
+static int update_params(const Siam__V1__WeightsUpdate *u, const float **params, size_t *n,
+                         float **decoded, siam_rpc_status *st) {
+    int enc = (int)u->encoding;
+    *decoded = NULL;
+    int rc = svc_check_encoding(enc, st);
+    if (rc)
+        return rc;
+    if (enc == SIAM_ENC_FP32) {
+        if (u->params_packed.len || u->n_params_scales)
+            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                       "params_packed has %zu bytes and params_scales %zu values, "
+                                       "but the encoding is fp32, which travels in params",
+                                       u->params_packed.len, u->n_params_scales);
+        if (u->n_params == 0)
+            return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "params is empty");
+        *params = u->params, *n = u->n_params;
+        return SIAM_RPC_OK;
+    }
+    if (u->n_params)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "params has %zu floats, but the encoding is %s, which travels "
+                                   "in params_packed: send one or the other",
+                                   u->n_params, siam_encoding_name(enc));
+    size_t size = siam_encoding_size(enc), len = u->params_packed.len;
+    if (len == 0)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "params_packed is empty");
+    if (len % size)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "params_packed has %zu bytes, not a whole number of %s values "
+                                   "(%zu bytes each)",
+                                   len, siam_encoding_name(enc), size);
+    size_t count = len / size, want = 0;
+    siam_error err = {0};
+    if (u->model_spec && siam_model_spec_parse(u->model_spec, NULL, &want, &err) == SIAM_OK &&
+        count != want)
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT,
+                                   "params_packed holds %zu %s values, expected %zu for model "
+                                   "'%.300s'",
+                                   count, siam_encoding_name(enc), want, u->model_spec);
+    *decoded = malloc(count * sizeof **decoded);
+    if (!*decoded)
+        return siam_rpc_status_set(st, SIAM_RPC_RESOURCE_EXHAUSTED,
+                                   "out of memory decoding %zu parameters", count);
+    if (siam_decode_blocks((siam_encoding)enc, u->params_packed.data, len, u->params_scales,
+                           u->n_params_scales, count, "params_packed", *decoded, &err)) {
+        free(*decoded);
+        *decoded = NULL;
+        return siam_rpc_status_set(st, SIAM_RPC_INVALID_ARGUMENT, "%s", err.msg);
+    }
+    *params = *decoded, *n = count;
+    return SIAM_RPC_OK;
+}
 
 static void sync_answer(void *waiter, const siam_averaging_answer *a) {
     sync_call *c = waiter;
@@ -32,7 +112,13 @@ static void sync_answer(void *waiter, const siam_averaging_answer *a) {
         g.workers = a->workers;
         g.samples = a->samples;
         g.late = a->late != 0;
-        svc_encode(&g.base, "GlobalWeights", &resp, &st);
+        float *scales = NULL;
+        if (c->encoding != SIAM_ENC_FP32)
+            svc_encode_blocks(c->encoding, a->params, a->n_params, &g, &scales, &st);
+        if (st.code == SIAM_RPC_OK)
+            svc_encode(&g.base, "GlobalWeights", &resp, &st);
+        free(g.params_packed.data);
+        free(scales);
     }
     c->svc->sync_reply(c->waiter, st.code == SIAM_RPC_OK ? &resp : NULL, &st);
     free(c);
@@ -146,16 +232,18 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
                             "model_spec has %zu bytes, expected fewer than %d",
                             strlen(u->model_spec), SIAM_SPEC_MAX);
-    else if (u->n_params == 0)
-        siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT, "params is empty");
     else if (u->samples > SIAM_AVERAGING_MAX_SAMPLES)
         siam_rpc_status_set(&st, SIAM_RPC_INVALID_ARGUMENT,
                             "samples is %llu, expected at most %llu (the pairs trained since the "
                             "last sync)",
                             (unsigned long long)u->samples,
                             (unsigned long long)SIAM_AVERAGING_MAX_SAMPLES);
-    else
-        svc_check_finite("params", u->params, u->n_params, 1, &st);
+    const float *params = NULL;
+    size_t n_params = 0;
+    float *decoded = NULL;
+    if (st.code == SIAM_RPC_OK &&
+        update_params(u, &params, &n_params, &decoded, &st) == SIAM_RPC_OK && !decoded)
+        svc_check_finite("params", params, n_params, 1, &st);
     /* the spec as the averaging knows specs: canonical ("mlp", extra spaces), when it parses;
      * otherwise as sent (the averaging then names it in its mismatch message) */
     char spec[SIAM_SPEC_MAX] = "";
@@ -166,12 +254,13 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
         siam_error err = {0};
         pthread_mutex_lock(&svc->model_lock);
         if (!siam_averaging_has_model(svc->avg) &&
-            adopt_model(svc, spec, u->params, u->n_params, 0, &st, &err) == SIAM_RPC_OK)
+            adopt_model(svc, spec, params, n_params, 0, &st, &err) == SIAM_RPC_OK)
             LOG_INFO("service", "global model from worker %s: %s (%zu parameters)", id, spec,
-                     u->n_params);
+                     n_params);
         pthread_mutex_unlock(&svc->model_lock);
     }
     if (st.code != SIAM_RPC_OK) {
+        free(decoded);
         siam__v1__weights_update__free_unpacked(u, &da.base);
         sync_fail(svc, waiter, &st);
         return;
@@ -185,6 +274,7 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
 
     sync_call *c = malloc(sizeof *c);
     if (!c) {
+        free(decoded);
         siam__v1__weights_update__free_unpacked(u, &da.base);
         siam_rpc_status_set(&st, SIAM_RPC_RESOURCE_EXHAUSTED, "out of memory");
         sync_fail(svc, waiter, &st);
@@ -192,7 +282,9 @@ void siam_service_sync(siam_service *svc, const uint8_t *req, size_t len, void *
     }
     c->svc = svc;
     c->waiter = waiter;
-    siam_averaging_update up = {id, spec, u->params, u->n_params, u->samples, u->round};
+    c->encoding = (int)u->encoding;
+    siam_averaging_update up = {id, spec, params, n_params, u->samples, u->round};
     siam_averaging_submit(svc->avg, &up, c);
+    free(decoded);
     siam__v1__weights_update__free_unpacked(u, &da.base);
 }

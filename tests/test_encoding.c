@@ -195,10 +195,80 @@ static void test_refused(void) {
     CHECK(siam_encoding_name(7) == NULL && siam_encoding_size(-1) == 0, "out-of-range values");
 }
 
+/* Parameter vectors in blocks: every length around the block size, each block's scale its own
+ * max |x| (fp16) or max |x| / 127 (int8) computed here, values within the bound of their block,
+ * and the tail block's errors named by its index. */
+static void test_blocks(void) {
+    enum { MAXN = 3 * SIAM_ENC_BLOCK + 5 };
+    static float x[MAXN], y[MAXN], scales[8];
+    static uint8_t buf[MAXN * 4];
+    static const size_t lens[] = {
+        1, SIAM_ENC_BLOCK - 1, SIAM_ENC_BLOCK, SIAM_ENC_BLOCK + 1, 3 * SIAM_ENC_BLOCK, MAXN};
+    CHECK(siam_encoding_blocks(0) == 0 && siam_encoding_blocks(1) == 1 &&
+              siam_encoding_blocks(SIAM_ENC_BLOCK) == 1 &&
+              siam_encoding_blocks(SIAM_ENC_BLOCK + 1) == 2,
+          "block counts");
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        size_t n = lens[li], nb = (n + SIAM_ENC_BLOCK - 1) / SIAM_ENC_BLOCK;
+        siam_rng rng;
+        siam_rng_seed(&rng, 11 + li);
+        for (size_t i = 0; i < n; i++) /* magnitudes that differ from block to block */
+            x[i] = (float)((2.0 * siam_rng_uniform(&rng) - 1.0) * (1u << (i / SIAM_ENC_BLOCK * 4)));
+        for (int e = 0; e < SIAM_ENC_COUNT; e++) {
+            siam_error err = {0};
+            size_t ns = siam_encoding_scaled(e) ? nb : 0;
+            siam_encode_blocks((siam_encoding)e, x, n, buf, scales);
+            int rc = siam_decode_blocks((siam_encoding)e, buf, n * siam_encoding_size(e), scales,
+                                        ns, n, "params_packed", y, &err);
+            CHECK(rc == 0, "%s, n %zu: %s", siam_encoding_name(e), n, err.msg);
+            int bad = 0;
+            for (size_t b = 0; b < nb; b++) {
+                size_t lo = b * SIAM_ENC_BLOCK,
+                       hi = lo + SIAM_ENC_BLOCK < n ? lo + SIAM_ENC_BLOCK : n;
+                double m = 0;
+                for (size_t i = lo; i < hi; i++)
+                    m = fmax(m, fabs(x[i]));
+                if (e == SIAM_ENC_FP16)
+                    bad += scales[b] != (float)m;
+                if (e == SIAM_ENC_INT8)
+                    bad += fabs(scales[b] - m / 127.0) > m * 1e-7;
+                for (size_t i = lo; i < hi; i++) {
+                    double tol = e == SIAM_ENC_FP32   ? 0
+                                 : e == SIAM_ENC_FP16 ? m * (0x1p-11 + 0x1p-24) * 1.0001
+                                 : e == SIAM_ENC_BF16 ? fabs(x[i]) * 0x1p-8
+                                                      : m / 127.0 * 0.5001;
+                    bad += !(fabs(x[i] - y[i]) <= tol);
+                }
+            }
+            CHECK(bad == 0, "%s, n %zu: %d scales or values off", siam_encoding_name(e), n, bad);
+        }
+    }
+    /* refused: the length, the scale count, a bad scale and a NaN in the tail block */
+    size_t n = SIAM_ENC_BLOCK + 3;
+    siam_error err = {0};
+    siam_encode_blocks(SIAM_ENC_FP16, x, n, buf, scales);
+    expect_refused(
+        siam_decode_blocks(SIAM_ENC_FP16, buf, 2 * n - 1, scales, 2, n, "params_packed", y, &err),
+        &err, "params_packed has 517 bytes, expected 259 values * 2 = 518", "length");
+    expect_refused(
+        siam_decode_blocks(SIAM_ENC_FP16, buf, 2 * n, scales, 1, n, "params_packed", y, &err), &err,
+        "1 scales, expected 2 (one per block of 256", "scale count");
+    scales[1] = -2.0f;
+    expect_refused(
+        siam_decode_blocks(SIAM_ENC_FP16, buf, 2 * n, scales, 2, n, "params_packed", y, &err), &err,
+        "scale of block 1 is -2", "negative scale");
+    scales[1] = 1.0f;
+    buf[2 * n - 1] = 0x7e; /* the last value: a half NaN */
+    expect_refused(
+        siam_decode_blocks(SIAM_ENC_FP16, buf, 2 * n, scales, 2, n, "params_packed", y, &err), &err,
+        "block 1 value 2 decodes to nan", "NaN in the tail");
+}
+
 int main(void) {
     test_half_codes();
     test_bf16_codes();
     test_rows();
     test_refused();
+    test_blocks();
     return tu_finish();
 }

@@ -4,6 +4,7 @@
  * rejected first joins decide no model; poisoned weights and non-finite models are refused. */
 #include "test_sync_util.h"
 
+#include "siam_encoding.h"
 #include "siam_loss.h"
 #include "siam_model.h"
 #include "siam_service.h"
@@ -20,10 +21,23 @@ static void svc_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *s
     if (st->code == SIAM_RPC_OK && resp && resp->data)
         g = siam__v1__global_weights__unpack(NULL, resp->len, resp->data);
     float *p = NULL;
+    size_t n = 0;
     if (g && g->n_params) {
-        p = malloc(g->n_params * sizeof *p);
+        n = g->n_params;
+        p = malloc(n * sizeof *p);
         if (p)
-            memcpy(p, g->params, g->n_params * sizeof *p);
+            memcpy(p, g->params, n * sizeof *p);
+    } else if (g && g->encoding != SIAM__V1__WIRE_ENCODING__WIRE_FP32) {
+        n = g->params_packed.len / siam_encoding_size((int)g->encoding);
+        p = malloc((n ? n : 1) * sizeof *p);
+        siam_error err = {0};
+        if (p && siam_decode_blocks((siam_encoding)g->encoding, g->params_packed.data,
+                                    g->params_packed.len, g->params_scales, g->n_params_scales, n,
+                                    "params_packed", p, &err) != SIAM_OK) {
+            fprintf(stderr, "the answer's params_packed does not decode: %s\n", err.msg);
+            free(p);
+            p = NULL;
+        }
     }
     double now = siam_now();
     pthread_mutex_lock(&rec_lock);
@@ -37,7 +51,8 @@ static void svc_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *s
             c->round = g->round;
             snprintf(c->spec, sizeof c->spec, "%s", g->model_spec ? g->model_spec : "");
             c->params = p;
-            c->n_params = p ? g->n_params : 0;
+            c->n_params = p ? n : 0;
+            c->encoding = (int)g->encoding;
             c->workers = g->workers;
             c->samples = g->samples;
             c->late = g->late;
@@ -563,6 +578,178 @@ static void test_service_first_join_specs(void) {
  * answered distance 0 for every pair) is INVALID_ARGUMENT naming the field and the limit; the
  * round closes with the others, finite; a non-finite model is refused by set_model (the layer
  * that adopts it, also for --resume) and as a first join. */
+/* A WeightsUpdate with the parameters in enc (blocks of SIAM_ENC_BLOCK, as siam-client sends
+ * them); edit, when set, changes the message before it is packed (bad input). */
+static void sync_call_enc(siam_service *svc, call *c, const char *worker, const char *spec,
+                          const float *p, size_t n, uint64_t samples, uint64_t round, int enc,
+                          void (*edit)(Siam__V1__WeightsUpdate *u)) {
+    Siam__V1__WeightsUpdate u = SIAM__V1__WEIGHTS_UPDATE__INIT;
+    u.worker_id = (char *)worker;
+    u.model_spec = (char *)spec;
+    u.samples = samples;
+    u.step = 17;
+    u.round = round;
+    u.encoding = (Siam__V1__WireEncoding)enc;
+    uint8_t *packed = malloc(n * 4 + 1);
+    float *scales = malloc((siam_encoding_blocks(n) + 1) * sizeof *scales);
+    siam_encode_blocks((siam_encoding)enc, p, n, packed, scales);
+    u.params_packed.data = packed, u.params_packed.len = n * siam_encoding_size(enc);
+    if (siam_encoding_scaled(enc))
+        u.params_scales = scales, u.n_params_scales = siam_encoding_blocks(n);
+    if (edit)
+        edit(&u);
+    size_t len = siam__v1__weights_update__get_packed_size(&u);
+    uint8_t *buf = malloc(len ? len : 1);
+    siam__v1__weights_update__pack(&u, buf);
+    sync_bytes(svc, c, buf, len);
+    free(buf);
+    free(packed);
+    free(scales);
+}
+
+/* p as the server reads it from enc: encoded and decoded */
+static float *as_sent(const float *p, size_t n, int enc) {
+    uint8_t *packed = malloc(n * 4 + 1);
+    float *scales = malloc((siam_encoding_blocks(n) + 1) * sizeof *scales);
+    float *out = malloc(n * sizeof *out);
+    siam_error err = {0};
+    siam_encode_blocks((siam_encoding)enc, p, n, packed, scales);
+    int rc = siam_decode_blocks((siam_encoding)enc, packed, n * siam_encoding_size(enc), scales,
+                                siam_encoding_scaled(enc) ? siam_encoding_blocks(n) : 0, n, "p",
+                                out, &err);
+    CHECK(rc == SIAM_OK, "round trip in %s: %s", siam_encoding_name(enc), err.msg);
+    free(packed);
+    free(scales);
+    return out;
+}
+
+static void odd_length(Siam__V1__WeightsUpdate *u) {
+    u->params_packed.len--;
+}
+static void one_short(Siam__V1__WeightsUpdate *u) {
+    u->params_packed.len -= 2;
+}
+static void zero_scale(Siam__V1__WeightsUpdate *u) {
+    u->params_scales[3] = 0.0f;
+}
+static void nan_in_tail(Siam__V1__WeightsUpdate *u) {
+    u->params_packed.data[u->params_packed.len - 1] = 0x7e; /* fp16 0x7exx: NaN */
+}
+static void both_fields(Siam__V1__WeightsUpdate *u) {
+    static float one = 1.0f;
+    u->params = &one, u->n_params = 1;
+}
+static void unknown_encoding(Siam__V1__WeightsUpdate *u) {
+    u->encoding = (Siam__V1__WireEncoding)9;
+}
+static void fp32_with_packed(Siam__V1__WeightsUpdate *u) {
+    u->encoding = SIAM__V1__WIRE_ENCODING__WIRE_FP32;
+    u->n_params_scales = 0;
+}
+
+/* SyncWeights in fp16, bf16 and int8: each worker gets the global model in its own encoding,
+ * the mean of what the server decoded to within the encoding's rounding; every bad field is
+ * refused naming it, and a refused update changes nothing. */
+static void test_service_encoded_sync(void) {
+    siam_rng rng;
+    siam_rng_seed(&rng, 83);
+    siam_error err = {0};
+    const char *S = "in=28x28x1 dense4"; /* 3,140 parameters: 12 blocks and a tail of 68 */
+    size_t n = 0;
+    float *P = model_params(S, 7, &rng, &n), *Q = model_params(S, 8, &rng, &n),
+          *R = model_params(S, 9, &rng, &n);
+    if (!P || !Q || !R)
+        return;
+    CHECK(n % SIAM_ENC_BLOCK != 0, "the test wants a tail block: %zu parameters", n);
+    siam_service *svc = NULL;
+    CHECK(siam_service_create(&svc, 1.0f, SIAM_LABELS_SIMILAR, 0, "test", &err) == 0, "init");
+    CHECK(siam_service_start_averaging(svc, 2, 5.0, NULL, NULL, svc_reply, &err) == 0, "start");
+
+    static const struct {
+        void (*edit)(Siam__V1__WeightsUpdate *u);
+        int enc, code;
+        const char *words[3];
+    } bad[] = {
+        {odd_length, SIAM_ENC_FP16, SIAM_RPC_INVALID_ARGUMENT, {"params_packed", "6279", "fp16"}},
+        {one_short, SIAM_ENC_BF16, SIAM_RPC_INVALID_ARGUMENT, {"params_packed", "3139", "3140"}},
+        {zero_scale, SIAM_ENC_INT8, SIAM_RPC_INVALID_ARGUMENT, {"params_packed", "block 3", "0"}},
+        {nan_in_tail,
+         SIAM_ENC_FP16,
+         SIAM_RPC_INVALID_ARGUMENT,
+         {"params_packed", "block 12", "nan"}},
+        {both_fields,
+         SIAM_ENC_FP16,
+         SIAM_RPC_INVALID_ARGUMENT,
+         {"params has 1", "params_packed", ""}},
+        {unknown_encoding,
+         SIAM_ENC_FP16,
+         SIAM_RPC_FAILED_PRECONDITION,
+         {"9", "fp16", "--sync-wire"}},
+        {fp32_with_packed, SIAM_ENC_BF16, SIAM_RPC_INVALID_ARGUMENT, {"params_packed", "fp32", ""}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        call c = {0};
+        sync_call_enc(svc, &c, "w1", S, P, n, 0, 0, bad[i].enc, bad[i].edit);
+        int ok = answered(&c) == 1 && c.code == bad[i].code;
+        for (int k = 0; k < 3; k++)
+            ok &= strstr(c.msg, bad[i].words[k]) != NULL;
+        CHECK(ok, "bad update %zu: %s '%s'", i, siam_rpc_code_name(c.code), c.msg);
+        call_reset(&c);
+    }
+    CHECK(!siam_averaging_has_model(siam_service_averaging(svc)),
+          "a refused first join made a model");
+
+    /* joins: w1 in fp16 makes the global model; w2 joins in bf16 */
+    call j1 = {0}, j2 = {0}, r1 = {0}, r2 = {0};
+    sync_call_enc(svc, &j1, "w1", S, P, n, 0, 0, SIAM_ENC_FP16, NULL);
+    sync_call_enc(svc, &j2, "w2", S, P, n, 0, 0, SIAM_ENC_BF16, NULL);
+    CHECK(wait_for(&j1, 5.0) == 1 && wait_for(&j2, 5.0) == 1 && j1.code == SIAM_RPC_OK &&
+              j2.code == SIAM_RPC_OK && j1.encoding == SIAM_ENC_FP16 &&
+              j2.encoding == SIAM_ENC_BF16 && j1.n_params == n && j2.n_params == n,
+          "joins: %s '%s' / %s '%s', encodings %d %d", siam_rpc_code_name(j1.code), j1.msg,
+          siam_rpc_code_name(j2.code), j2.msg, j1.encoding, j2.encoding);
+    /* a round: Q in fp16 (1 sample), R in int8 (3 samples) */
+    sync_call_enc(svc, &r1, "w1", S, Q, n, 1, j1.round, SIAM_ENC_FP16, NULL);
+    sync_call_enc(svc, &r2, "w2", S, R, n, 3, j2.round, SIAM_ENC_INT8, NULL);
+    CHECK(wait_for(&r1, 5.0) == 1 && wait_for(&r2, 5.0) == 1 && r1.code == SIAM_RPC_OK &&
+              r2.code == SIAM_RPC_OK && r1.workers == 2 && r1.samples == 4 &&
+              r1.encoding == SIAM_ENC_FP16 && r2.encoding == SIAM_ENC_INT8 && r1.n_params == n &&
+              r2.n_params == n,
+          "round: %s '%s' / %s '%s', %u workers, %llu samples", siam_rpc_code_name(r1.code), r1.msg,
+          siam_rpc_code_name(r2.code), r2.msg, r1.workers, (unsigned long long)r1.samples);
+    float *q = as_sent(Q, n, SIAM_ENC_FP16), *r = as_sent(R, n, SIAM_ENC_INT8);
+    double worst16 = 0.0, worst8 = 0.0;
+    for (size_t b = 0; r1.params && r2.params && b * SIAM_ENC_BLOCK < n; b++) {
+        size_t lo = b * SIAM_ENC_BLOCK, hi = lo + SIAM_ENC_BLOCK < n ? lo + SIAM_ENC_BLOCK : n;
+        double mean[SIAM_ENC_BLOCK], top = 0.0;
+        for (size_t i = lo; i < hi; i++) {
+            mean[i - lo] = (1.0 * q[i] + 3.0 * r[i]) / 4.0;
+            top = fabs(mean[i - lo]) > top ? fabs(mean[i - lo]) : top;
+        }
+        for (size_t i = lo; i < hi && top > 0.0; i++) {
+            double e16 = fabs(r1.params[i] - mean[i - lo]) / top,
+                   e8 = fabs(r2.params[i] - mean[i - lo]) / top;
+            worst16 = e16 > worst16 ? e16 : worst16;
+            worst8 = e8 > worst8 ? e8 : worst8;
+        }
+    }
+    /* fp16 keeps 11 significant bits of value / block max; int8 rounds to block max / 127, plus
+     * the float mean's own rounding */
+    CHECK(worst16 <= 0.5 / 1024.0 + 1e-6 && worst8 <= 0.5 / 127.0 + 1e-6,
+          "global vs the mean of the decoded updates: %g (fp16, block max units), %g (int8)",
+          worst16, worst8);
+    free(q);
+    free(r);
+    call_reset(&j1);
+    call_reset(&j2);
+    call_reset(&r1);
+    call_reset(&r2);
+    siam_service_free(svc);
+    free(P);
+    free(Q);
+    free(R);
+}
+
 static void test_service_poisoned_weights(void) {
     siam_rng rng;
     siam_rng_seed(&rng, 79);
@@ -673,6 +860,7 @@ int main(void) {
     test_service_rejected_first_join();
     test_service_first_join_specs();
     test_service_poisoned_weights();
+    test_service_encoded_sync();
     test_service_worker_expiry();
     printf("image distances: %d bit-exact, %d within 1e-6 relative; %.2f s\n", bitexact_distances,
            near_distances, siam_now() - t0);

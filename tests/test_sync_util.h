@@ -38,7 +38,8 @@ typedef struct {
     uint32_t workers;
     uint64_t samples;
     int late;
-    int gone; /* the caller has given up (cfg.gone: call_gone) */
+    int encoding; /* service level: the GlobalWeights' (params are decoded from it) */
+    int gone;     /* the caller has given up (cfg.gone: call_gone) */
 } call;
 
 static inline void call_reset(call *c) {

@@ -3,7 +3,7 @@
 # real data, the pair head (mlp, batch 857, one epoch): fp32 as the reference, then bf16, fp16
 # and int8, each of which must exit 0 and reach a ROC AUC within 0.02 of fp32's; the set head
 # (--recipe mlp, one short epoch) in int8; no averaging, so that every run starts afresh; --wire with an encoding that does not exist is a usage
-# error naming the accepted ones. --in-flight 3 rides out a restart of the server. The gradients' values per encoding are checked against Python's
+# error naming the accepted ones. --sync-wire fp16 and bf16 average two workers. --in-flight 3 rides out a restart of the server. The gradients' values per encoding are checked against Python's
 # own encoder and loss in raw_client.py --check (python_test).
 set -uo pipefail
 bin=${SIAM_BIN_DIR:?}
@@ -40,6 +40,43 @@ check "--recipe mlp (set head) --wire int8: the worker exits 0" "[ $rc -eq 0 ]"
 [ $rc -eq 0 ] || tail -n 5 "$tmp/set.log"
 set_auc=$(json_field "$tmp/set.json" roc_auc)
 check "the set head in int8 learns (ROC AUC ${set_auc:-?} >= 0.85)" "awk 'BEGIN{exit !(${set_auc:-0} >= 0.85)}'"
+
+# --sync-wire: two workers average on a server of their own, one sending its weights in fp16, the
+# other in bf16. Both take part in the rounds, send about 2 bytes per parameter a round (the
+# server's parameter count) and learn.
+main_port=$port main_pid=$server_pid
+start_server sync --min-workers 2
+spids=()
+for s in fp16 bf16; do
+  idx=0; [ $s = bf16 ] && idx=1
+  worker "sync-$s" --sync-wire $s --sync-every 10 --batch-size 128 --workers 2 \
+    --worker-index $idx --epochs 2 --train-limit 12000 --test-limit 2000 --worker-id "sync-$s" &
+  spids+=($!)
+  pids+=($!)
+done
+for s in fp16 bf16; do
+  wait "${spids[0]}"
+  rc=$?
+  spids=("${spids[@]:1}")
+  check "--sync-wire $s: the worker exits 0 (rc $rc)" "[ $rc -eq 0 ]"
+  [ $rc -eq 0 ] || tail -n 5 "$tmp/sync-$s.log"
+done
+nparams=$(sed -n 's/.*global model from worker .*(\([0-9]*\) parameters).*/\1/p' "$tmp/sync.log" | head -1)
+for s in fp16 bf16; do
+  rounds=$(grep -c 'round [0-9]* adopted (2 worker' "$tmp/sync-$s.log")
+  check "--sync-wire $s: rounds of both workers adopted ($rounds >= 10)" "[ ${rounds:-0} -ge 10 ]"
+  per=$(sed -n 's/.*traffic [^ ]*\/SyncWeights: calls=\([0-9]*\) .*bytes_sent=\([0-9]*\).*/\1 \2/p' \
+    "$tmp/sync-$s.log" | awk '{printf "%.0f", $2 / $1}')
+  check "--sync-wire $s: ${per:-?} bytes sent a round for ${nparams:-?} parameters (2 each, +1 %)" \
+    "awk 'BEGIN{exit !(${per:-0} >= 2 * ${nparams:-1} && ${per:-0} <= 2.02 * ${nparams:-0} + 200)}'"
+  a=$(json_field "$tmp/sync-$s.json" roc_auc)
+  # fp32 weights reach 0.90 in this setting
+  check "--sync-wire $s: learned (ROC AUC ${a:-?} >= 0.88)" "awk 'BEGIN{exit !(${a:-0} >= 0.88)}'"
+done
+kill "$server_pid" 2>/dev/null
+wait "$server_pid" 2>/dev/null
+check "the averaging server logged no error" "! grep -q ' ERROR ' '$tmp/sync.log'"
+port=$main_port server_pid=$main_pid
 
 # --in-flight 3 in int8 through a server killed (SIGKILL) mid-epoch and restarted on its port:
 # the worker sends its unanswered batches again on a new stream and ends with every step taken

@@ -295,6 +295,7 @@ function pair(value, what) {
  *   "bf16", "int8")
  * @property {RpcTraffic[]} traffic what the server moved per RPC since it started
  * @property {number} trafficSeconds seconds since it started counting
+ * @property {string[]} syncEncodings the encodings SyncWeights accepts for the parameters
  */
 
 /**

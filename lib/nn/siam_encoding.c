@@ -151,29 +151,12 @@ void siam_encode_rows(siam_encoding e, const float *x, size_t rows, int dim, uin
     }
 }
 
-int siam_decode_rows(siam_encoding e, const uint8_t *in, size_t len, const float *scales,
-                     size_t n_scales, size_t rows, int dim, const char *field, const char *row,
-                     float *out, siam_error *err) {
+/* Decodes rows x dim values whose lengths and scales were checked; rows are numbered from r0 in
+ * messages. */
+static int decode_values(siam_encoding e, const uint8_t *in, const float *scales, size_t rows,
+                         int dim, const char *field, const char *row, size_t r0, float *out,
+                         siam_error *err) {
     size_t size = siam_encoding_size((int)e), d = (size_t)dim;
-    if (size == 0 || dim < 1)
-        return siam_error_set(err, SIAM_ERR_ARG, "%s: encoding %d or dim %d out of range", field,
-                              (int)e, dim);
-    if (rows > SIZE_MAX / d / size || len != rows * d * size)
-        return siam_error_set(err, SIAM_ERR_FORMAT,
-                              "%s has %zu bytes, expected %ss*dim*%zu = %zu*%d*%zu = %zu for %s",
-                              field, len, row, size, rows, dim, size,
-                              rows <= SIZE_MAX / d / size ? rows * d * size : 0,
-                              siam_encoding_name((int)e));
-    size_t want_scales = siam_encoding_scaled((int)e) ? rows : 0;
-    if (n_scales != want_scales)
-        return siam_error_set(err, SIAM_ERR_FORMAT,
-                              "%s comes with %zu scales, expected %zu (one per %s for %s)", field,
-                              n_scales, want_scales, row, siam_encoding_name((int)e));
-    for (size_t r = 0; r < want_scales; r++)
-        if (!isfinite(scales[r]) || !(scales[r] > 0.0f))
-            return siam_error_set(err, SIAM_ERR_FORMAT,
-                                  "%s: the scale of %s %zu is %g, expected a finite number > 0",
-                                  field, row, r, (double)scales[r]);
     for (size_t r = 0; r < rows; r++) {
         const uint8_t *p = in + r * d * size;
         float *o = out + r * d;
@@ -199,8 +182,77 @@ int siam_decode_rows(siam_encoding e, const uint8_t *in, size_t len, const float
                 return siam_error_set(err, SIAM_ERR_FORMAT,
                                       "%s: %s %zu value %zu decodes to %g, expected a finite "
                                       "number",
-                                      field, row, r, j, (double)o[j]);
+                                      field, row, r0 + r, j, (double)o[j]);
         }
     }
     return SIAM_OK;
+}
+
+int siam_decode_rows(siam_encoding e, const uint8_t *in, size_t len, const float *scales,
+                     size_t n_scales, size_t rows, int dim, const char *field, const char *row,
+                     float *out, siam_error *err) {
+    size_t size = siam_encoding_size((int)e), d = (size_t)dim;
+    if (size == 0 || dim < 1)
+        return siam_error_set(err, SIAM_ERR_ARG, "%s: encoding %d or dim %d out of range", field,
+                              (int)e, dim);
+    if (rows > SIZE_MAX / d / size || len != rows * d * size)
+        return siam_error_set(err, SIAM_ERR_FORMAT,
+                              "%s has %zu bytes, expected %ss*dim*%zu = %zu*%d*%zu = %zu for %s",
+                              field, len, row, size, rows, dim, size,
+                              rows <= SIZE_MAX / d / size ? rows * d * size : 0,
+                              siam_encoding_name((int)e));
+    size_t want_scales = siam_encoding_scaled((int)e) ? rows : 0;
+    if (n_scales != want_scales)
+        return siam_error_set(err, SIAM_ERR_FORMAT,
+                              "%s comes with %zu scales, expected %zu (one per %s for %s)", field,
+                              n_scales, want_scales, row, siam_encoding_name((int)e));
+    for (size_t r = 0; r < want_scales; r++)
+        if (!isfinite(scales[r]) || !(scales[r] > 0.0f))
+            return siam_error_set(err, SIAM_ERR_FORMAT,
+                                  "%s: the scale of %s %zu is %g, expected a finite number > 0",
+                                  field, row, r, (double)scales[r]);
+    return decode_values(e, in, scales, rows, dim, field, row, 0, out, err);
+}
+
+size_t siam_encoding_blocks(size_t n) {
+    return n / SIAM_ENC_BLOCK + (n % SIAM_ENC_BLOCK != 0);
+}
+
+void siam_encode_blocks(siam_encoding e, const float *x, size_t n, uint8_t *out, float *scales) {
+    size_t full = n / SIAM_ENC_BLOCK, tail = n % SIAM_ENC_BLOCK, size = siam_encoding_size((int)e);
+    int scaled = siam_encoding_scaled((int)e);
+    siam_encode_rows(e, x, full, SIAM_ENC_BLOCK, out, scales);
+    if (tail)
+        siam_encode_rows(e, x + full * SIAM_ENC_BLOCK, 1, (int)tail,
+                         out + full * SIAM_ENC_BLOCK * size, scaled ? scales + full : NULL);
+}
+
+int siam_decode_blocks(siam_encoding e, const uint8_t *in, size_t len, const float *scales,
+                       size_t n_scales, size_t n, const char *field, float *out, siam_error *err) {
+    size_t size = siam_encoding_size((int)e);
+    if (size == 0)
+        return siam_error_set(err, SIAM_ERR_ARG, "%s: encoding %d out of range", field, (int)e);
+    if (n > SIZE_MAX / size || len != n * size)
+        return siam_error_set(
+            err, SIAM_ERR_FORMAT, "%s has %zu bytes, expected %zu values * %zu = %zu for %s", field,
+            len, n, size, n <= SIZE_MAX / size ? n * size : 0, siam_encoding_name((int)e));
+    size_t blocks = siam_encoding_blocks(n);
+    size_t want_scales = siam_encoding_scaled((int)e) ? blocks : 0;
+    if (n_scales != want_scales)
+        return siam_error_set(err, SIAM_ERR_FORMAT,
+                              "%s comes with %zu scales, expected %zu (one per block of %d "
+                              "values for %s)",
+                              field, n_scales, want_scales, SIAM_ENC_BLOCK,
+                              siam_encoding_name((int)e));
+    for (size_t r = 0; r < want_scales; r++)
+        if (!isfinite(scales[r]) || !(scales[r] > 0.0f))
+            return siam_error_set(err, SIAM_ERR_FORMAT,
+                                  "%s: the scale of block %zu is %g, expected a finite number > 0",
+                                  field, r, (double)scales[r]);
+    size_t full = n / SIAM_ENC_BLOCK, tail = n % SIAM_ENC_BLOCK;
+    int rc = decode_values(e, in, scales, full, SIAM_ENC_BLOCK, field, "block", 0, out, err);
+    if (rc == SIAM_OK && tail)
+        rc = decode_values(e, in + full * SIAM_ENC_BLOCK * size, want_scales ? scales + full : NULL,
+                           1, (int)tail, field, "block", full, out + full * SIAM_ENC_BLOCK, err);
+    return rc;
 }

@@ -50,6 +50,21 @@ int siam_decode_rows(siam_encoding e, const uint8_t *in, size_t len, const float
                      size_t n_scales, size_t rows, int dim, const char *field, const char *row,
                      float *out, siam_error *err);
 
+/* A parameter vector (SyncWeights) travels in blocks of SIAM_ENC_BLOCK values, the last one
+ * shorter, with one scale per block when the encoding is scaled: a scale per layer row would tie
+ * the wire to the model's shapes, one for the whole vector would let the largest weight decide
+ * every other's precision. */
+#define SIAM_ENC_BLOCK 256
+/* ceil(n / SIAM_ENC_BLOCK): the number of scales of n values in a scaled encoding. */
+size_t siam_encoding_blocks(size_t n);
+/* Encodes n finite floats into out (n * siam_encoding_size bytes) and, when scaled, scales
+ * (siam_encoding_blocks(n) floats; may be NULL otherwise). */
+void siam_encode_blocks(siam_encoding e, const float *x, size_t n, uint8_t *out, float *scales);
+/* Decodes n values into out, with siam_decode_rows' checks (len is n * size; one scale per
+ * block, finite and > 0; finite values), SIAM_ERR_FORMAT naming field and the block. */
+int siam_decode_blocks(siam_encoding e, const uint8_t *in, size_t len, const float *scales,
+                       size_t n_scales, size_t n, const char *field, float *out, siam_error *err);
+
 /* One value each way, for tests and the benchmark: IEEE binary16 and bf16 bits. */
 uint16_t siam_float_to_half(float x);
 float siam_half_to_float(uint16_t h);

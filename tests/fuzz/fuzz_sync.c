@@ -14,16 +14,19 @@
  *
  * Invariants: every call is answered exactly once, by the end; an answer is OK with a
  * GlobalWeights that decodes, names the global model's spec and has its parameter count and
- * finite parameters, or a failure with a message and no response; undecodable requests are
- * INVALID_ARGUMENT; only UNAVAILABLE comes after the end; a call that is refused does not set
- * the global model (a refused first join leaves the server without one); Status decodes. */
+ * finite parameters in the update's encoding, or a failure with a message and no response;
+ * undecodable requests are INVALID_ARGUMENT; only UNAVAILABLE comes after the end; a call that is
+ * refused does not set the global model (a refused first join leaves the server without one);
+ * Status decodes. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_common.h"
 #include "siam_averaging.h"
+#include "siam_encoding.h"
 #include "siam_service.h"
 
 #include "siam/v1/siam.pb-c.h"
@@ -35,7 +38,8 @@
 typedef struct {
     int answers;
     int code;
-    int ended; /* the service was freed: only UNAVAILABLE may come now */
+    int ended;    /* the service was freed: only UNAVAILABLE may come now */
+    int encoding; /* the update's, which an OK answer must use (-1: the update did not decode) */
 } sync_slot;
 
 static pthread_mutex_t reply_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,10 +61,27 @@ static void sync_reply(void *waiter, siam_rpc_buf *resp, const siam_rpc_status *
         FUZZ_CHECK(g->model_spec && strcmp(g->model_spec, info.spec) == 0,
                    "answer names model '%s', the global model is '%s'",
                    g->model_spec ? g->model_spec : "(null)", info.spec);
-        FUZZ_CHECK(g->n_params == info.n_params, "answer has %zu params, the model %zu",
-                   g->n_params, info.n_params);
-        for (size_t i = 0; i < g->n_params; i++)
-            FUZZ_CHECK(isfinite(g->params[i]), "params[%zu] is %g", i, (double)g->params[i]);
+        FUZZ_CHECK((int)g->encoding == s->encoding, "answer in encoding %d, the update's %d",
+                   (int)g->encoding, s->encoding);
+        if (g->encoding == SIAM__V1__WIRE_ENCODING__WIRE_FP32) {
+            FUZZ_CHECK(g->n_params == info.n_params && g->params_packed.len == 0,
+                       "answer has %zu params and %zu packed bytes, the model %zu params",
+                       g->n_params, g->params_packed.len, info.n_params);
+            for (size_t i = 0; i < g->n_params; i++)
+                FUZZ_CHECK(isfinite(g->params[i]), "params[%zu] is %g", i, (double)g->params[i]);
+        } else {
+            float *p = malloc(info.n_params * sizeof *p);
+            siam_error derr = {0};
+            FUZZ_CHECK(p != NULL, "out of memory");
+            FUZZ_CHECK(g->n_params == 0 &&
+                           siam_decode_blocks((siam_encoding)g->encoding, g->params_packed.data,
+                                              g->params_packed.len, g->params_scales,
+                                              g->n_params_scales, info.n_params, "params_packed", p,
+                                              &derr) == SIAM_OK,
+                       "the %s answer does not decode to the model's %zu params: %s",
+                       siam_encoding_name((int)g->encoding), info.n_params, derr.msg);
+            free(p);
+        }
         FUZZ_CHECK(g->round <= info.round, "answer of round %llu, only %llu closed",
                    (unsigned long long)g->round, (unsigned long long)info.round);
         siam__v1__global_weights__free_unpacked(g, NULL);
@@ -157,11 +178,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else {
             sync_slot *s = &slots[calls++];
             int had_model = siam_averaging_has_model(siam_service_averaging(svc));
+            Siam__V1__WeightsUpdate *u = siam__v1__weights_update__unpack(NULL, len, msg);
+            s->encoding = u ? (int)u->encoding : -1;
             siam_service_sync(svc, msg, len, s);
             int code = 0, n = answers(s, &code);
             FUZZ_TRACE("sync call %d: %s\n", calls - 1, n ? siam_rpc_code_name(code) : "waits");
             FUZZ_CHECK(n <= 1, "one call answered %d times", n);
-            Siam__V1__WeightsUpdate *u = siam__v1__weights_update__unpack(NULL, len, msg);
             if (!u)
                 FUZZ_CHECK(n == 1 && code == SIAM_RPC_INVALID_ARGUMENT,
                            "undecodable bytes: %d answers, %s", n, siam_rpc_code_name(code));

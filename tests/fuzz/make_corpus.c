@@ -439,6 +439,28 @@ static void update(blob *b, int ctrl, const char *worker, const char *spec, size
     put_msg(b, ctrl, &u.base);
 }
 
+/* update() with the parameters packed in enc (blocks of SIAM_ENC_BLOCK, as siam-client sends) */
+static void update_enc(blob *b, int ctrl, const char *worker, size_t n, float value,
+                       uint64_t samples, uint64_t round, siam_encoding enc) {
+    float p[16], scales[1];
+    uint8_t packed[64];
+    for (size_t i = 0; i < n && i < 16; i++)
+        p[i] = value + (float)i / 16;
+    n = n < 16 ? n : 16;
+    Siam__V1__WeightsUpdate u = SIAM__V1__WEIGHTS_UPDATE__INIT;
+    u.worker_id = (char *)worker;
+    u.model_spec = (char *)SYNC_MODEL;
+    u.encoding = (Siam__V1__WireEncoding)enc;
+    siam_encode_blocks(enc, p, n, packed, scales);
+    u.params_packed.data = packed, u.params_packed.len = n * siam_encoding_size(enc);
+    if (siam_encoding_scaled(enc))
+        u.params_scales = scales, u.n_params_scales = siam_encoding_blocks(n);
+    u.samples = samples;
+    u.round = round;
+    u.step = samples * 3;
+    put_msg(b, ctrl, &u.base);
+}
+
 static void sync_corpus(void) {
     const char *S = "fuzz_sync";
     blob b = {0};
@@ -518,6 +540,17 @@ static void sync_corpus(void) {
     batch(&b, 0x01 | 0x02 | 0x10 | 0x04, 2, 1, 0.5f, "w3", 1);
     update(&b, 0x02 | 4, "w1", SYNC_MODEL, 10, 1.0f, 7, 1);
     save(S, "streams", &b);
+
+    cfg = 0; /* --sync-wire: a join in fp16, a round of fp16 and int8 reports (each answered in
+              * its own encoding), a bf16 report of a wrong count refused */
+    put(&b, &cfg, 1);
+    update_enc(&b, 0, "w1", 10, 0.5f, 0, 0, SIAM_ENC_FP16);
+    update_enc(&b, 0, "w2", 10, 0.5f, 0, 0, SIAM_ENC_INT8);
+    update_enc(&b, 0, "w1", 10, 1.0f, 3, 0, SIAM_ENC_FP16);
+    update_enc(&b, 4, "w2", 10, 2.0f, 1, 0, SIAM_ENC_INT8);
+    update_enc(&b, 4, "w1", 9, 2.0f, 1, 1, SIAM_ENC_BF16);
+    update_enc(&b, 4, "w1", 10, 2.0f, 1, 1, SIAM_ENC_BF16);
+    save(S, "encoded", &b);
 
     cfg = 0; /* malformed WeightsUpdate bytes */
     put(&b, &cfg, 1);

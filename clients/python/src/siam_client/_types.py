@@ -70,6 +70,7 @@ class Status:
     wire_encodings: List[str] = field(default_factory=list)
     traffic: List[RpcTraffic] = field(default_factory=list)
     traffic_seconds: float = 0.0
+    sync_encodings: List[str] = field(default_factory=list)
 
 
 class SearchMatch(NamedTuple):
@@ -131,7 +132,7 @@ class GalleryAddResult:
         return self.ids[i]
 
 
-_LISTS = ("workers", "traffic", "wire_encodings")
+_LISTS = ("workers", "traffic", "wire_encodings", "sync_encodings")
 
 
 def _plain(message, cls):
@@ -143,6 +144,7 @@ def status_from(response):
     s = _plain(response, Status)
     s.workers = [_plain(w, WorkerStatus) for w in response.workers]
     s.wire_encodings = list(response.wire_encodings)
+    s.sync_encodings = list(response.sync_encodings)
     s.traffic = [_plain(t, RpcTraffic) for t in response.traffic]
     return s
 
