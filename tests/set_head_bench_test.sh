@@ -14,7 +14,7 @@ source "$(dirname "$0")/e2e_lib.sh"
 e2e_begin
 
 "$bin/siam-bench" --help >"$tmp/help" 2>&1
-check "siam-bench --help lists --suite set-head" "grep -q 'local|head|set-head|similarity|search|load' '$tmp/help'"
+check "siam-bench --help lists --suite set-head" "grep -q 'local|head|set-head|similarity|search|load|compress' '$tmp/help'"
 
 echo "--- siam-bench --suite set-head --reps 1 --batch 1024 --json"
 "$bin/siam-bench" --suite set-head --reps 1 --batch 1024 --json >"$tmp/out" 2>"$tmp/err"

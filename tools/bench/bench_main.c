@@ -15,7 +15,12 @@
  *               --callers callers, and the time to re-embed the gallery after an averaging round;
  *   load        siam-server under sustained mixed load: concurrent Train streams (one thread
  *               each) and Similarity callers for a timed window after a warm-up; calls, failures
- *               and latency percentiles per RPC, and the server's RSS sampled every second. */
+ *               and latency percentiles per RPC, and the server's RSS sampled every second;
+ *   compress    gRPC's message compression (gzip) on real messages serialized as siam sends
+ *               them: a WeightsUpdate of a model's parameters (--checkpoint's, or fresh ones of
+ *               --model), an EmbeddingBatch of real Fashion-MNIST pairs and its BatchResult, in
+ *               every wire encoding: ratio, compress and decompress MB/s at zlib levels 1 and 6,
+ *               and the link rate below which compression pays. */
 #include <stdio.h>
 #include <string.h>
 
@@ -40,16 +45,19 @@ int main(int argc, char **argv) {
                       .only = "all",
                       .streams = 32,
                       .warmup = 5.0f,
-                      .channels = "connections"};
+                      .channels = "connections",
+                      .model = "mlp"};
     const siam_option opts[] = {
-        {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0, "local|head|set-head|similarity|search|load",
-         NULL,
+        {"suite", SIAM_OPT_CHOICE, &c.suite, 0, 0,
+         "local|head|set-head|similarity|search|load|compress", NULL,
          "local: sgemm + local training; head: the server's loss head on one thread; "
          "set-head: the set loss head (TrainSet) on one thread, every loss at n = 256; "
          "similarity: Similarity load on a siam-server; search: Search, Similarity and the "
          "gallery's re-embedding on a siam-server with a gallery; load: Train streams + "
-         "Similarity callers at once on a siam-server, with its RSS"},
-        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR", "local: Fashion-MNIST directory"},
+         "Similarity callers at once on a siam-server, with its RSS; compress: gzip (gRPC's "
+         "message compression) on real WeightsUpdate, EmbeddingBatch and BatchResult messages"},
+        {"data", SIAM_OPT_STRING, &c.data, 0, 0, NULL, "DIR",
+         "local, compress: Fashion-MNIST directory"},
         {"threads", SIAM_OPT_INT, &c.threads, 0, 256, NULL, "N",
          "local: OpenBLAS threads (0 = library default)"},
         {"reps", SIAM_OPT_INT, &c.reps, 1, BENCH_MAX_REPS, NULL, "N",
@@ -62,7 +70,8 @@ int main(int argc, char **argv) {
         {"batch", SIAM_OPT_INT, &c.batch, 0, 65536, NULL, "B",
          "head: pairs per batch (0 = 857); load: pairs per Train batch (0 = 128); set-head: "
          "the growth rows' largest n (1024, 4096, ... up to B; 0 = 4096, at most "
-         "SIAM_SET_LOSS_MAX_N = 4096; below 1024: none)"},
+         "SIAM_SET_LOSS_MAX_N = 4096; below 1024: none); compress: pairs per EmbeddingBatch "
+         "(0 = 128 and 857)"},
         {"dim", SIAM_OPT_INT, &c.dim, 1, SIAM_SERVICE_MAX_DIM, NULL, "D",
          "head, similarity, load: embedding dimension"},
         {"server", SIAM_OPT_STRING, &c.server, 0, 0, NULL, "ADDR",
@@ -87,8 +96,14 @@ int main(int argc, char **argv) {
          "thread (gRPC puts them on one connection), or one channel for all threads"},
         {"server-pid", SIAM_OPT_INT, &c.server_pid, 0, 2147483647, NULL, "PID",
          "load: sample this process's RSS (/proc/PID/status) every second; 0 = do not"},
+        {"model", SIAM_OPT_STRING, &c.model, 0, 0, NULL, "NAME|SPEC",
+         "compress: the model (mlp, mlp2, cnn, cnn2 or a spec), freshly initialised (seed 1), "
+         "when there is no --checkpoint"},
+        {"checkpoint", SIAM_OPT_STRING, &c.checkpoint, 0, 0, NULL, "FILE",
+         "compress: a siam checkpoint: its model with its trained parameters"},
         {"json", SIAM_OPT_FLAG, &c.json, 0, 0, NULL, NULL,
-         "head, set-head, similarity, search, load: also print the figures as one JSON line"},
+         "head, set-head, similarity, search, load, compress: also print the figures as one "
+         "JSON line"},
     };
     int rc = siam_options_main(
         BENCH_PROG, SIAM_VERSION,
@@ -115,7 +130,15 @@ int main(int argc, char **argv) {
         "last/max after the warm-up\nand 'flat' when last <= first + max(10%, 16 MB) and the "
         "second half's median is not\nabove the first half's by more; exit 1 if a call failed, "
         "a stream or caller made no progress, or\nStatus does not answer afterwards.\n"
-        "Output: one 'kind name value unit' line per figure.",
+        "compress: WeightsUpdate (--checkpoint's parameters, else fresh --model ones; fp32 and "
+        "packed in\nblocks of 256 as fp16, bf16, int8), EmbeddingBatch of --batch real training "
+        "pairs embedded by\nthe model and its BatchResult (contrastive loss, grad_right "
+        "omitted), each in fp32, fp16, bf16,\nint8; gzipped as gRPC's C core does (windowBits "
+        "15+16, memLevel 8) at zlib levels 1 and 6\n(gRPC uses 6): bytes, gz/raw, compress and "
+        "decompress MB/s, and the break-even link rate\nraw * (1 - ratio) * 8 / (t_compress + "
+        "t_decompress) below which gzip pays, as a table.\n"
+        "Output: one 'kind name value unit' line per figure (compress: one table row per "
+        "payload and level).",
         opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc >= 0)
         return rc;
@@ -166,5 +189,7 @@ int main(int argc, char **argv) {
         }
         return bench_suite_load(&c);
     }
+    if (strcmp(c.suite, "compress") == 0)
+        return bench_suite_compress(&c);
     return bench_suite_local(&c);
 }

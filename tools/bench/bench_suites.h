@@ -15,6 +15,7 @@ typedef struct {
     int streams, server_pid; /* load */
     float warmup;
     const char *channels;
+    const char *model, *checkpoint; /* compress */
 } bench_config;
 
 /* Each returns the process's exit code: 0, 1 (a failure), 2 (a bad command line). */
@@ -34,5 +35,8 @@ int bench_suite_similarity(const bench_config *c);
 int bench_suite_search(const bench_config *c);
 /* Train streams and Similarity callers at once on a siam-server, and its RSS (bench_load.c) */
 int bench_suite_load(const bench_config *c);
+/* gzip (gRPC's message compression) on real WeightsUpdate, EmbeddingBatch and BatchResult
+ * messages: ratios, MB/s and the link rate below which it pays (bench_compress.c) */
+int bench_suite_compress(const bench_config *c);
 
 #endif
