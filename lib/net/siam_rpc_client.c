@@ -469,7 +469,9 @@ int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_sta
                                    "%s: receive without a message sent", s->method);
     s->awaiting--;
     int rc = 0;
-    if (!s->start_failed && !s->op_failed) {
+    /* read even after a failed op (a send the server no longer took, its status in): answers
+     * it sent before it refused a later message are still to be read, and each counts */
+    if (!s->start_failed) {
         grpc_op op;
         memset(&op, 0, sizeof op);
         op.op = GRPC_OP_RECV_MESSAGE;
@@ -481,8 +483,14 @@ int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_sta
     }
     /* the last message's send must have come back too before its answer counts: it has, unless
      * the call failed (the server answers only what it has read) */
-    rc = wait_ops(s, s->awaiting || s->queued ? OP_RECV : OP_RECV | OP_SEND, st, "answer");
-    if (!rc && s->start_failed)
+    int bits = s->awaiting || s->queued ? OP_RECV : OP_RECV | OP_SEND;
+    gpr_timespec answer_by = siam_rpc_deadline(s->op_timeout);
+    while (s->pending & bits) {
+        int ok = 1;
+        if (!next_event(s, answer_by, &ok))
+            return stream_timeout(s, st, "answer");
+    }
+    if (s->start_failed)
         rc = stream_fail(s, st);
     if (!rc && !s->recv) { /* the server closed the stream instead of answering */
         int ok;
