@@ -281,7 +281,8 @@ int siam_rpc_stream_exchange(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_buf
  * answer not yet received (bounded by the stream's op timeout, counted from the call to
  * receive). Up to SIAM_RPC_STREAM_WINDOW messages may await their answers (a worker's batches
  * in flight): gRPC sends them one after the other in order while the caller works or waits; one
- * more is FAILED_PRECONDITION. */
+ * more is FAILED_PRECONDITION. When the server ends the stream with an error, receive() still
+ * returns every answer it sent before, then the error for each message left. */
 #define SIAM_RPC_STREAM_WINDOW 8
 int siam_rpc_stream_send(siam_rpc_stream *s, siam_rpc_buf *req, siam_rpc_status *st);
 int siam_rpc_stream_receive(siam_rpc_stream *s, siam_rpc_buf *resp, siam_rpc_status *st);
