@@ -66,6 +66,26 @@ typedef struct {
 
 /* ---- gzip as gRPC calls zlib ---- */
 
+/* Runs zs (deflating: to the end of the member; else inflating) over in into out in slices of
+ * GZ_BLOCK, as gRPC's core does: the bytes written once the stream ended, 0 otherwise. */
+static size_t gz_pump(z_stream *zs, int deflating, const uint8_t *in, size_t len, uint8_t *out,
+                      size_t cap) {
+    zs->next_in = (Bytef *)in;
+    zs->avail_in = (uInt)len;
+    size_t done = 0;
+    int r = Z_OK;
+    while (r != Z_STREAM_END && done < cap) {
+        uInt room = (uInt)(cap - done < GZ_BLOCK ? cap - done : GZ_BLOCK);
+        zs->next_out = out + done;
+        zs->avail_out = room;
+        r = deflating ? deflate(zs, Z_FINISH) : inflate(zs, Z_NO_FLUSH);
+        done += room - zs->avail_out;
+        if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
+            break;
+    }
+    return r == Z_STREAM_END ? done : 0;
+}
+
 /* in (len bytes) as one gzip member into out (cap bytes): its length, or 0 when zlib fails or
  * out is too small. */
 static size_t gz_compress(const uint8_t *in, size_t len, int level, uint8_t *out, size_t cap) {
@@ -74,21 +94,9 @@ static size_t gz_compress(const uint8_t *in, size_t len, int level, uint8_t *out
     if (deflateInit2(&zs, level, Z_DEFLATED, GZ_WINDOW_BITS, GZ_MEM_LEVEL, Z_DEFAULT_STRATEGY) !=
         Z_OK)
         return 0;
-    zs.next_in = (Bytef *)in;
-    zs.avail_in = (uInt)len;
-    size_t done = 0;
-    int r = Z_OK;
-    while (r != Z_STREAM_END && done < cap) {
-        uInt room = (uInt)(cap - done < GZ_BLOCK ? cap - done : GZ_BLOCK);
-        zs.next_out = out + done;
-        zs.avail_out = room;
-        r = deflate(&zs, Z_FINISH);
-        done += room - zs.avail_out;
-        if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
-            break;
-    }
+    size_t done = gz_pump(&zs, 1, in, len, out, cap);
     deflateEnd(&zs);
-    return r == Z_STREAM_END ? done : 0;
+    return done;
 }
 
 /* The gzip member in (len bytes) into out (cap bytes): the length inflated, or 0 on an error,
@@ -98,21 +106,9 @@ static size_t gz_decompress(const uint8_t *in, size_t len, uint8_t *out, size_t 
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, GZ_WINDOW_BITS) != Z_OK)
         return 0;
-    zs.next_in = (Bytef *)in;
-    zs.avail_in = (uInt)len;
-    size_t done = 0;
-    int r = Z_OK;
-    while (r != Z_STREAM_END && done < cap) {
-        uInt room = (uInt)(cap - done < GZ_BLOCK ? cap - done : GZ_BLOCK);
-        zs.next_out = out + done;
-        zs.avail_out = room;
-        r = inflate(&zs, Z_NO_FLUSH);
-        done += room - zs.avail_out;
-        if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
-            break;
-    }
+    size_t done = gz_pump(&zs, 0, in, len, out, cap);
     inflateEnd(&zs);
-    return r == Z_STREAM_END ? done : 0;
+    return done;
 }
 
 typedef struct {
